@@ -1,0 +1,44 @@
+"""`relayd keys`: create signing keys."""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from pathlib import Path
+
+from relayd.core.identity import Identity
+from relayd.core.model import Role
+from relayd.errors import KeyFileError
+from relayd.keystore import write_private_key, write_public_key
+
+_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    keys = subparsers.add_parser("keys", help="create Ed25519 signing keys")
+    sub = keys.add_subparsers(dest="keys_command", metavar="ACTION", required=True)
+    new = sub.add_parser("new", help="generate a key pair: DIR/NAME.key (0600) and DIR/NAME.pub")
+    new.add_argument("--name", required=True, help="display name, also the file name")
+    new.add_argument("--role", required=True, choices=[r.value for r in Role])
+    new.add_argument("--out", required=True, type=Path, help="directory to write the key files into")
+    new.set_defaults(func=cmd_new)
+
+
+def cmd_new(args: argparse.Namespace) -> int:
+    name: str = args.name
+    if not _NAME_RE.fullmatch(name):
+        raise KeyFileError(
+            f"key name {name!r} must start with a letter or digit "
+            "and use only letters, digits, '.', '_' or '-'"
+        )
+    out: Path = args.out
+    if not out.is_dir():
+        raise KeyFileError(f"output directory {out} does not exist; create it first (mkdir -p {out})")
+    identity = Identity.generate(name, Role(args.role))
+    key_path = out / f"{name}.key"
+    write_private_key(identity, key_path)
+    write_public_key(identity.public, out / f"{name}.pub")
+    print(identity.key_id.hex())
+    print(f"wrote {key_path} (mode 0600) and {out / (name + '.pub')}", file=sys.stderr)
+    return 0

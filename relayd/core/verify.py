@@ -1,0 +1,147 @@
+"""May this alert be believed? Decode, check against the trust bundle, then dedup and replay.
+
+`Verifier.verify` returns a typed `Verdict`; a rejected or duplicate frame is a normal
+result with a reason, never an exception. Checks run cheapest-first, and state (replay
+window, dedup set, rate buckets) changes only for a frame that passed every check.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from relayd.core.codec import DecodedFrame, MalformedFrame, decode
+from relayd.core.dedup import DedupSet
+from relayd.core.identity import signature_is_valid
+from relayd.core.model import DropReason, Role, SignedAlert, role_may_sign
+from relayd.core.ratelimit import RateLimit, TokenBuckets
+from relayd.core.replay import ReplayWindows
+from relayd.core.trust import TrustBundle, TrustedKey
+
+# Pis without a real-time clock drift; five minutes is the tolerated disagreement between
+# an author's clock and ours before an alert counts as "from the future".
+DEFAULT_CLOCK_SKEW_S = 300.0
+
+DEFAULT_RATE_LIMITS: dict[Role, RateLimit] = {
+    # A dispatcher in a fast-moving incident may send a burst of updates.
+    Role.DISPATCHER: RateLimit(burst=20, per_s=1 / 3),
+    Role.VERIFIER: RateLimit(burst=10, per_s=1 / 6),
+    Role.REPORTER: RateLimit(burst=5, per_s=1 / 30),
+    # A relay wraps every handheld's reports with its own key.
+    Role.RELAY: RateLimit(burst=30, per_s=1.0),
+    Role.ROOT: RateLimit(burst=2, per_s=1 / 60),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class VerifyPolicy:
+    clock_skew_s: float = DEFAULT_CLOCK_SKEW_S
+    rate_limits: dict[Role, RateLimit] = field(default_factory=lambda: dict(DEFAULT_RATE_LIMITS))
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """Accepted (`reason is None`) or rejected with exactly one reason."""
+
+    reason: DropReason | None
+    detail: str = ""
+    alert: SignedAlert | None = None
+    signer: TrustedKey | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.reason is None
+
+    @classmethod
+    def reject(
+        cls,
+        reason: DropReason,
+        detail: str,
+        frame: DecodedFrame | None = None,
+        signer: TrustedKey | None = None,
+    ) -> Verdict:
+        return cls(reason, detail, frame.to_signed_alert() if frame else None, signer)
+
+
+class Verifier:
+    """Stateful verification for one relay (or one TUI): trust, replay, dedup, rate limits."""
+
+    def __init__(
+        self,
+        bundle: TrustBundle,
+        policy: VerifyPolicy | None = None,
+        *,
+        dedup: DedupSet | None = None,
+        replay: ReplayWindows | None = None,
+    ) -> None:
+        self.bundle = bundle
+        self.policy = policy or VerifyPolicy()
+        self.dedup = dedup if dedup is not None else DedupSet()
+        self.replay = replay if replay is not None else ReplayWindows()
+        self._buckets = TokenBuckets()
+
+    def replace_bundle(self, bundle: TrustBundle) -> None:
+        self.bundle = bundle
+
+    def authenticate(self, frame: DecodedFrame, now_s: float) -> Verdict:
+        """Trust checks only (signature, key, role, time); changes no state."""
+        f = frame.fields
+        if self.bundle.is_revoked(f.key_id):
+            return Verdict.reject(DropReason.REVOKED, f"key {f.key_id.hex()} is revoked", frame)
+        signer = self.bundle.key(f.key_id)
+        if signer is None:
+            return Verdict.reject(
+                DropReason.UNKNOWN_KEY, f"key {f.key_id.hex()} is not in the trust bundle", frame
+            )
+        if not signature_is_valid(signer.public_key, frame.signed_bytes, frame.signature):
+            return Verdict.reject(
+                DropReason.BAD_SIGNATURE, f"signature does not match key {signer.name}", frame
+            )
+        if signer.is_expired(now_s):
+            return Verdict.reject(DropReason.KEY_EXPIRED, f"key {signer.name} expired", frame, signer)
+        if not role_may_sign(signer.role, f.kind):
+            return Verdict.reject(
+                DropReason.ROLE_NOT_ALLOWED,
+                f"a {signer.role.value} key may not sign a {f.kind.value}",
+                frame,
+                signer,
+            )
+        skew = self.policy.clock_skew_s
+        if f.issued_at_s > now_s + skew:
+            return Verdict.reject(
+                DropReason.NOT_YET_VALID,
+                f"issued {f.issued_at_s - now_s:.0f} s in the future (skew allowance {skew:.0f} s)",
+                frame,
+                signer,
+            )
+        if now_s >= f.expires_at_s:
+            return Verdict.reject(DropReason.EXPIRED, "alert has expired", frame, signer)
+        return Verdict(None, "", frame.to_signed_alert(), signer)
+
+    def verify_frame(self, frame: DecodedFrame, now_s: float) -> Verdict:
+        verdict = self.authenticate(frame, now_s)
+        if not verdict.ok:
+            return verdict
+        f = frame.fields
+        alert_id = frame.alert_id
+        if self.dedup.seen(alert_id, now_s):
+            return Verdict(DropReason.DUPLICATE, "already seen", verdict.alert, verdict.signer)
+        if self.replay.is_replay(f.key_id, f.seq):
+            return Verdict(
+                DropReason.REPLAY, f"sequence {f.seq} already used by this key", verdict.alert, verdict.signer
+            )
+        signer_role = verdict.signer.role if verdict.signer else None
+        limit = self.policy.rate_limits.get(signer_role) if signer_role else None
+        if limit is not None and not self._buckets.allow(f.key_id, limit, now_s):
+            return Verdict(
+                DropReason.RATE_LIMITED, "key is over its rate limit", verdict.alert, verdict.signer
+            )
+        self.replay.commit(f.key_id, f.seq)
+        self.dedup.add(alert_id, now_s)
+        return verdict
+
+    def verify(self, payload: bytes | str, now_s: float) -> Verdict:
+        try:
+            frame = decode(payload)
+        except MalformedFrame as exc:
+            return Verdict(DropReason.MALFORMED, exc.detail)
+        return self.verify_frame(frame, now_s)

@@ -1,0 +1,169 @@
+"""Key files on disk: private keys are 0600 JSON, public keys are shareable JSON.
+
+NAME.key  {"format": "relayd-key/1", "name", "role", "key_id", "seed": hex}
+NAME.pub  {"format": "relayd-pub/1", "name", "role", "key_id", "public_key": hex}
+NAME.seq  the last sequence number this key signed (so a restart never reuses one)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import stat
+from pathlib import Path
+
+from relayd.core.identity import PUBLIC_KEY_BYTES, SEED_BYTES, Identity, PublicIdentity
+from relayd.core.model import Role
+from relayd.errors import KeyFileError
+
+PRIVATE_FORMAT = "relayd-key/1"
+PUBLIC_FORMAT = "relayd-pub/1"
+PRIVATE_MODE = 0o600
+
+
+def write_private_key(identity: Identity, path: Path) -> None:
+    """Create `path` with mode 0600. Refuses to overwrite an existing key."""
+    doc = {
+        "format": PRIVATE_FORMAT,
+        "name": identity.name,
+        "role": identity.role.value,
+        "key_id": identity.key_id.hex(),
+        "seed": identity.seed.hex(),
+    }
+    data = (json.dumps(doc, indent=2) + "\n").encode()
+    try:
+        # O_EXCL + explicit mode: the file never exists with looser permissions, not even briefly.
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PRIVATE_MODE)
+    except FileExistsError:
+        raise KeyFileError(
+            f"{path} already exists; choose another --name or --out, or delete it first"
+        ) from None
+    except OSError as exc:
+        raise KeyFileError(f"cannot create {path}: {exc.strerror}") from exc
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.chmod(path, PRIVATE_MODE)  # in case a umask-less filesystem ignored the mode
+
+
+def write_public_key(public: PublicIdentity, path: Path) -> None:
+    doc = {
+        "format": PUBLIC_FORMAT,
+        "name": public.name,
+        "role": public.role.value,
+        "key_id": public.key_id.hex(),
+        "public_key": public.public_key.hex(),
+    }
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(doc, indent=2) + "\n")
+    tmp.replace(path)
+
+
+def _read_json(path: Path, what: str) -> dict[str, object]:
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise KeyFileError(
+            f"{what} {path} does not exist; check the path or create it with `relayd keys new`"
+        ) from None
+    except PermissionError:
+        raise KeyFileError(f"{what} {path} is not readable by this user; check its owner") from None
+    except IsADirectoryError:
+        raise KeyFileError(f"{what} {path} is a directory; pass the key file itself") from None
+    try:
+        doc = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise KeyFileError(f"{path} is not a relayd {what} (not JSON)") from None
+    if not isinstance(doc, dict):
+        raise KeyFileError(f"{path} is not a relayd {what}")
+    return doc
+
+
+def _role(doc: dict[str, object], path: Path) -> Role:
+    try:
+        return Role(str(doc.get("role")))
+    except ValueError:
+        raise KeyFileError(f"{path}: unknown role {doc.get('role')!r}") from None
+
+
+def _hex(doc: dict[str, object], key: str, n: int, path: Path) -> bytes:
+    value = doc.get(key)
+    try:
+        raw = bytes.fromhex(value) if isinstance(value, str) else b""
+    except ValueError:
+        raw = b""
+    if len(raw) != n:
+        raise KeyFileError(f"{path}: {key!r} must be {n} bytes of hex; the file is damaged")
+    return raw
+
+
+def check_private_permissions(path: Path) -> None:
+    """Refuse a private key that group or others can read or write."""
+    try:
+        mode = stat.S_IMODE(path.stat().st_mode)
+    except FileNotFoundError:
+        raise KeyFileError(
+            f"key file {path} does not exist; check the path or create it with `relayd keys new`"
+        ) from None
+    if mode & 0o077:
+        raise KeyFileError(
+            f"key file {path} has permissions {mode:04o}; a private key must be readable by its owner only. "
+            f"Fix it with: chmod 600 {path}"
+        )
+
+
+def load_private_key(path: Path) -> Identity:
+    check_private_permissions(path)
+    doc = _read_json(path, "key file")
+    if doc.get("format") != PRIVATE_FORMAT:
+        if doc.get("format") == PUBLIC_FORMAT:
+            raise KeyFileError(f"{path} is a public key; signing needs the private NAME.key file")
+        raise KeyFileError(f"{path} is not a relayd private key (format {doc.get('format')!r})")
+    identity = Identity(
+        str(doc.get("name", path.stem)), _role(doc, path), _hex(doc, "seed", SEED_BYTES, path)
+    )
+    if doc.get("key_id") != identity.key_id.hex():
+        raise KeyFileError(f"{path}: key_id does not match the key; the file is damaged")
+    return identity
+
+
+def load_public_key(path: Path) -> PublicIdentity:
+    doc = _read_json(path, "public key file")
+    if doc.get("format") == PRIVATE_FORMAT:
+        # Accepting a private key here would tempt people to copy private keys around.
+        raise KeyFileError(f"{path} is a private key; pass the matching .pub file instead")
+    if doc.get("format") != PUBLIC_FORMAT:
+        raise KeyFileError(f"{path} is not a relayd public key (format {doc.get('format')!r})")
+    public = PublicIdentity(
+        str(doc.get("name", path.stem)), _role(doc, path), _hex(doc, "public_key", PUBLIC_KEY_BYTES, path)
+    )
+    if doc.get("key_id") != public.key_id.hex():
+        raise KeyFileError(f"{path}: key_id does not match the key; the file is damaged")
+    return public
+
+
+def next_sequence(key_path: Path) -> int:
+    """Reserve the next sequence number for a key, persisted beside it in NAME.seq.
+
+    The counter is bumped and fsynced before the number is used, under an exclusive lock,
+    so a crash or two concurrent signers never reuse a number (a reused number would make
+    relays reject the second alert as a replay).
+    """
+    seq_path = key_path.with_suffix(".seq")
+    fd = os.open(seq_path, os.O_RDWR | os.O_CREAT, PRIVATE_MODE)
+    with os.fdopen(fd, "r+") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        text = fh.read().strip()
+        last = 0
+        with contextlib.suppress(ValueError):
+            last = int(text) if text else 0
+        seq = last + 1
+        fh.seek(0)
+        fh.truncate()
+        fh.write(f"{seq}\n")
+        fh.flush()
+        os.fsync(fh.fileno())
+    return seq
