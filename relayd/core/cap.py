@@ -3,12 +3,22 @@ consume the feed. Mapping: design brief §2."""
 
 from __future__ import annotations
 
+import re
 import xml.etree.ElementTree as ET
 
 from relayd.core.model import Kind, Severity, SignedAlert
 from relayd.core.timefmt import iso_utc
 
 CAP_NAMESPACE = "urn:oasis:names:tc:emergency:cap:1.2"
+# XML 1.0 forbids these code points even as character references; an alert text may hold the
+# noncharacters U+FFFE/U+FFFF (the codec only bans control characters), so the export
+# replaces them rather than emit a document no XML parser accepts.
+_XML_ILLEGAL_RE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+
+
+def _xml_text(text: str) -> str:
+    return _XML_ILLEGAL_RE.sub("\ufffd", text)
+
 
 _SEVERITY_URGENCY: dict[Severity, tuple[str, str]] = {
     Severity.URGENT: ("Severe", "Immediate"),
@@ -45,7 +55,7 @@ def to_cap_xml(alert: SignedAlert, *, sender: str = "relayd", signer_name: str |
 
     def sub(parent: ET.Element, tag: str, text: str) -> ET.Element:
         el = ET.SubElement(parent, f"{{{CAP_NAMESPACE}}}{tag}")
-        el.text = text
+        el.text = _xml_text(text)
         return el
 
     root = ET.Element(f"{{{CAP_NAMESPACE}}}alert")

@@ -203,7 +203,10 @@ def validate_fields(fields: AlertFields) -> None:
             f"text contains control character {bad.group()!r} at position {bad.start()}; "
             "only printable text and newlines are allowed"
         )
-    text_bytes = len(fields.text.encode("utf-8"))
+    try:
+        text_bytes = len(fields.text.encode("utf-8"))
+    except UnicodeEncodeError:
+        raise ComposeError("text is not valid Unicode (it holds a lone surrogate); retype it") from None
     budget = text_budget_bytes(
         fields.kind,
         fields.severity,

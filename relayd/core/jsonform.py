@@ -91,7 +91,7 @@ def onair_from_message(payload: bytes) -> str:
         return text
     try:
         doc = json.loads(text)
-    except (json.JSONDecodeError, RecursionError):
+    except (ValueError, RecursionError):  # ValueError: also an integer over Python's digit limit
         raise MalformedMessage("message is not valid JSON") from None
     if not isinstance(doc, dict):
         raise MalformedMessage("message is not a JSON object")

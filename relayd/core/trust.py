@@ -170,7 +170,7 @@ def _hex_field(value: object, n: int, what: str) -> bytes:
 def _parse_body(body: str) -> TrustBundle:
     try:
         doc = json.loads(body)
-    except (json.JSONDecodeError, RecursionError):
+    except (ValueError, RecursionError):  # ValueError: also an integer over Python's digit limit
         raise TrustBundleError("bundle body is not JSON") from None
     if not isinstance(doc, dict):
         raise TrustBundleError("bundle body is not a JSON object")
@@ -217,7 +217,7 @@ def parse_signed_bundle(data: bytes, *, pinned_root: bytes | None = None) -> Sig
         raise TrustBundleError(f"bundle is over {MAX_BUNDLE_BYTES} bytes")
     try:
         doc = json.loads(data.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+    except (ValueError, RecursionError):  # ValueError: bad UTF-8, bad JSON, an over-long integer
         raise TrustBundleError("not a trust bundle: the data is not JSON") from None
     if not isinstance(doc, dict) or doc.get("format") != TRUST_FORMAT:
         raise TrustBundleError(f"not a trust bundle: expected format {TRUST_FORMAT!r}")

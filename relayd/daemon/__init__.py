@@ -1,0 +1,1 @@
+"""The relay daemon: radio and MQTT adapters around the pure core (`relayd run`)."""

@@ -1,0 +1,167 @@
+"""The MQTT link (aiomqtt): persistent session, QoS 1, retained status with a last will,
+reconnects by itself, and acknowledges a message only after the daemon has stored it.
+
+aiomqtt wraps paho-mqtt. paho acknowledges a QoS 1 PUBLISH as soon as its callback
+returns, which is before our handler has committed the alert to SQLite; a `kill -9` in
+between would lose it. We switch paho to manual acknowledgement (its `manual_ack_set`,
+reached through aiomqtt's client) and ack after the handler returns, so the broker
+redelivers anything we had not stored.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import ssl
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+import aiomqtt
+
+from relayd.core.status import LinkState
+from relayd.daemon.config import MqttConfig
+
+log = logging.getLogger("relayd.mqtt")
+
+BACKOFF_INITIAL_S = 0.5
+BACKOFF_MAX_S = 30.0
+PUBLISH_TIMEOUT_S = 10.0
+
+
+@dataclass(frozen=True, slots=True)
+class Incoming:
+    topic: str
+    payload: bytes
+    retain: bool
+
+
+Handler = Callable[[Incoming], Awaitable[None]]
+
+
+class MqttLink:
+    def __init__(
+        self,
+        config: MqttConfig,
+        *,
+        subscriptions: list[str],
+        handler: Handler,
+        will_topic: str,
+        will_payload: bytes,
+        on_state: Callable[[MqttLink], None] | None = None,
+        on_connect: Callable[[], Awaitable[None]] | None = None,
+    ) -> None:
+        self.config = config
+        self._subscriptions = subscriptions
+        self._handler = handler
+        self._will = aiomqtt.Will(will_topic, will_payload, qos=1, retain=True)
+        self._on_state = on_state
+        self._on_connect = on_connect
+        self._client: aiomqtt.Client | None = None
+        self.state = LinkState.DISCONNECTED
+        self.connects = 0
+        self.last_error: str | None = None
+        self._connected = asyncio.Event()
+
+    @property
+    def connected(self) -> bool:
+        return self.state is LinkState.CONNECTED
+
+    async def wait_connected(self, timeout_s: float) -> bool:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._connected.wait(), timeout_s)
+        return self.connected
+
+    def _set_state(self, state: LinkState) -> None:
+        self.state = state
+        if state is LinkState.CONNECTED:
+            self._connected.set()
+        else:
+            self._connected.clear()
+        if self._on_state is not None:
+            self._on_state(self)
+
+    def _tls(self) -> aiomqtt.TLSParameters | None:
+        if not self.config.tls:
+            return None
+        return aiomqtt.TLSParameters(
+            ca_certs=str(self.config.ca_file) if self.config.ca_file else None,
+            cert_reqs=ssl.CERT_REQUIRED,
+        )
+
+    def _make_client(self) -> aiomqtt.Client:
+        client = aiomqtt.Client(
+            self.config.host,
+            self.config.port,
+            username=self.config.username,
+            password=self.config.password,
+            identifier=self.config.client_id,
+            # A persistent session: the broker queues QoS 1 messages while we are away.
+            clean_session=False,
+            protocol=aiomqtt.ProtocolVersion.V311,
+            keepalive=self.config.keepalive_s,
+            will=self._will,
+            tls_params=self._tls(),
+            max_queued_incoming_messages=10_000,
+            timeout=10,
+        )
+        client._client.manual_ack_set(True)  # aiomqtt has no manual-ack API; see module docstring
+        return client
+
+    async def run(self) -> None:
+        backoff = BACKOFF_INITIAL_S
+        rng = random.Random()
+        while True:
+            self._set_state(LinkState.CONNECTING)
+            client = self._make_client()
+            try:
+                async with client:
+                    self._client = client
+                    for topic in self._subscriptions:
+                        await client.subscribe(topic, qos=1)
+                    self.connects += 1
+                    self.last_error = None
+                    self._set_state(LinkState.CONNECTED)
+                    log.info("broker %s:%d connected", self.config.host, self.config.port)
+                    backoff = BACKOFF_INITIAL_S
+                    if self._on_connect is not None:
+                        await self._on_connect()
+                    async for message in client.messages:
+                        payload = message.payload
+                        data = payload if isinstance(payload, bytes) else str(payload or "").encode()
+                        await self._handler(Incoming(message.topic.value, data, bool(message.retain)))
+                        if message.qos > 0:
+                            client._client.ack(message.mid, message.qos)
+            except aiomqtt.MqttError as exc:
+                text = f"broker {self.config.host}:{self.config.port} unavailable: {exc}"
+                if text != self.last_error:
+                    log.warning("%s", text)
+                self.last_error = text
+            finally:
+                self._client = None
+                self._set_state(LinkState.DISCONNECTED)
+            await asyncio.sleep(backoff * rng.uniform(0.5, 1.5))
+            backoff = min(backoff * 2, BACKOFF_MAX_S)
+
+    async def publish(self, topic: str, payload: bytes, *, retain: bool = False) -> bool:
+        """Publish at QoS 1 and wait for the broker's PUBACK. False if not connected/failed."""
+        client = self._client
+        if client is None or not self.connected:
+            return False
+        try:
+            await asyncio.wait_for(client.publish(topic, payload, qos=1, retain=retain), PUBLISH_TIMEOUT_S)
+        except (aiomqtt.MqttError, TimeoutError) as exc:
+            log.debug("publish to %s failed: %s", topic, exc)
+            return False
+        return True
+
+    async def publish_status_now(self, topic: str, payload: bytes) -> None:
+        """Best effort, for the final "offline" status during shutdown."""
+        await self.publish(topic, payload, retain=True)
+
+    async def disconnect(self) -> None:
+        client = self._client
+        if client is not None:
+            with contextlib.suppress(Exception):
+                client._client.disconnect()  # a clean DISCONNECT: the broker drops the last will

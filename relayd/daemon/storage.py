@@ -1,0 +1,276 @@
+"""Persistent state in one SQLite file (WAL): the queue, dedup and replay state, history,
+and MQTT messages waiting for the broker.
+
+A power cut, a broker outage or a `kill -9` loses no accepted alert, and a restart never
+re-broadcasts: an alert's acceptance (dedup id, replay window, history and queue entry) is
+one transaction, committed before the broker's delivery is acknowledged.
+Every sqlite3 error becomes StorageError so the daemon can report it in status and go on.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from relayd.core.replay import WindowState
+from relayd.errors import RelaydError
+
+SCHEMA_VERSION = 1
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS seen (alert_id BLOB PRIMARY KEY, seen_at REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS replay (key_id BLOB PRIMARY KEY, highest INTEGER NOT NULL, bitmap TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS queue (
+    alert_id BLOB PRIMARY KEY,
+    onair TEXT NOT NULL,
+    severity_rank INTEGER NOT NULL,
+    issued_at INTEGER NOT NULL,
+    expires_at INTEGER NOT NULL,
+    release_at REAL NOT NULL,
+    packet_id INTEGER
+);
+CREATE TABLE IF NOT EXISTS history (
+    alert_id BLOB PRIMARY KEY,
+    kind TEXT NOT NULL,
+    severity TEXT NOT NULL,
+    via TEXT NOT NULL,
+    received_at REAL NOT NULL,
+    expires_at INTEGER NOT NULL,
+    onair TEXT NOT NULL,
+    outcome TEXT NOT NULL DEFAULT 'accepted'
+);
+CREATE INDEX IF NOT EXISTS history_received ON history (received_at);
+CREATE TABLE IF NOT EXISTS active (alert_id BLOB PRIMARY KEY, expires_at INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS mqtt_pending (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    topic TEXT NOT NULL,
+    payload BLOB NOT NULL,
+    retain INTEGER NOT NULL
+);
+"""
+
+
+class StorageError(RelaydError):
+    """The state database failed (full disk, read-only filesystem, corruption)."""
+
+
+@dataclass(frozen=True, slots=True)
+class QueuedRow:
+    alert_id: bytes
+    onair: str
+    severity_rank: int
+    issued_at_s: int
+    expires_at_s: int
+    release_at_s: float
+    packet_id: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class PendingPublish:
+    row_id: int
+    topic: str
+    payload: bytes
+    retain: bool
+
+
+class Storage:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=True)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            # FULL: an acknowledged alert survives a power cut, not just a process crash.
+            self._db.execute("PRAGMA synchronous=FULL")
+            self._db.execute("PRAGMA busy_timeout=2000")
+            self._db.executescript(_SCHEMA)
+            self._db.execute(
+                "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
+            )
+        except sqlite3.Error as exc:
+            raise StorageError(f"cannot open state database {path}: {exc}") from exc
+
+    def close(self) -> None:
+        self._db.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        try:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+        except sqlite3.Error as exc:
+            if self._db.in_transaction:
+                self._db.execute("ROLLBACK")
+            raise StorageError(f"state database write failed: {exc}") from exc
+
+    def _query(self, sql: str, args: tuple[object, ...] = ()) -> list[tuple[Any, ...]]:
+        # sqlite3 rows are untyped; each caller converts its columns explicitly.
+        try:
+            return list(self._db.execute(sql, args))
+        except sqlite3.Error as exc:
+            raise StorageError(f"state database read failed: {exc}") from exc
+
+    # -- meta -------------------------------------------------------------------------
+
+    def get_meta(self, key: str) -> str | None:
+        rows = self._query("SELECT value FROM meta WHERE key = ?", (key,))
+        return str(rows[0][0]) if rows else None
+
+    def set_meta(self, key: str, value: str) -> None:
+        with self.transaction() as db:
+            db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
+
+    def next_relay_seq(self) -> int:
+        """Reserve the relay key's next sequence number (persisted before use)."""
+        with self.transaction() as db:
+            row = db.execute("SELECT value FROM meta WHERE key = 'relay_seq'").fetchone()
+            seq = (int(row[0]) if row else 0) + 1
+            db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('relay_seq', ?)", (str(seq),))
+        return seq
+
+    # -- acceptance -------------------------------------------------------------------
+
+    def record_accepted(
+        self,
+        *,
+        alert_id: bytes,
+        key_id: bytes,
+        window: WindowState | None,
+        kind: str,
+        severity: str,
+        via: str,
+        now_s: float,
+        expires_at_s: int,
+        onair: str,
+        queue: QueuedRow | None,
+        active: bool,
+        newest_issued_s: int,
+    ) -> None:
+        """Everything that accepting one alert changes, in one transaction."""
+        with self.transaction() as db:
+            db.execute("INSERT OR REPLACE INTO seen (alert_id, seen_at) VALUES (?, ?)", (alert_id, now_s))
+            if window is not None:
+                db.execute(
+                    "INSERT OR REPLACE INTO replay (key_id, highest, bitmap) VALUES (?, ?, ?)",
+                    (key_id, window.highest, format(window.bitmap, "x")),
+                )
+            db.execute(
+                "INSERT OR REPLACE INTO history"
+                " (alert_id, kind, severity, via, received_at, expires_at, onair)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (alert_id, kind, severity, via, now_s, expires_at_s, onair),
+            )
+            if queue is not None:
+                db.execute(
+                    "INSERT OR REPLACE INTO queue VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        queue.alert_id,
+                        queue.onair,
+                        queue.severity_rank,
+                        queue.issued_at_s,
+                        queue.expires_at_s,
+                        queue.release_at_s,
+                        queue.packet_id,
+                    ),
+                )
+            if active:
+                db.execute("INSERT OR REPLACE INTO active VALUES (?, ?)", (alert_id, expires_at_s))
+            db.execute(
+                "INSERT INTO meta (key, value) VALUES ('newest_issued', ?) "
+                "ON CONFLICT(key) DO UPDATE SET"
+                " value = max(CAST(value AS INTEGER), CAST(excluded.value AS INTEGER))",
+                (str(newest_issued_s),),
+            )
+
+    def seen_ids(self, since_s: float) -> list[bytes]:
+        return [bytes(r[0]) for r in self._query("SELECT alert_id FROM seen WHERE seen_at >= ?", (since_s,))]
+
+    def replay_windows(self) -> dict[bytes, WindowState]:
+        rows = self._query("SELECT key_id, highest, bitmap FROM replay")
+        return {bytes(r[0]): WindowState(int(r[1]), int(str(r[2]), 16)) for r in rows}
+
+    def newest_issued_s(self) -> float | None:
+        value = self.get_meta("newest_issued")
+        return float(value) if value else None
+
+    # -- queue ------------------------------------------------------------------------
+
+    def queued(self) -> list[QueuedRow]:
+        rows = self._query(
+            "SELECT alert_id, onair, severity_rank, issued_at, expires_at, release_at, packet_id FROM queue"
+        )
+        return [
+            QueuedRow(
+                bytes(r[0]),
+                str(r[1]),
+                int(r[2]),
+                int(r[3]),
+                int(r[4]),
+                float(r[5]),
+                None if r[6] is None else int(r[6]),
+            )
+            for r in rows
+        ]
+
+    def mark_transmitting(self, alert_id: bytes, packet_id: int) -> None:
+        """Write-ahead: the packet id chosen before the radio write. After a crash the frame
+        is re-sent with this same id, so the mesh's (from, id) dedup drops it if it did go out."""
+        with self.transaction() as db:
+            db.execute("UPDATE queue SET packet_id = ? WHERE alert_id = ?", (packet_id, alert_id))
+
+    def dequeue(self, alert_id: bytes, outcome: str) -> None:
+        """The item left the queue: transmitted, suppressed, expired or cancelled."""
+        with self.transaction() as db:
+            db.execute("DELETE FROM queue WHERE alert_id = ?", (alert_id,))
+            db.execute("UPDATE history SET outcome = ? WHERE alert_id = ?", (outcome, alert_id))
+
+    # -- active alerts ----------------------------------------------------------------
+
+    def active_alerts(self) -> list[tuple[bytes, int]]:
+        return [(bytes(r[0]), int(r[1])) for r in self._query("SELECT alert_id, expires_at FROM active")]
+
+    def deactivate(self, alert_id: bytes) -> None:
+        with self.transaction() as db:
+            db.execute("DELETE FROM active WHERE alert_id = ?", (alert_id,))
+
+    # -- MQTT store and forward ---------------------------------------------------------
+
+    def add_pending(self, topic: str, payload: bytes, retain: bool) -> int:
+        with self.transaction() as db:
+            cur = db.execute(
+                "INSERT INTO mqtt_pending (topic, payload, retain) VALUES (?, ?, ?)",
+                (topic, payload, int(retain)),
+            )
+            return int(cur.lastrowid or 0)
+
+    def pending(self, limit: int = 500) -> list[PendingPublish]:
+        rows = self._query(
+            "SELECT id, topic, payload, retain FROM mqtt_pending ORDER BY id LIMIT ?", (limit,)
+        )
+        return [PendingPublish(int(r[0]), str(r[1]), bytes(r[2]), bool(r[3])) for r in rows]
+
+    def remove_pending(self, row_id: int) -> None:
+        with self.transaction() as db:
+            db.execute("DELETE FROM mqtt_pending WHERE id = ?", (row_id,))
+
+    # -- retention ----------------------------------------------------------------------
+
+    def purge(self, now_s: float, retention_s: float, dedup_horizon_s: float) -> int:
+        """Delete history older than the retention and dedup ids older than the horizon."""
+        with self.transaction() as db:
+            n = db.execute("DELETE FROM history WHERE received_at < ?", (now_s - retention_s,)).rowcount
+            db.execute("DELETE FROM seen WHERE seen_at < ?", (now_s - dedup_horizon_s,))
+            db.execute("DELETE FROM active WHERE expires_at < ?", (now_s - 86400,))
+        return int(n)
+
+    def history_count(self) -> int:
+        return int(self._query("SELECT count(*) FROM history")[0][0])
