@@ -71,7 +71,7 @@ def cmd_compose(args: argparse.Namespace) -> int:
         severity=Severity(args.severity),
         key_id=identity.key_id,
         issued_at_s=int(now),
-        seq=0,
+        seq=args.seq if args.seq is not None else 0,
         expires_at_s=expires,
         text=text,
         ref=ref,
@@ -83,20 +83,23 @@ def cmd_compose(args: argparse.Namespace) -> int:
     except ComposeError as exc:
         raise UsageError(str(exc)) from None
     seq = args.seq if args.seq is not None else next_sequence(args.key)
-    frame = compose(
-        AlertFields(
-            fields.kind,
-            fields.severity,
-            fields.key_id,
-            fields.issued_at_s,
-            seq,
-            fields.expires_at_s,
-            text,
-            ref,
-            args.area,
-        ),
-        identity.sign,
-    )
+    try:
+        frame = compose(
+            AlertFields(
+                fields.kind,
+                fields.severity,
+                fields.key_id,
+                fields.issued_at_s,
+                seq,
+                fields.expires_at_s,
+                text,
+                ref,
+                args.area,
+            ),
+            identity.sign,
+        )
+    except ComposeError as exc:  # e.g. NAME.seq ran past the 24-bit sequence space
+        raise UsageError(str(exc)) from None
     alert = frame.to_signed_alert()
     if args.json:
         envelope = Envelope(signer_name=identity.name, signer_role=identity.role.value)

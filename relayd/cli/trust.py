@@ -11,7 +11,7 @@ from relayd.cli.common import UsageError, duration_arg, expiry_arg
 from relayd.core.identity import Identity
 from relayd.core.model import Role
 from relayd.core.timefmt import iso_utc
-from relayd.core.trust import TrustBundle, TrustedKey, new_bundle, sign_bundle
+from relayd.core.trust import TrustBundle, TrustBundleError, TrustedKey, new_bundle, sign_bundle
 from relayd.errors import TrustFileError
 from relayd.keystore import load_private_key, load_public_key
 from relayd.trustfile import load_bundle, save_bundle
@@ -103,8 +103,12 @@ def cmd_add(args: argparse.Namespace) -> int:
     key = TrustedKey(
         public.public_key, args.name or public.name, Role(args.role), expiry_arg(args.expires, now)
     )
-    updated = _bump(bundle, now, args.bundle_expires).with_key(key)
-    save_bundle(sign_bundle(updated, root.sign), args.bundle)
+    try:
+        updated = _bump(bundle, now, args.bundle_expires).with_key(key)
+        signed = sign_bundle(updated, root.sign)
+    except TrustBundleError as exc:  # e.g. --pub is the root key itself
+        raise UsageError(str(exc)) from None
+    save_bundle(signed, args.bundle)
     print(
         f"{args.bundle}: version {updated.version}; added {key.name} ({key.key_id.hex()}) as {key.role.value}"
     )

@@ -154,9 +154,16 @@ class Storage:
         queue: QueuedRow | None,
         active: bool,
         newest_issued_s: int,
+        publishes: list[tuple[str, bytes, bool]] | None = None,
     ) -> None:
-        """Everything that accepting one alert changes, in one transaction."""
+        """Everything that accepting one alert changes, in one transaction, including the
+        MQTT messages it causes (drained by the publisher, so a crash cannot lose them)."""
         with self.transaction() as db:
+            for topic, payload, retain in publishes or ():
+                db.execute(
+                    "INSERT INTO mqtt_pending (topic, payload, retain) VALUES (?, ?, ?)",
+                    (topic, payload, int(retain)),
+                )
             db.execute("INSERT OR REPLACE INTO seen (alert_id, seen_at) VALUES (?, ?)", (alert_id, now_s))
             if window is not None:
                 db.execute(

@@ -1,0 +1,831 @@
+"""The relay: wires the radio and MQTT links to the pure core.
+
+    radio --frames--> decode -> verify -> dedup -> route --> MQTT (alerts, reports)
+    MQTT (outbox, other relays' alerts) -> decode -> verify -> dedup -> hold -> schedule --> radio
+    handheld "!r ..." -> wrap as a relay-signed report --> MQTT reports (+ DM ack to the sender)
+
+Every decision is made by the core (Verifier, Suppressor, AirtimeScheduler); this module
+only moves bytes and persists state. Runs as one TaskGroup of named tasks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import json
+import logging
+import random
+import re
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from relayd import BUILD_EPOCH_S, __version__
+from relayd.core.airtime import MAX_DATA_PAYLOAD_BYTES, mesh_frame_time_on_air_s
+from relayd.core.clockrule import ClockAssessment, assess_clock, verification_time_s
+from relayd.core.codec import MalformedFrame, compose, decode
+from relayd.core.dedup import DedupSet
+from relayd.core.jsonform import Envelope, MalformedMessage, encode_alert, onair_from_message
+from relayd.core.model import AlertFields, DropReason, Kind, Severity, SignedAlert
+from relayd.core.replay import ReplayWindows
+from relayd.core.scheduler import AirtimeScheduler, QueueItem, Ready, Wait
+from relayd.core.status import (
+    EventKind,
+    RelayEvent,
+    RelayState,
+    RelayStatus,
+    encode_event,
+    encode_status,
+    offline_status,
+    parse_status,
+)
+from relayd.core.suppression import Suppressor
+from relayd.core.topics import Topics
+from relayd.core.trust import SignedBundle, TrustBundleError, parse_signed_bundle, should_replace
+from relayd.core.verify import Verdict, Verifier, VerifyPolicy
+from relayd.daemon.config import Config
+from relayd.daemon.notify import sd_notify, watchdog_interval_s
+from relayd.daemon.radio import RadioLink, RadioUnavailableError, ReceivedText, SendRejectedError
+from relayd.daemon.storage import QueuedRow, Storage, StorageError
+from relayd.errors import RelaydError
+from relayd.keystore import load_private_key, load_public_key
+from relayd.meshapi.packets import BROADCAST_NUM, node_id
+from relayd.trustfile import load_bundle, save_bundle
+
+log = logging.getLogger("relayd.relay")
+
+REPORT_LIFETIME_S = 2 * 3600
+ACK_RANK = 1  # acks go after urgent alerts, before the rest
+HOUSEKEEPING_INTERVAL_S = 5.0
+STATUS_MIN_INTERVAL_S = 1.0
+# A handheld's free text may hold characters the signed form forbids.
+_CONTROL_RE = re.compile(r"[\x00-\x09\x0b-\x1f\x7f]")
+
+
+@dataclass
+class Counters:
+    drops: Counter[str] = field(default_factory=Counter)
+    heard: int = 0
+    received: int = 0
+    transmitted: int = 0
+    suppressed: int = 0
+    published: int = 0
+    reports: int = 0
+    ignored_text: int = 0
+    trust_refused: int = 0
+    storage_errors: int = 0
+    send_retries: int = 0
+
+
+class Relay:
+    def __init__(self, config: Config, *, clock: Callable[[], float] = time.time) -> None:
+        self.config = config
+        self.clock = clock
+        self.topics = Topics(config.mqtt.topic_root)
+        self.identity = load_private_key(config.key_path)
+        self.pinned_root = load_public_key(config.root_pub).public_key
+        self.storage = Storage(config.db_path)
+        self.counters = Counters()
+        self.storage_error: str | None = None
+        self._rng = random.Random()
+        self.signed_bundle = self._load_best_bundle()
+        dedup = DedupSet()
+        replay = ReplayWindows()
+        now = self.clock()
+        for alert_id in self.storage.seen_ids(now - 2 * dedup.generation_s):
+            dedup.add(alert_id, now)
+        replay.restore(self.storage.replay_windows())
+        self.verifier = Verifier(
+            self.signed_bundle.bundle,
+            VerifyPolicy(clock_skew_s=config.clock_skew_s),
+            dedup=dedup,
+            replay=replay,
+        )
+        self.newest_issued_s = self.storage.newest_issued_s()
+        self.clock_assessment = self._assess_clock()
+        time_scale = config.radios[0].time_scale
+        self.time_scale = time_scale
+        max_airtime_s = mesh_frame_time_on_air_s(MAX_DATA_PAYLOAD_BYTES, config.airtime.preset) / time_scale
+        slot = config.suppression.slot_s
+        if slot is None:
+            slot = max_airtime_s + config.suppression.margin_s / time_scale
+        self.suppressor = Suppressor(
+            config.relay_id,
+            slot,
+            config.suppression.jitter_s / time_scale,
+            config.suppression.enabled,
+            self._rng,
+        )
+        self.peers: dict[str, RelayState] = {}
+        self.radios = [RadioLink(rc, self._on_radio_text, self._on_link_state) for rc in config.radios]
+        self.schedulers = {
+            r.name: AirtimeScheduler(
+                duty_cycle=config.airtime.duty_cycle,
+                window_s=config.airtime.window_s / time_scale,
+                min_interval_s=config.airtime.min_text_interval_s / time_scale,
+            )
+            for r in self.radios
+        }
+        self._queued_rows: dict[bytes, QueuedRow] = {}
+        self._pending_radios: dict[bytes, set[str]] = {}
+        self._active_refs: dict[bytes, bytes | None] = {}
+        self._report_holds: dict[tuple[int, int], tuple[float, ReceivedText]] = {}
+        self._reports_seen: set[tuple[int, int]] = set()
+        self._wake = asyncio.Event()
+        self._publish_wake = asyncio.Event()
+        self._status_dirty = asyncio.Event()
+        self._last_heard_s: float | None = None
+        self._stopping = False
+        self._bundle_mtime = self._file_mtime()
+        self._restore_queue()
+        from relayd.daemon.mqtt import MqttLink  # noqa: PLC0415 - keep aiomqtt out of `relayd check`
+
+        self.mqtt = MqttLink(
+            config.mqtt,
+            subscriptions=[
+                self.topics.outbox,
+                self.topics.alerts,
+                self.topics.reports,
+                self.topics.trust,
+                self.topics.status_wildcard,
+            ],
+            handler=self._on_mqtt,
+            will_topic=self.topics.status(config.relay_id),
+            will_payload=encode_status(offline_status(config.relay_id)),
+            on_state=self._on_link_state,
+            on_connect=self._on_mqtt_connect,
+        )
+
+    # -- startup ----------------------------------------------------------------------
+
+    def _load_best_bundle(self) -> SignedBundle:
+        """The configured bundle, or the newer one received over MQTT and kept in state."""
+        configured = load_bundle(self.config.bundle_path, pinned_root=self.pinned_root)
+        saved_path = self.config.state_dir / "trust.json"
+        if saved_path.exists():
+            try:
+                saved = load_bundle(saved_path, pinned_root=self.pinned_root)
+            except RelaydError as exc:
+                log.warning("ignoring saved trust bundle: %s", exc)
+            else:
+                if should_replace(configured.bundle, saved.bundle) is None:
+                    return saved
+        return configured
+
+    def _file_mtime(self) -> float:
+        try:
+            return self.config.bundle_path.stat().st_mtime
+        except OSError:
+            return 0.0
+
+    def _restore_queue(self) -> None:
+        now = self.clock()
+        for row in self.storage.queued():
+            if now >= row.expires_at_s:
+                self._storage_call(lambda a=row.alert_id: self.storage.dequeue(a, "expired"))  # type: ignore[misc]
+                continue
+            self._queued_rows[row.alert_id] = row
+            if row.packet_id is not None:
+                # In doubt: it may have gone out just before a crash. Resend with the same
+                # packet id; the mesh drops it as a duplicate if it did.
+                self._enqueue(row, row.packet_id)
+            else:
+                self.suppressor.restore(row.alert_id, max(now, row.release_at_s))
+
+    def _assess_clock(self) -> ClockAssessment:
+        return assess_clock(self.clock(), BUILD_EPOCH_S, self.newest_issued_s, self.config.clock_skew_s)
+
+    # -- helpers ----------------------------------------------------------------------
+
+    def _storage_call(self, fn: Callable[[], object]) -> bool:
+        """Run a storage write; on failure keep running and say so in status."""
+        try:
+            fn()
+        except StorageError as exc:
+            self.counters.storage_errors += 1
+            if self.storage_error != str(exc):
+                log.error("%s", exc)  # noqa: TRY400 - the message says it all; no traceback
+            self.storage_error = str(exc)
+            self._status_dirty.set()
+            return False
+        if self.storage_error is not None:
+            self.storage_error = None
+            self._status_dirty.set()
+        return True
+
+    def _drop(self, verdict: Verdict, via: str) -> None:
+        reason = verdict.reason or DropReason.MALFORMED
+        self.counters.drops[reason.value] += 1
+        alert_id = verdict.alert.id_hex if verdict.alert else ""
+        # Never the text at INFO (privacy): id, reason and source only.
+        log.info("dropped %s from %s: %s", alert_id or "frame", via, reason.value)
+        log.debug("drop detail: %s", verdict.detail)
+        if alert_id and reason is not DropReason.DUPLICATE:
+            self._event(EventKind.DROPPED, alert_id, via, reason.value)
+        self._status_dirty.set()
+
+    def _event(
+        self, kind: EventKind, alert_id: str, via: str | None = None, reason: str | None = None
+    ) -> None:
+        event = RelayEvent(self.config.relay_id, kind, alert_id, self.clock(), via, reason)
+        if self.mqtt.connected:
+            task = asyncio.get_running_loop().create_task(
+                self.mqtt.publish(self.topics.events(self.config.relay_id), encode_event(event))
+            )
+            task.add_done_callback(lambda t: t.exception() if not t.cancelled() else None)
+
+    def _verify(self, payload: bytes | str, via: str) -> Verdict:
+        try:
+            frame = decode(payload)
+        except MalformedFrame as exc:
+            return Verdict(DropReason.MALFORMED, exc.detail)
+        now = self.clock()
+        at = verification_time_s(
+            self.clock_assessment, now, frame.fields.issued_at_s, self.config.clock_skew_s
+        )
+        return self.verifier.verify_frame(frame, at)
+
+    def _active_publishes(self, alert: SignedAlert, envelope: Envelope) -> list[tuple[str, bytes, bool]]:
+        f = alert.fields
+        out: list[tuple[str, bytes, bool]] = []
+        if f.kind in (Kind.ALERT, Kind.UPDATE, Kind.TEST):
+            out.append((self.topics.active(alert.id_hex), encode_alert(alert, envelope), True))
+        elif f.kind in (Kind.CANCEL, Kind.ALLCLEAR) and f.ref is not None:
+            for alert_id in self._chain_of(f.ref):
+                out.append((self.topics.active(alert_id.hex()), b"", True))
+        return out
+
+    def _chain_of(self, ref: bytes) -> list[bytes]:
+        """The referenced alert and the active updates that reference it."""
+        chain = [ref]
+        chain += [a for a, r in self._active_refs.items() if r == ref]
+        return chain
+
+    def _accept(self, verdict: Verdict, via: str, *, queue: bool) -> None:
+        alert = verdict.alert
+        assert alert is not None  # noqa: S101 - only called for accepted verdicts
+        f = alert.fields
+        now = self.clock()
+        signer = verdict.signer
+        envelope = Envelope(
+            relay=self.config.relay_id,
+            via=via,
+            received_at_s=now,
+            signer_name=signer.name if signer else None,
+            signer_role=signer.role.value if signer else None,
+        )
+        publishes: list[tuple[str, bytes, bool]] = []
+        if f.kind is Kind.REPORT:
+            if via == "rf":
+                publishes.append((self.topics.reports, encode_alert(alert, envelope), False))
+        else:
+            if via == "rf":
+                publishes.append((self.topics.alerts, encode_alert(alert, envelope), False))
+            publishes += self._active_publishes(alert, envelope)
+        row: QueuedRow | None = None
+        if queue and f.kind.is_broadcast:
+            release = self.suppressor.hold(alert.alert_id, now, self._online_peers())
+            row = QueuedRow(
+                alert.alert_id, alert.onair, f.severity.rank, f.issued_at_s, f.expires_at_s, release, None
+            )
+            self._queued_rows[alert.alert_id] = row
+        if f.kind in (Kind.ALERT, Kind.UPDATE, Kind.TEST):
+            self._active_refs[alert.alert_id] = f.ref
+        elif f.kind in (Kind.CANCEL, Kind.ALLCLEAR) and f.ref is not None:
+            for alert_id in self._chain_of(f.ref):
+                self._active_refs.pop(alert_id, None)
+                if f.kind is Kind.CANCEL:
+                    self._cancel_queued(alert_id)
+        self.newest_issued_s = max(self.newest_issued_s or 0, f.issued_at_s)
+        window = self.verifier.replay.export().get(f.key_id)
+        self._storage_call(
+            lambda: self.storage.record_accepted(
+                alert_id=alert.alert_id,
+                key_id=f.key_id,
+                window=window,
+                kind=f.kind.value,
+                severity=f.severity.value,
+                via=via,
+                now_s=now,
+                expires_at_s=f.expires_at_s,
+                onair=alert.onair,
+                queue=row,
+                active=f.kind in (Kind.ALERT, Kind.UPDATE, Kind.TEST),
+                newest_issued_s=f.issued_at_s,
+                publishes=publishes,
+            )
+        )
+        if self.storage_error is not None:
+            # The state disk failed: still deliver (in memory), and say so in status.
+            for topic, payload, retain in publishes:
+                asyncio.get_running_loop().create_task(self.mqtt.publish(topic, payload, retain=retain))
+        self._publish_wake.set()
+        self._wake.set()
+        self._status_dirty.set()
+        self._event(EventKind.HEARD if via == "rf" else EventKind.RECEIVED, alert.id_hex, via)
+        if row is not None:
+            self._event(EventKind.QUEUED, alert.id_hex, via)
+        log.info("accepted %s %s %s via %s", f.kind.value, f.severity.value, alert.id_hex, via)
+
+    def _cancel_queued(self, alert_id: bytes) -> None:
+        self.suppressor.forget(alert_id)
+        for scheduler in self.schedulers.values():
+            scheduler.remove(alert_id)
+        if self._queued_rows.pop(alert_id, None) is not None:
+            self._pending_radios.pop(alert_id, None)
+            self._storage_call(lambda: self.storage.dequeue(alert_id, "cancelled"))
+
+    def _online_peers(self) -> list[str]:
+        return [r for r, s in self.peers.items() if s is not RelayState.OFFLINE and r != self.config.relay_id]
+
+    # -- from the radio ---------------------------------------------------------------
+
+    def _on_radio_text(self, rt: ReceivedText) -> None:
+        self._last_heard_s = self.clock()
+        try:
+            text = rt.payload.decode("utf-8")
+        except UnicodeDecodeError:
+            self._drop(Verdict(DropReason.MALFORMED, "not UTF-8"), "rf")
+            return
+        is_report_channel = (
+            self.config.reports_channel is not None and rt.channel == self.config.reports_channel
+        )
+        if text.startswith(self.config.report_prefix) or (is_report_channel and "\n" not in text):
+            self._hold_report(rt, text)
+            return
+        verdict = self._verify(rt.payload, "rf")
+        if verdict.ok:
+            self.counters.heard += 1
+            self._accept(verdict, "rf", queue=False)
+            return
+        if verdict.reason is DropReason.DUPLICATE and verdict.alert is not None:
+            self._heard_copy(verdict.alert.alert_id)
+        if verdict.reason is DropReason.MALFORMED and "\n" not in text:
+            # Plain chat on the alerts channel: not an attempted alert.
+            self.counters.ignored_text += 1
+            return
+        self._drop(verdict, "rf")
+
+    def _heard_copy(self, alert_id: bytes) -> None:
+        """Another relay put this alert on air: stand down if we were going to."""
+        held = self.suppressor.heard_on_rf(alert_id)
+        queued = False
+        for scheduler in self.schedulers.values():
+            queued = scheduler.remove(alert_id) is not None or queued
+        if held or queued:
+            if not held:
+                self.suppressor.suppressed += 1
+            self.counters.suppressed += 1
+            self._queued_rows.pop(alert_id, None)
+            self._pending_radios.pop(alert_id, None)
+            self._storage_call(lambda: self.storage.dequeue(alert_id, "suppressed"))
+            self._event(EventKind.SUPPRESSED, alert_id.hex(), "rf")
+            self._status_dirty.set()
+
+    def _hold_report(self, rt: ReceivedText, text: str) -> None:
+        key = (rt.from_node, rt.packet_id)
+        if key in self._reports_seen:
+            return
+        self._reports_seen.add(key)
+        delay = self.suppressor.delay_s(hashlib.sha256(repr(key).encode()).digest(), self._online_peers())
+        # Report slots are short: publishing is an MQTT message, not airtime.
+        self._report_holds[key] = (self.clock() + delay / 4, rt)
+        self._wake.set()
+
+    def _publish_report(self, rt: ReceivedText) -> None:
+        text = rt.payload.decode("utf-8")
+        if text.startswith(self.config.report_prefix):
+            text = text[len(self.config.report_prefix) :]
+        text = _CONTROL_RE.sub(" ", text).strip() or "(empty report)"
+        now = int(self.clock())
+        seqs: list[int] = []
+        if not self._storage_call(lambda: seqs.append(self.storage.next_relay_seq())):
+            # No disk: a time-derived sequence keeps reports flowing (documented fallback).
+            seqs.append(int(self.clock() * 10) % (2**24))
+        seq = seqs[0]
+        fields = AlertFields(
+            kind=Kind.REPORT,
+            severity=Severity.INFO,
+            key_id=self.identity.key_id,
+            issued_at_s=now,
+            seq=seq % (2**24),
+            expires_at_s=now + REPORT_LIFETIME_S,
+            text=text.encode("utf-8")[:400].decode("utf-8", "ignore") or "(empty report)",
+            origin_node=rt.from_node,
+        )
+        alert = compose(fields, self.identity.sign).to_signed_alert()
+        envelope = Envelope(
+            relay=self.config.relay_id,
+            via="rf",
+            received_at_s=self.clock(),
+            signer_name=self.identity.name,
+            signer_role=self.identity.role.value,
+        )
+        doc = json.loads(encode_alert(alert, envelope))
+        doc["origin_packet"] = rt.packet_id
+        payload = json.dumps(doc, ensure_ascii=False, separators=(",", ":")).encode()
+        self._storage_call(lambda: self.storage.add_pending(self.topics.reports, payload, False))
+        if self.storage_error is not None:
+            asyncio.get_running_loop().create_task(self.mqtt.publish(self.topics.reports, payload))
+        self._publish_wake.set()
+        self.counters.reports += 1
+        self._event(EventKind.REPORT, alert.id_hex, "rf")
+        log.info("report %s from %s wrapped and queued for dispatchers", alert.id_hex, node_id(rt.from_node))
+        if self.config.ack_text:
+            ack = QueueItem(
+                alert_id=b"ack" + rt.packet_id.to_bytes(4, "big") + rt.from_node.to_bytes(4, "big"),
+                onair=self.config.ack_text,
+                severity_rank=ACK_RANK,
+                issued_at_s=now,
+                expires_at_s=now + 600,
+                airtime_s=self._airtime(self.config.ack_text),
+                channel_index=rt.channel,
+                to_node=rt.from_node,
+            )
+            scheduler = self.schedulers.get(rt.radio)
+            if scheduler is not None:
+                scheduler.push(ack)
+                self._wake.set()
+
+    # -- from MQTT --------------------------------------------------------------------
+
+    async def _on_mqtt_connect(self) -> None:
+        self._publish_wake.set()
+        self._status_dirty.set()
+        await self._publish_status()
+
+    async def _on_mqtt(self, msg: Incoming) -> None:
+        topic = msg.topic
+        if topic == self.topics.trust:
+            self._on_trust(msg.payload)
+            return
+        relay = self.topics.relay_of(topic)
+        if relay is not None:
+            if relay != self.config.relay_id and topic == self.topics.status(relay):
+                try:
+                    self.peers[relay] = parse_status(msg.payload).state
+                except MalformedMessage:
+                    self.peers.pop(relay, None)
+            return
+        if topic == self.topics.reports:
+            self._note_peer_report(msg.payload)
+            return
+        if topic not in (self.topics.outbox, self.topics.alerts):
+            return
+        if topic == self.topics.alerts and self._from_self(msg.payload):
+            return
+        try:
+            onair = onair_from_message(msg.payload)
+        except MalformedMessage as exc:
+            self._drop(Verdict(DropReason.MALFORMED, exc.detail), "mqtt")
+            return
+        verdict = self._verify(onair, "mqtt")
+        if not verdict.ok:
+            self._drop(verdict, "mqtt")
+            return
+        if verdict.alert is not None and verdict.alert.kind is Kind.REPORT:
+            # Reports go to dispatchers only; never on air.
+            self.counters.drops[DropReason.ROLE_NOT_ALLOWED.value] += 0
+            self.counters.ignored_text += 1
+            return
+        self.counters.received += 1
+        self._accept(verdict, "mqtt", queue=True)
+
+    def _from_self(self, payload: bytes) -> bool:
+        marker = f'"relay":"{self.config.relay_id}"'.encode()
+        return marker in payload
+
+    def _note_peer_report(self, payload: bytes) -> None:
+        """Another relay published a report for a handheld packet we also heard: skip ours."""
+        try:
+            doc = json.loads(payload)
+        except (ValueError, RecursionError):
+            return
+        if not isinstance(doc, dict) or doc.get("relay") == self.config.relay_id:
+            return
+        origin = doc.get("origin_node")
+        packet = doc.get("origin_packet")
+        if isinstance(origin, str) and origin.startswith("!") and isinstance(packet, int):
+            with contextlib.suppress(ValueError):
+                key = (int(origin[1:], 16), packet)
+                self._reports_seen.add(key)
+                self._report_holds.pop(key, None)
+
+    def _on_trust(self, payload: bytes) -> None:
+        if not payload:
+            return
+        try:
+            signed = parse_signed_bundle(payload, pinned_root=self.pinned_root)
+        except TrustBundleError as exc:
+            self.counters.trust_refused += 1
+            log.warning("refused trust bundle from MQTT: %s", exc)
+            return
+        self._install_bundle(signed, "mqtt")
+
+    def _install_bundle(self, signed: SignedBundle, source: str) -> None:
+        current = self.verifier.bundle
+        why_not = should_replace(current, signed.bundle)
+        if why_not is not None:
+            if signed.bundle.version != current.version:
+                self.counters.trust_refused += 1
+                log.warning("refused trust bundle from %s: %s", source, why_not)
+            return
+        self.verifier.replace_bundle(signed.bundle)
+        self.signed_bundle = signed
+        log.warning("trust bundle updated to version %d (from %s)", signed.bundle.version, source)
+        with contextlib.suppress(OSError):
+            save_bundle(signed, self.config.state_dir / "trust.json")
+        self._status_dirty.set()
+
+    def _check_bundle_file(self) -> None:
+        mtime = self._file_mtime()
+        if mtime == self._bundle_mtime:
+            return
+        self._bundle_mtime = mtime
+        try:
+            signed = load_bundle(self.config.bundle_path, pinned_root=self.pinned_root)
+        except RelaydError as exc:
+            self.counters.trust_refused += 1
+            log.warning("refused changed trust bundle file: %s", exc)
+            return
+        self._install_bundle(signed, "file")
+
+    # -- to the radio -----------------------------------------------------------------
+
+    def _airtime(self, text: str) -> float:
+        return (
+            mesh_frame_time_on_air_s(len(text.encode("utf-8")), self.config.airtime.preset) / self.time_scale
+        )
+
+    def _enqueue(self, row: QueuedRow, packet_id: int | None = None) -> None:
+        item = QueueItem(
+            row.alert_id,
+            row.onair,
+            row.severity_rank,
+            row.issued_at_s,
+            row.expires_at_s,
+            self._airtime(row.onair),
+            self.config.alerts_channel,
+        )
+        self._pending_radios[row.alert_id] = {r.name for r in self.radios}
+        if packet_id is not None:
+            self._resend_ids[row.alert_id] = packet_id
+        for scheduler in self.schedulers.values():
+            scheduler.push(item)
+
+    _resend_ids: dict[bytes, int] = {}  # noqa: RUF012 - replaced per instance in run()
+
+    def _release_holds(self, now: float) -> None:
+        for alert_id in self.suppressor.due(now):
+            row = self._queued_rows.get(alert_id)
+            if row is not None:
+                self._enqueue(row)
+        for key, (release, rt) in list(self._report_holds.items()):
+            if release <= now:
+                del self._report_holds[key]
+                self._publish_report(rt)
+
+    def _expire(self, now: float) -> None:
+        for scheduler in self.schedulers.values():
+            for item in scheduler.drop_expired(now):
+                if item.to_node is None and self._queued_rows.pop(item.alert_id, None) is not None:
+                    self._pending_radios.pop(item.alert_id, None)
+                    self.counters.drops[DropReason.EXPIRED.value] += 1
+                    self._storage_call(lambda a=item.alert_id: self.storage.dequeue(a, "expired"))  # type: ignore[misc]
+                    self._event(EventKind.DROPPED, item.alert_id.hex(), "mqtt", DropReason.EXPIRED.value)
+        for alert_id, row in list(self._queued_rows.items()):
+            if now >= row.expires_at_s and alert_id in self.suppressor:
+                self.suppressor.forget(alert_id)
+                self._queued_rows.pop(alert_id, None)
+                self.counters.drops[DropReason.EXPIRED.value] += 1
+                self._storage_call(lambda a=alert_id: self.storage.dequeue(a, "expired"))  # type: ignore[misc]
+
+    async def _transmit_loop(self, radio: RadioLink) -> None:
+        scheduler = self.schedulers[radio.name]
+        while True:
+            now = self.clock()
+            self._release_holds(now)
+            self._expire(now)
+            action = scheduler.next_action(now)
+            timeout: float | None = None
+            if isinstance(action, Ready):
+                if not radio.connected:
+                    await radio.wait_connected(5.0)
+                    continue
+                await self._transmit(radio, scheduler, action.item)
+                continue
+            if isinstance(action, Wait):
+                timeout = action.seconds
+            nxt = self.suppressor.next_release_s()
+            if nxt is not None:
+                timeout = min(timeout if timeout is not None else 3600.0, max(0.0, nxt - now))
+            for release, _ in self._report_holds.values():
+                timeout = min(timeout if timeout is not None else 3600.0, max(0.0, release - now))
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout if timeout is not None else 1.0)
+
+    async def _transmit(self, radio: RadioLink, scheduler: AirtimeScheduler, item: QueueItem) -> None:
+        is_ack = item.to_node is not None
+        packet_id = self._resend_ids.pop(item.alert_id, None) or radio.fresh_packet_id()
+        if not is_ack:
+            self._storage_call(lambda: self.storage.mark_transmitting(item.alert_id, packet_id))
+        try:
+            await radio.send_text(
+                item.onair,
+                to=item.to_node if item.to_node is not None else BROADCAST_NUM,
+                channel=item.channel_index,
+                packet_id=packet_id,
+            )
+        except RadioUnavailableError:
+            # Not sent: keep it queued; the retry will use a fresh packet id.
+            self.counters.send_retries += 1
+            return
+        except SendRejectedError as exc:
+            self.counters.send_retries += 1
+            log.warning("%s; will retry", exc)
+            scheduler.record_transmission(0.0, self.clock())
+            return
+        scheduler.pop(item.alert_id)
+        scheduler.record_transmission(item.airtime_s, self.clock())
+        if is_ack:
+            return
+        remaining = self._pending_radios.get(item.alert_id, set())
+        remaining.discard(radio.name)
+        if not remaining:
+            self._pending_radios.pop(item.alert_id, None)
+            self._queued_rows.pop(item.alert_id, None)
+            self._storage_call(lambda: self.storage.dequeue(item.alert_id, "transmitted"))
+        self.counters.transmitted += 1
+        self.suppressor.transmitted += 1
+        self._event(EventKind.TRANSMITTED, item.alert_id.hex(), "rf")
+        self._status_dirty.set()
+        log.info("transmitted %s on %s", item.alert_id.hex(), radio.name)
+
+    # -- MQTT publishing ----------------------------------------------------------------
+
+    async def _publisher_loop(self) -> None:
+        while True:
+            self._publish_wake.clear()
+            if self.mqtt.connected:
+                try:
+                    batch = self.storage.pending()
+                except StorageError:
+                    batch = []
+                for item in batch:
+                    ok = await self.mqtt.publish(item.topic, item.payload, retain=item.retain)
+                    if not ok:
+                        break
+                    self.counters.published += 1
+                    self._storage_call(lambda i=item.row_id: self.storage.remove_pending(i))  # type: ignore[misc]
+                if batch and self.mqtt.connected:
+                    continue
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._publish_wake.wait(), 2.0)
+
+    # -- status -------------------------------------------------------------------------
+
+    def _on_link_state(self, _link: object) -> None:
+        self._status_dirty.set()
+
+    def status(self) -> RelayStatus:
+        now = self.clock()
+        radio = self.radios[0]
+        scheduler = self.schedulers[radio.name]
+        return RelayStatus(
+            relay=self.config.relay_id,
+            state=RelayState.DRAINING if self._stopping else RelayState.ONLINE,
+            ts_s=now,
+            version=__version__,
+            radio=radio.state,
+            radio_device=radio.config.label,
+            radio_node=node_id(radio.my_node) if radio.my_node is not None else "",
+            broker=self.mqtt.state,
+            queue_depth=sum(len(s) for s in self.schedulers.values()) + len(self.suppressor),
+            airtime_last_hour_s=scheduler.airtime_used_s(now) * self.time_scale,
+            airtime_budget_per_hour_s=scheduler.budget_s * self.time_scale,
+            airtime_history_s=tuple(x * self.time_scale for x in scheduler.airtime_history_s(now)),
+            transmitted=self.counters.transmitted,
+            suppressed=self.counters.suppressed,
+            heard=self.counters.heard,
+            published=self.counters.published,
+            drops=dict(self.counters.drops),
+            last_heard_s=self._last_heard_s,
+            clock_warning=self.clock_assessment.warning,
+            storage_error=self.storage_error,
+            trust_version=self.verifier.bundle.version,
+        )
+
+    async def _publish_status(self) -> None:
+        await self.mqtt.publish(
+            self.topics.status(self.config.relay_id), encode_status(self.status()), retain=True
+        )
+
+    async def _status_loop(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._status_dirty.wait(), self.config.status_interval_s)
+            self._status_dirty.clear()
+            if self.mqtt.connected:
+                await self._publish_status()
+            await asyncio.sleep(STATUS_MIN_INTERVAL_S)
+
+    async def _housekeeping_loop(self) -> None:
+        watchdog = watchdog_interval_s()
+        last_purge = 0.0
+        while True:
+            now = self.clock()
+            assessment = self._assess_clock()
+            if assessment.warning != self.clock_assessment.warning:
+                if assessment.warning:
+                    log.warning("clock: %s", assessment.warning)
+                self._status_dirty.set()
+            self.clock_assessment = assessment
+            self._check_bundle_file()
+            self._expire_active(now)
+            if now - last_purge > 60:
+                last_purge = now
+                self._purge(now)
+            if watchdog is not None:
+                sd_notify("WATCHDOG=1")
+            await asyncio.sleep(min(HOUSEKEEPING_INTERVAL_S, watchdog or HOUSEKEEPING_INTERVAL_S))
+
+    def _purge(self, now: float) -> None:
+        horizon_s = 2 * self.verifier.dedup.generation_s
+        self._storage_call(lambda: self.storage.purge(now, self.config.history_retention_s, horizon_s))
+
+    def _expire_active(self, now: float) -> None:
+        try:
+            active = self.storage.active_alerts()
+        except StorageError:
+            return
+        for alert_id, expires_at in active:
+            if now >= expires_at:
+                self._active_refs.pop(alert_id, None)
+
+                def clear(a: bytes = alert_id) -> None:
+                    self.storage.add_pending(self.topics.active(a.hex()), b"", True)
+                    self.storage.deactivate(a)
+
+                self._storage_call(clear)
+                self._publish_wake.set()
+
+    # -- lifecycle ----------------------------------------------------------------------
+
+    async def run(self, stop: asyncio.Event) -> None:
+        self._resend_ids = {}
+        metrics_server: asyncio.Server | None = None
+        if self.config.metrics_port is not None and self.config.metrics_host is not None:
+            from relayd.daemon.metrics import start_metrics  # noqa: PLC0415
+
+            metrics_server = await start_metrics(self, self.config.metrics_host, self.config.metrics_port)
+        try:
+            async with asyncio.TaskGroup() as tg:
+                tasks = [
+                    tg.create_task(self.mqtt.run(), name="mqtt"),
+                    tg.create_task(self._publisher_loop(), name="publisher"),
+                    tg.create_task(self._status_loop(), name="status"),
+                    tg.create_task(self._housekeeping_loop(), name="housekeeping"),
+                ]
+                for radio in self.radios:
+                    tasks.append(tg.create_task(radio.run(), name=f"radio-{radio.name}"))
+                    tasks.append(tg.create_task(self._transmit_loop(radio), name=f"transmit-{radio.name}"))
+                sd_notify(f"READY=1\nSTATUS=relay {self.config.relay_id} running")
+                await stop.wait()
+                await self._shutdown()
+                for task in tasks:
+                    task.cancel()
+        finally:
+            if metrics_server is not None:
+                metrics_server.close()
+            self.storage.close()
+
+    async def _shutdown(self) -> None:
+        """Drain: publish what is pending (bounded), then a final offline status."""
+        self._stopping = True
+        sd_notify("STOPPING=1")
+        deadline = time.monotonic() + 3.0
+        while self.mqtt.connected and time.monotonic() < deadline:
+            try:
+                if not self.storage.pending(1):
+                    break
+            except StorageError:
+                break
+            self._publish_wake.set()
+            await asyncio.sleep(0.05)
+        if self.mqtt.connected:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(
+                    self.mqtt.publish(
+                        self.topics.status(self.config.relay_id),
+                        encode_status(offline_status(self.config.relay_id)),
+                        retain=True,
+                    ),
+                    1.0,
+                )
+            await self.mqtt.disconnect()
+
+
+from relayd.daemon.mqtt import Incoming  # noqa: E402 - after Relay to keep aiomqtt import lazy for typing
