@@ -1,0 +1,137 @@
+"""End-to-end fixtures: a simulated neighborhood, a real broker, and relay daemons."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import aiomqtt
+import pytest
+
+from relayd.core.model import SignedAlert
+from relayd.sim.neighborhood import Neighborhood
+from relayd.sim.scenario import load_scenario
+from relayd.testing.harness import RelayProcess, write_relay_config
+from relayd.testing.keys import TestNetwork
+from relayd.testing.mosquitto import MosquittoBroker
+
+REPO = Path(__file__).resolve().parents[2]
+NEIGHBORHOOD = REPO / "config" / "sim" / "neighborhood.toml"
+ONE_RELAY = REPO / "config" / "sim" / "one-relay.toml"
+TIME_SCALE = 10.0
+
+
+@dataclass
+class Site:
+    """A running neighborhood: simulator, broker, relays, and the test's MQTT client."""
+
+    hood: Neighborhood
+    broker: MosquittoBroker
+    network: TestNetwork
+    workdir: Path
+    relays: dict[str, RelayProcess] = field(default_factory=dict)
+    configs: dict[str, Path] = field(default_factory=dict)
+
+    @property
+    def handhelds(self) -> list[str]:
+        return [n.name for n in self.hood.scenario.nodes if n.role.value == "handheld"]
+
+    def start_relay(self, name: str) -> None:
+        self.relays[name] = RelayProcess(self.configs[name], self.workdir / f"{name}.log")
+        self.relays[name].start()
+
+    async def publish(self, topic: str, payload: bytes, *, retain: bool = False) -> None:
+        async with aiomqtt.Client("127.0.0.1", self.broker.port) as client:
+            await client.publish(topic, payload, qos=1, retain=retain)
+
+    async def publish_many(self, topic: str, payloads: list[bytes], delay_s: float = 0.0) -> None:
+        async with aiomqtt.Client("127.0.0.1", self.broker.port) as client:
+            for payload in payloads:
+                await client.publish(topic, payload, qos=1)
+                if delay_s:
+                    await asyncio.sleep(delay_s)
+
+    def displayed(self, handheld: str, alert: SignedAlert) -> int:
+        return sum(1 for d in self.hood.displays(handheld) if d.text == alert.onair)
+
+    async def wait_displayed_everywhere(self, alerts: list[SignedAlert], timeout_s: float) -> bool:
+        def done() -> bool:
+            return all(self.displayed(h, a) >= 1 for h in self.handhelds for a in alerts)
+
+        return await self.hood.wait_for(done, timeout_s)
+
+    async def wait_relays_ready(self, timeout_s: float = 20.0) -> None:
+        """Until every relay's retained status says radio and broker are connected."""
+        seen: dict[str, dict[str, object]] = {}
+        async with aiomqtt.Client("127.0.0.1", self.broker.port) as client:
+            await client.subscribe("relayd/relays/+/status", qos=1)
+            async with asyncio.timeout(timeout_s):
+                async for msg in client.messages:
+                    doc = json.loads(bytes(msg.payload))  # type: ignore[arg-type]
+                    seen[doc["relay"]] = doc
+                    if all(
+                        r in seen
+                        and seen[r].get("radio", {}).get("state") == "connected"  # type: ignore[union-attr]
+                        and seen[r].get("broker", {}).get("state") == "connected"  # type: ignore[union-attr]
+                        for r in self.relays
+                    ):
+                        return
+
+    def stop(self) -> None:
+        for relay in self.relays.values():
+            relay.terminate()
+
+
+def make_site_factory(
+    tmp_path: Path, network: TestNetwork, mosquitto: MosquittoBroker
+) -> Callable[..., object]:
+    async def factory(
+        scenario_path: Path = NEIGHBORHOOD, *, suppression: bool = True, start: bool = True, extra: str = ""
+    ) -> Site:
+        scenario = load_scenario(scenario_path)
+        hood = Neighborhood(scenario, time_scale=TIME_SCALE, handheld_log_path=tmp_path / "handhelds.jsonl")
+        await hood.start()
+        site = Site(hood, mosquitto, network, tmp_path)
+        for node in scenario.nodes:
+            if node.role.value != "relay":
+                continue
+            endpoint = hood.endpoints[node.name]
+            site.configs[node.name] = write_relay_config(
+                tmp_path / "relays",
+                node.name,
+                network,
+                radio_port=endpoint.tcp_port,
+                broker_port=mosquitto.port,
+                time_scale=TIME_SCALE,
+                suppression=suppression,
+                extra=extra,
+            )
+            if start:
+                site.start_relay(node.name)
+        return site
+
+    return factory
+
+
+@pytest.fixture
+async def site_factory(
+    tmp_path: Path, network: TestNetwork, mosquitto: MosquittoBroker
+) -> AsyncIterator[Callable[..., object]]:
+    sites: list[Site] = []
+    inner = make_site_factory(tmp_path, network, mosquitto)
+
+    async def factory(*args: object, **kwargs: object) -> Site:
+        site: Site = await inner(*args, **kwargs)  # type: ignore[operator]
+        sites.append(site)
+        return site
+
+    yield factory
+    for site in sites:
+        site.stop()
+        await site.hood.stop()
+        for name, relay in site.relays.items():
+            if "Traceback" in relay.log_text():
+                print(f"--- {name} log ---\n{relay.log_text()[-4000:]}")
