@@ -27,6 +27,7 @@ class QueueItem:
     expires_at_s: int
     airtime_s: float
     channel_index: int = 0
+    to_node: int | None = None  # None: broadcast; a node number: a direct message (report ack)
 
 
 @dataclass(frozen=True, slots=True)

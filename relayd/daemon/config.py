@@ -12,6 +12,8 @@ from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 from relayd.core.airtime import LoRaPreset, preset_by_name
+from relayd.core.model import Role
+from relayd.core.ratelimit import RateLimit
 from relayd.core.timefmt import parse_duration_s
 from relayd.core.topics import DEFAULT_ROOT, valid_relay_id
 from relayd.errors import ConfigError
@@ -83,6 +85,7 @@ class Config:
     metrics_port: int | None = 9108
     status_interval_s: float = 30.0
     ack_text: str = "relayd: report received, thank you"
+    rate_limits: tuple[tuple[Role, RateLimit], ...] = ()
 
     @property
     def db_path(self) -> Path:
@@ -341,6 +344,18 @@ def load_config(path: Path) -> Config:
     )
     sup.check_unknown()
 
+    limits_sec = top.table("rate_limits")
+    rate_limits: list[tuple[Role, RateLimit]] = []
+    for role in Role:
+        if role.value not in limits_sec.data:
+            continue
+        entry = limits_sec.table(role.value)
+        burst = entry.int_("burst", 10, 1, 1_000_000)
+        per_minute = entry.float_("per_minute", 10.0, 0.001, 1_000_000.0)
+        entry.check_unknown()
+        rate_limits.append((role, RateLimit(burst=burst, per_s=per_minute / 60.0)))
+    limits_sec.check_unknown()
+
     metrics = top.table("metrics")
     listen = metrics.str_("listen", "127.0.0.1:9108")
     metrics.check_unknown()
@@ -372,4 +387,5 @@ def load_config(path: Path) -> Config:
         metrics_port=metrics_port,
         status_interval_s=status_interval,
         ack_text=ack_text,
+        rate_limits=tuple(rate_limits),
     )

@@ -468,6 +468,8 @@ class Relay:
                     self.peers[relay] = parse_status(msg.payload).state
                 except MalformedMessage:
                     self.peers.pop(relay, None)
+                    if msg.payload:
+                        self.counters.drops[DropReason.MALFORMED.value] += 1
             return
         if topic == self.topics.reports:
             self._note_peer_report(msg.payload)
@@ -487,7 +489,6 @@ class Relay:
             return
         if verdict.alert is not None and verdict.alert.kind is Kind.REPORT:
             # Reports go to dispatchers only; never on air.
-            self.counters.drops[DropReason.ROLE_NOT_ALLOWED.value] += 0
             self.counters.ignored_text += 1
             return
         self.counters.received += 1
@@ -502,8 +503,12 @@ class Relay:
         try:
             doc = json.loads(payload)
         except (ValueError, RecursionError):
+            doc = None
+        if not isinstance(doc, dict):
+            self.counters.drops[DropReason.MALFORMED.value] += 1
+            self._status_dirty.set()
             return
-        if not isinstance(doc, dict) or doc.get("relay") == self.config.relay_id:
+        if doc.get("relay") == self.config.relay_id:
             return
         origin = doc.get("origin_node")
         packet = doc.get("origin_packet")
@@ -520,6 +525,8 @@ class Relay:
             signed = parse_signed_bundle(payload, pinned_root=self.pinned_root)
         except TrustBundleError as exc:
             self.counters.trust_refused += 1
+            self.counters.drops[DropReason.MALFORMED.value] += 1
+            self._status_dirty.set()
             log.warning("refused trust bundle from MQTT: %s", exc)
             return
         self._install_bundle(signed, "mqtt")

@@ -29,6 +29,7 @@ def write_relay_config(
     time_scale: float = 1.0,
     suppression: bool = True,
     metrics_port: int | None = None,
+    topic_root: str = "relayd",
     extra: str = "",
 ) -> Path:
     """A relay config whose key, trust and state live under `directory`."""
@@ -54,6 +55,7 @@ time_scale = {time_scale}
 
 [mqtt]
 url = "mqtt://127.0.0.1:{broker_port}"
+topic_root = "{topic_root}"
 
 [suppression]
 enabled = {"true" if suppression else "false"}

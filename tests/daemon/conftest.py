@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -12,8 +13,9 @@ import aiomqtt
 import pytest
 
 from relayd.core.model import SignedAlert
+from relayd.core.status import RelayStatus, parse_status
 from relayd.sim.neighborhood import Neighborhood
-from relayd.sim.scenario import load_scenario
+from relayd.sim.scenario import Scenario, load_scenario
 from relayd.testing.harness import RelayProcess, write_relay_config
 from relayd.testing.keys import TestNetwork
 from relayd.testing.mosquitto import MosquittoBroker
@@ -22,6 +24,12 @@ REPO = Path(__file__).resolve().parents[2]
 NEIGHBORHOOD = REPO / "config" / "sim" / "neighborhood.toml"
 ONE_RELAY = REPO / "config" / "sim" / "one-relay.toml"
 TIME_SCALE = 10.0
+# Test streams send far more alerts per key than a real dispatcher may.
+GENEROUS_LIMITS = """
+[rate_limits.dispatcher]
+burst = 10000
+per_minute = 100000
+"""
 
 
 @dataclass
@@ -32,6 +40,7 @@ class Site:
     broker: MosquittoBroker
     network: TestNetwork
     workdir: Path
+    root: str = "relayd"
     relays: dict[str, RelayProcess] = field(default_factory=dict)
     configs: dict[str, Path] = field(default_factory=dict)
 
@@ -42,6 +51,9 @@ class Site:
     def start_relay(self, name: str) -> None:
         self.relays[name] = RelayProcess(self.configs[name], self.workdir / f"{name}.log")
         self.relays[name].start()
+
+    def topic(self, leaf: str) -> str:
+        return f"{self.root}/{leaf}"
 
     async def publish(self, topic: str, payload: bytes, *, retain: bool = False) -> None:
         async with aiomqtt.Client("127.0.0.1", self.broker.port) as client:
@@ -67,7 +79,7 @@ class Site:
         """Until every relay's retained status says radio and broker are connected."""
         seen: dict[str, dict[str, object]] = {}
         async with aiomqtt.Client("127.0.0.1", self.broker.port) as client:
-            await client.subscribe("relayd/relays/+/status", qos=1)
+            await client.subscribe(f"{self.root}/relays/+/status", qos=1)
             async with asyncio.timeout(timeout_s):
                 async for msg in client.messages:
                     doc = json.loads(bytes(msg.payload))  # type: ignore[arg-type]
@@ -80,6 +92,30 @@ class Site:
                     ):
                         return
 
+    async def statuses(self, settle_s: float = 1.5) -> dict[str, RelayStatus]:
+        """The relays' retained status messages (after letting fresh ones arrive)."""
+        await asyncio.sleep(settle_s)
+        out: dict[str, RelayStatus] = {}
+        async with aiomqtt.Client("127.0.0.1", self.broker.port) as client:
+            await client.subscribe(f"{self.root}/relays/+/status", qos=1)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(1.0):
+                    async for msg in client.messages:
+                        status = parse_status(bytes(msg.payload))  # type: ignore[arg-type]
+                        out[status.relay] = status
+        return out
+
+    async def collect(self, topic: str, duration_s: float) -> list[bytes]:
+        """Messages on `topic` (retained ones included) during `duration_s`."""
+        got: list[bytes] = []
+        async with aiomqtt.Client("127.0.0.1", self.broker.port) as client:
+            await client.subscribe(topic, qos=1)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(duration_s):
+                    async for msg in client.messages:
+                        got.append(bytes(msg.payload))  # type: ignore[arg-type]
+        return got
+
     def stop(self) -> None:
         for relay in self.relays.values():
             relay.terminate()
@@ -89,24 +125,33 @@ def make_site_factory(
     tmp_path: Path, network: TestNetwork, mosquitto: MosquittoBroker
 ) -> Callable[..., object]:
     async def factory(
-        scenario_path: Path = NEIGHBORHOOD, *, suppression: bool = True, start: bool = True, extra: str = ""
+        scenario_path: Path = NEIGHBORHOOD,
+        *,
+        suppression: bool = True,
+        start: bool = True,
+        extra: str = GENEROUS_LIMITS,
+        name: str = "site",
+        time_scale: float = TIME_SCALE,
+        scenario: Scenario | None = None,
     ) -> Site:
-        scenario = load_scenario(scenario_path)
-        hood = Neighborhood(scenario, time_scale=TIME_SCALE, handheld_log_path=tmp_path / "handhelds.jsonl")
+        scenario = scenario or load_scenario(scenario_path)
+        workdir = tmp_path / name
+        hood = Neighborhood(scenario, time_scale=time_scale, handheld_log_path=workdir / "handhelds.jsonl")
         await hood.start()
-        site = Site(hood, mosquitto, network, tmp_path)
+        site = Site(hood, mosquitto, network, workdir, root=name)
         for node in scenario.nodes:
             if node.role.value != "relay":
                 continue
             endpoint = hood.endpoints[node.name]
             site.configs[node.name] = write_relay_config(
-                tmp_path / "relays",
+                workdir / "relays",
                 node.name,
                 network,
                 radio_port=endpoint.tcp_port,
                 broker_port=mosquitto.port,
-                time_scale=TIME_SCALE,
+                time_scale=time_scale,
                 suppression=suppression,
+                topic_root=name,
                 extra=extra,
             )
             if start:

@@ -1,0 +1,116 @@
+"""Small typed helpers around the `meshtastic` protobufs used on the device API.
+
+The protobuf classes are untyped at runtime (stubs only); these helpers give the rest of
+relayd a narrow, typed surface and convert protobuf decode errors into `MalformedMessageError`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from google.protobuf.message import DecodeError
+from meshtastic.protobuf import mesh_pb2, portnums_pb2
+
+# Meshtastic reserves 0xFFFFFFFF as "everyone" (firmware NODENUM_BROADCAST).
+BROADCAST_NUM = 0xFFFFFFFF
+TEXT_MESSAGE_APP: int = portnums_pb2.PortNum.TEXT_MESSAGE_APP
+ROUTING_APP: int = portnums_pb2.PortNum.ROUTING_APP
+ADMIN_APP: int = portnums_pb2.PortNum.ADMIN_APP
+# The BEL character: Meshtastic's external-notification module rings the bell
+# (module_config.external_notification.alert_bell) for a text that contains it.
+BELL_CHAR = "\x07"
+
+MeshPacket = Any  # mesh_pb2.MeshPacket; protobuf classes are not usable as static types here
+FromRadio = Any
+ToRadio = Any
+
+
+class MalformedMessageError(ValueError):
+    """A frame's payload is not a valid protobuf of the expected type."""
+
+    def __init__(self, kind: str, payload: bytes) -> None:
+        super().__init__(f"malformed {kind} ({len(payload)} bytes)")
+        self.kind = kind
+        self.payload = payload
+
+
+def node_id(num: int) -> str:
+    """Meshtastic's user-facing node id, e.g. ``!a1b2c3d4``."""
+    return f"!{num & 0xFFFFFFFF:08x}"
+
+
+def parse_node_id(text: str) -> int:
+    """Inverse of `node_id`; also accepts a plain decimal or ``0x`` number."""
+    s = text.strip()
+    if s.startswith("!"):
+        return int(s[1:], 16)
+    return int(s, 0)
+
+
+def parse_to_radio(payload: bytes) -> ToRadio:
+    msg = mesh_pb2.ToRadio()
+    try:
+        msg.ParseFromString(payload)
+    except DecodeError as exc:
+        raise MalformedMessageError("ToRadio", payload) from exc
+    return msg
+
+
+def parse_from_radio(payload: bytes) -> FromRadio:
+    msg = mesh_pb2.FromRadio()
+    try:
+        msg.ParseFromString(payload)
+    except DecodeError as exc:
+        raise MalformedMessageError("FromRadio", payload) from exc
+    return msg
+
+
+def text_packet(
+    text: str,
+    *,
+    to: int = BROADCAST_NUM,
+    channel_index: int = 0,
+    want_ack: bool = False,
+    packet_id: int = 0,
+    hop_limit: int = 0,
+) -> MeshPacket:
+    """A client-side MeshPacket carrying a TEXT_MESSAGE_APP payload (UTF-8)."""
+    pkt = mesh_pb2.MeshPacket()
+    pkt.to = to
+    pkt.channel = channel_index
+    pkt.want_ack = want_ack
+    pkt.id = packet_id
+    pkt.hop_limit = hop_limit
+    pkt.decoded.portnum = TEXT_MESSAGE_APP
+    pkt.decoded.payload = text.encode("utf-8")
+    return pkt
+
+
+def to_radio_packet(packet: MeshPacket) -> bytes:
+    msg = mesh_pb2.ToRadio()
+    msg.packet.CopyFrom(packet)
+    return bytes(msg.SerializeToString())
+
+
+def to_radio_want_config(nonce: int) -> bytes:
+    msg = mesh_pb2.ToRadio()
+    msg.want_config_id = nonce
+    return bytes(msg.SerializeToString())
+
+
+def to_radio_heartbeat() -> bytes:
+    msg = mesh_pb2.ToRadio()
+    msg.heartbeat.SetInParent()
+    return bytes(msg.SerializeToString())
+
+
+def to_radio_disconnect() -> bytes:
+    msg = mesh_pb2.ToRadio()
+    msg.disconnect = True
+    return bytes(msg.SerializeToString())
+
+
+def from_radio_variant(msg: FromRadio) -> str:
+    """Name of the FromRadio oneof that is set (``packet``, ``my_info``, ...), or ``""``."""
+    which = msg.WhichOneof("payload_variant")
+    return str(which) if which else ""

@@ -1,0 +1,618 @@
+"""The firmware side of the Meshtastic device API for one simulated radio.
+
+`SimRadio` is one radio: its node DB, channels and config, its to-phone queue, and (for a
+handheld) its screen. `PhoneSession` is one client connection to it (TCP or serial) and mirrors
+the firmware's PhoneAPI state machine (src/mesh/PhoneAPI.cpp). Neither does I/O: bytes come in
+through `PhoneSession.feed`, framed FromRadio bytes go out through the session's sink, and
+packets reach the air through a `MeshPort` (the neighborhood, which owns the medium).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from enum import Enum, auto
+from typing import Any, Protocol
+
+from google.protobuf.message import DecodeError
+from meshtastic.protobuf import channel_pb2, config_pb2, mesh_pb2, module_config_pb2
+
+from relayd.core.airtime import MAX_DATA_PAYLOAD_BYTES
+from relayd.meshapi.framing import StreamDecoder, encode_frame
+from relayd.meshapi.packets import (
+    BELL_CHAR,
+    BROADCAST_NUM,
+    ROUTING_APP,
+    TEXT_MESSAGE_APP,
+    MalformedMessageError,
+    node_id,
+    parse_to_radio,
+)
+from relayd.sim.medium import AirPacket, Delivery, SendResult
+from relayd.sim.scenario import NodeSpec, Role, Scenario
+
+log = logging.getLogger(__name__)
+
+FIRMWARE_VERSION = "2.6.11.relayd-sim"
+# DeviceMetadata.device_state_version of firmware 2.6 (DEVICESTATE_CUR_VER).
+DEVICE_STATE_VERSION = 24
+MIN_APP_VERSION = 30200
+# MeshService toPhoneQueue depth (mesh-pb-constants.h MAX_RX_TOPHONE).
+MAX_RX_TOPHONE = 32
+# PhoneAPI::handleToRadioPacket: a TEXT_MESSAGE_APP packet less than TWO_SECONDS_MS after the
+# previous one from the same client connection is dropped with RATE_LIMIT_EXCEEDED.
+TEXT_RATE_LIMIT_S = 2.0
+# PhoneAPI::wasSeenRecently remembers the last 20 packet ids the client sent.
+RECENT_CLIENT_IDS = 20
+# Firmware ErrorCode values reported in QueueStatus.res (mesh/MeshTypes.h).
+ERRNO_OK = 0
+ERRNO_UNKNOWN = 32
+ERRNO_DISABLED = 34
+ROUTING_ERROR = mesh_pb2.Routing.Error
+_MAX_CHANNELS = 8
+
+
+class MeshPort(Protocol):
+    """What a radio needs from the world around it (implemented by the neighborhood)."""
+
+    def sim_now_s(self) -> float: ...
+
+    def transmit(self, node: str, packet: AirPacket) -> SendResult: ...
+
+    def tx_queue_free(self, node: str) -> int: ...
+
+
+@dataclass(frozen=True, slots=True)
+class DisplayedMessage:
+    """One message as a person would see it on a stock handheld's screen."""
+
+    sim_time_s: float
+    wall_time: float
+    handheld: str
+    channel_index: int
+    channel_name: str
+    sender_id: str
+    sender_name: str
+    text: str
+    bell: bool  # the text holds BEL: external notification rings (alert_bell)
+    dm: bool
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), ensure_ascii=False)
+
+
+class SessionState(Enum):
+    NOTHING = auto()  # connected, no want_config_id yet (firmware STATE_SEND_NOTHING)
+    PACKETS = auto()  # handshake done, packets flow (STATE_SEND_PACKETS)
+    CLOSED = auto()
+
+
+class PhoneSession:
+    """One client connection: framing, the config handshake and packets both ways."""
+
+    def __init__(self, radio: SimRadio, sink: Callable[[bytes], None], on_close: Callable[[], None]) -> None:
+        self.radio = radio
+        self._sink = sink
+        self._on_close = on_close
+        self.decoder = StreamDecoder()
+        self.state = SessionState.NOTHING
+        self.malformed = 0
+        self._last_text_s: float | None = None
+        self._recent_ids: deque[int] = deque(maxlen=RECENT_CLIENT_IDS)
+
+    # -- input -------------------------------------------------------------------------------------
+
+    def feed(self, data: bytes) -> None:
+        for payload in self.decoder.feed(data):
+            if self.state is SessionState.CLOSED:
+                return
+            try:
+                msg = parse_to_radio(payload)
+            except MalformedMessageError:
+                # PhoneAPI::handleToRadio: "Error: ignore malformed toradio" -- link stays up.
+                self.malformed += 1
+                continue
+            self.handle(msg)
+
+    def handle(self, msg: Any) -> None:
+        which = msg.WhichOneof("payload_variant")
+        if which == "want_config_id":
+            self._send_config(int(msg.want_config_id))
+        elif which == "packet":
+            self._handle_packet(msg.packet)
+        elif which == "heartbeat":
+            # A heartbeat is answered with the current queue status.
+            self._send_queue_status(ERRNO_OK, 0)
+        elif which == "disconnect":
+            # PhoneAPI::close(): back to STATE_SEND_NOTHING; the transport stays open.
+            self.state = SessionState.NOTHING
+            self._last_text_s = None
+
+    # -- output ------------------------------------------------------------------------------------
+
+    def emit(self, fr: Any) -> None:
+        if self.state is SessionState.CLOSED:
+            return
+        fr.id = self.radio.next_from_radio_id()
+        self._sink(encode_frame(fr.SerializeToString()))
+
+    def close(self) -> None:
+        if self.state is SessionState.CLOSED:
+            return
+        self.state = SessionState.CLOSED
+        self.radio.detach(self)
+        self._on_close()
+
+    def send_rebooted(self) -> None:
+        fr = mesh_pb2.FromRadio()
+        fr.rebooted = True
+        self.emit(fr)
+
+    def push_packet(self, packet: Any) -> None:
+        fr = mesh_pb2.FromRadio()
+        fr.packet.CopyFrom(packet)
+        self.emit(fr)
+
+    @property
+    def ready(self) -> bool:
+        return self.state is SessionState.PACKETS
+
+    def _send_config(self, nonce: int) -> None:
+        for fr in self.radio.config_stream(nonce):
+            self.emit(fr)
+        self.state = SessionState.PACKETS
+        # Real radios hand over everything that queued up while no client was reading.
+        self.radio.flush_to_phone()
+
+    def _send_queue_status(self, res: int, packet_id: int) -> None:
+        fr = mesh_pb2.FromRadio()
+        fr.queueStatus.res = res
+        fr.queueStatus.free = max(self.radio.port.tx_queue_free(self.radio.name), 0)
+        fr.queueStatus.maxlen = 16
+        fr.queueStatus.mesh_packet_id = packet_id
+        self.emit(fr)
+
+    def _notify(self, level: int, reply_id: int, message: str) -> None:
+        fr = mesh_pb2.FromRadio()
+        fr.clientNotification.level = level
+        fr.clientNotification.reply_id = reply_id
+        fr.clientNotification.time = int(self.radio.wall_clock())
+        fr.clientNotification.message = message
+        self.emit(fr)
+
+    def _handle_packet(self, p: Any) -> None:
+        radio = self.radio
+        if p.id and p.id in self._recent_ids:
+            # PhoneAPI::wasSeenRecently: a resent id is ignored silently.
+            return
+        if p.id:
+            self._recent_ids.append(p.id)
+        portnum = p.decoded.portnum if p.HasField("decoded") else 0
+        now = radio.port.sim_now_s()
+        if (
+            portnum == TEXT_MESSAGE_APP
+            and self._last_text_s is not None
+            and now - self._last_text_s < TEXT_RATE_LIMIT_S
+        ):
+            # Firmware answers with a QueueStatus (res 0!) and a Routing error to the client,
+            # and does not update the "last text" time (PhoneAPI::handleToRadioPacket).
+            self._send_queue_status(ERRNO_OK, p.id)
+            radio.routing_to_phone(p, ROUTING_ERROR.RATE_LIMIT_EXCEEDED, from_num=radio.num)
+            return
+        if p.HasField("decoded") and len(p.decoded.payload) > MAX_DATA_PAYLOAD_BYTES:
+            # Real firmware: nanopb cannot decode a payload over 233 bytes, and Router::send
+            # answers an oversize packet with TOO_LARGE (QueueStatus.res and a NAK). We also
+            # send a clientNotification so clients see why.
+            self._notify(
+                mesh_pb2.LogRecord.Level.ERROR,
+                p.id,
+                f"Data payload of {len(p.decoded.payload)} bytes exceeds {MAX_DATA_PAYLOAD_BYTES}",
+            )
+            self._send_queue_status(ROUTING_ERROR.TOO_LARGE, p.id)
+            radio.routing_to_phone(p, ROUTING_ERROR.TOO_LARGE, from_num=radio.num)
+            return
+        if p.channel >= len(radio.scenario.channels):
+            self._send_queue_status(ROUTING_ERROR.NO_CHANNEL, p.id)
+            radio.routing_to_phone(p, ROUTING_ERROR.NO_CHANNEL, from_num=radio.num)
+            return
+        if portnum == TEXT_MESSAGE_APP:
+            self._last_text_s = now
+        packet_id, res = radio.originate(p)
+        self._send_queue_status(ERRNO_OK if res is SendResult.QUEUED else ERRNO_UNKNOWN, packet_id)
+
+
+class SimRadio:
+    """One simulated Meshtastic radio (relay radio or stock handheld)."""
+
+    def __init__(
+        self,
+        spec: NodeSpec,
+        scenario: Scenario,
+        port: MeshPort,
+        *,
+        wall_clock: Callable[[], float] = time.time,
+        on_display: Callable[[DisplayedMessage], None] | None = None,
+    ) -> None:
+        self.spec = spec
+        self.name = spec.name
+        self.num = spec.num
+        self.scenario = scenario
+        self.port = port
+        self.wall_clock = wall_clock
+        self.on_display = on_display
+        self._rng = random.Random(f"{scenario.seed}:{spec.num}")
+        self._next_packet_id = self._rng.randrange(1, 0x7FFFFFFF)
+        self._from_radio_id = 0
+        self.to_phone: deque[Any] = deque()
+        self.to_phone_dropped = 0
+        self.displays: list[DisplayedMessage] = []
+        self.session: PhoneSession | None = None
+        self.rebooted_pending = False
+        self.reboot_count = 0
+        self._want_ack_broadcasts: dict[int, int] = {}  # packet id -> channel index
+        self.last_heard: dict[int, tuple[float, float]] = {}  # node num -> (wall time, snr)
+
+    # -- identity / handshake ----------------------------------------------------------------------
+
+    def next_from_radio_id(self) -> int:
+        self._from_radio_id += 1
+        return self._from_radio_id
+
+    def generate_packet_id(self) -> int:
+        # Router::generatePacketId: random start, then increment, 32 bits, never 0.
+        self._next_packet_id = (self._next_packet_id + 1) & 0xFFFFFFFF or 1
+        return self._next_packet_id
+
+    def _user(self, spec: NodeSpec) -> Any:
+        user = mesh_pb2.User()
+        user.id = node_id(spec.num)
+        user.long_name = spec.long_name
+        user.short_name = spec.short_name
+        user.hw_model = mesh_pb2.HardwareModel.PORTDUINO
+        user.role = config_pb2.Config.DeviceConfig.Role.CLIENT
+        return user
+
+    def config_stream(self, nonce: int) -> list[Any]:
+        """The FromRadio sequence of the want_config handshake, in PhoneAPI's state order."""
+        sc = self.scenario
+        out: list[Any] = []
+        now = int(self.wall_clock())
+
+        fr = mesh_pb2.FromRadio()
+        fr.my_info.my_node_num = self.num
+        fr.my_info.reboot_count = self.reboot_count
+        fr.my_info.min_app_version = MIN_APP_VERSION
+        fr.my_info.device_id = self.num.to_bytes(4, "big") * 4
+        fr.my_info.pio_env = "relayd-sim"
+        fr.my_info.nodedb_count = len(sc.nodes)
+        out.append(fr)
+
+        fr = mesh_pb2.FromRadio()
+        fr.node_info.num = self.num
+        fr.node_info.user.CopyFrom(self._user(self.spec))
+        fr.node_info.last_heard = now
+        fr.node_info.is_favorite = True
+        out.append(fr)
+
+        fr = mesh_pb2.FromRadio()
+        md = fr.metadata
+        md.firmware_version = FIRMWARE_VERSION
+        md.device_state_version = DEVICE_STATE_VERSION
+        md.canShutdown = True
+        md.hasWifi = self.spec.tcp_port is not None
+        md.hasBluetooth = False
+        md.role = config_pb2.Config.DeviceConfig.Role.CLIENT
+        md.hw_model = mesh_pb2.HardwareModel.PORTDUINO
+        md.hasPKC = True
+        out.append(fr)
+
+        for i in range(_MAX_CHANNELS):
+            fr = mesh_pb2.FromRadio()
+            fr.channel.index = i
+            if i < len(sc.channels):
+                ch = sc.channels[i]
+                fr.channel.role = (
+                    channel_pb2.Channel.Role.PRIMARY if i == 0 else channel_pb2.Channel.Role.SECONDARY
+                )
+                fr.channel.settings.name = ch.name
+                fr.channel.settings.psk = ch.psk
+            else:
+                fr.channel.role = channel_pb2.Channel.Role.DISABLED
+            out.append(fr)
+
+        for section in self._config_sections():
+            fr = mesh_pb2.FromRadio()
+            fr.config.CopyFrom(section)
+            out.append(fr)
+        for module in self._module_sections():
+            fr = mesh_pb2.FromRadio()
+            fr.moduleConfig.CopyFrom(module)
+            out.append(fr)
+
+        for other in sc.nodes:
+            if other.num == self.num:
+                continue
+            fr = mesh_pb2.FromRadio()
+            fr.node_info.num = other.num
+            fr.node_info.user.CopyFrom(self._user(other))
+            heard = self.last_heard.get(other.num)
+            if heard is not None:
+                fr.node_info.last_heard = int(heard[0])
+                fr.node_info.snr = heard[1]
+            out.append(fr)
+
+        fr = mesh_pb2.FromRadio()
+        fr.config_complete_id = nonce
+        out.append(fr)
+        return out
+
+    def _config_sections(self) -> list[Any]:
+        sc = self.scenario
+        cfg = config_pb2.Config
+        sections = []
+        c = cfg()
+        c.device.role = cfg.DeviceConfig.Role.CLIENT
+        c.device.node_info_broadcast_secs = 10800
+        sections.append(c)
+        c = cfg()
+        c.position.position_broadcast_secs = 900
+        c.position.gps_mode = cfg.PositionConfig.GpsMode.NOT_PRESENT
+        sections.append(c)
+        c = cfg()
+        c.power.ls_secs = 300  # PhoneAPI always reports default_ls_secs
+        sections.append(c)
+        c = cfg()
+        c.network.wifi_enabled = self.spec.tcp_port is not None
+        sections.append(c)
+        c = cfg()
+        c.display.screen_on_secs = 600
+        sections.append(c)
+        c = cfg()
+        c.lora.use_preset = True
+        c.lora.modem_preset = cfg.LoRaConfig.ModemPreset.Value(sc.preset.name)
+        c.lora.region = cfg.LoRaConfig.RegionCode.Value(sc.region)
+        c.lora.hop_limit = sc.hop_limit
+        c.lora.tx_enabled = True
+        c.lora.tx_power = 27
+        c.lora.sx126x_rx_boosted_gain = True
+        sections.append(c)
+        c = cfg()
+        c.bluetooth.enabled = False
+        c.bluetooth.mode = cfg.BluetoothConfig.PairingMode.RANDOM_PIN
+        sections.append(c)
+        c = cfg()
+        c.security.public_key = self.num.to_bytes(4, "big") * 8
+        c.security.serial_enabled = True
+        sections.append(c)
+        c = cfg()
+        c.sessionkey.SetInParent()
+        sections.append(c)
+        return sections
+
+    def _module_sections(self) -> list[Any]:
+        module_cls = module_config_pb2.ModuleConfig
+        names = (
+            "mqtt",
+            "serial",
+            "external_notification",
+            "store_forward",
+            "range_test",
+            "telemetry",
+            "canned_message",
+            "audio",
+            "remote_hardware",
+            "neighbor_info",
+            "ambient_lighting",
+            "detection_sensor",
+            "paxcounter",
+        )
+        out = []
+        for n in names:
+            m = module_cls()
+            getattr(m, n).SetInParent()
+            if n == "external_notification":
+                # A text holding BEL rings the bell (ExternalNotificationModule, alert_bell).
+                m.external_notification.enabled = True
+                m.external_notification.alert_bell = True
+                m.external_notification.alert_message = False
+                m.external_notification.output_ms = 1000
+            out.append(m)
+        return out
+
+    # -- client attach / detach --------------------------------------------------------------------
+
+    def attach(self, sink: Callable[[bytes], None], on_close: Callable[[], None]) -> PhoneSession:
+        """A client connected. Firmware serves one API client at a time: the old one is dropped."""
+        if self.session is not None:
+            self.session.close()
+        session = PhoneSession(self, sink, on_close)
+        self.session = session
+        if self.rebooted_pending:
+            self.rebooted_pending = False
+            session.send_rebooted()
+        return session
+
+    def detach(self, session: PhoneSession) -> None:
+        if self.session is session:
+            self.session = None
+
+    def power_cycle(self) -> None:
+        """The radio reboots: the client link drops, RAM (to-phone queue) is lost."""
+        if self.session is not None:
+            self.session.close()
+        self.to_phone.clear()
+        self._want_ack_broadcasts.clear()
+        self.reboot_count += 1
+        self.rebooted_pending = True
+
+    # -- to the phone ------------------------------------------------------------------------------
+
+    def queue_to_phone(self, packet: Any) -> None:
+        if len(self.to_phone) >= MAX_RX_TOPHONE:
+            # MeshService::sendToPhone: when full, a text evicts the oldest entry, anything
+            # else is dropped.
+            if packet.decoded.portnum == TEXT_MESSAGE_APP:
+                self.to_phone.popleft()
+            else:
+                self.to_phone_dropped += 1
+                return
+            self.to_phone_dropped += 1
+        self.to_phone.append(packet)
+        self.flush_to_phone()
+
+    def flush_to_phone(self) -> None:
+        s = self.session
+        if s is None or not s.ready:
+            return
+        while self.to_phone and s.ready:
+            s.push_packet(self.to_phone.popleft())
+
+    def routing_to_phone(self, request: Any, error: int, *, from_num: int) -> None:
+        """A Routing ACK/NAK for `request` to our own client (firmware sendAckNak to phone)."""
+        routing = mesh_pb2.Routing()
+        routing.error_reason = error
+        mp = mesh_pb2.MeshPacket()
+        setattr(mp, "from", from_num)
+        mp.to = self.num
+        mp.id = self.generate_packet_id()
+        mp.channel = request.channel
+        mp.priority = mesh_pb2.MeshPacket.Priority.ACK
+        mp.rx_time = int(self.wall_clock())
+        mp.decoded.portnum = ROUTING_APP
+        mp.decoded.payload = routing.SerializeToString()
+        mp.decoded.request_id = request.id
+        self.queue_to_phone(mp)
+
+    # -- to the air --------------------------------------------------------------------------------
+
+    def originate(self, p: Any) -> tuple[int, SendResult]:
+        """Send a client's (or our own firmware's) packet into the mesh; returns (id, result)."""
+        packet_id = p.id or self.generate_packet_id()
+        hop_limit = p.hop_limit or self.scenario.hop_limit
+        hop_limit = min(hop_limit, 7)
+        to = p.to if p.to else BROADCAST_NUM
+        if to == self.num:
+            # Addressed to ourselves (e.g. admin messages): never goes on air.
+            if p.want_ack:
+                p2 = mesh_pb2.MeshPacket()
+                p2.CopyFrom(p)
+                p2.id = packet_id
+                self.routing_to_phone(p2, ROUTING_ERROR.NONE, from_num=self.num)
+            return packet_id, SendResult.QUEUED
+        data = p.decoded.SerializeToString() if p.HasField("decoded") else bytes(p.encrypted)
+        air = AirPacket(
+            from_num=self.num,
+            to_num=to,
+            packet_id=packet_id,
+            channel_index=p.channel,
+            hop_limit=hop_limit,
+            hop_start=hop_limit,
+            want_ack=p.want_ack,
+            data=data,
+        )
+        res = self.port.transmit(self.name, air)
+        if res is SendResult.QUEUED and p.want_ack and to == BROADCAST_NUM:
+            self._want_ack_broadcasts[packet_id] = p.channel
+        return packet_id, res
+
+    def send_text(
+        self, text: str, *, channel_index: int = 0, to: int | None = None, want_ack: bool = False
+    ) -> tuple[int, SendResult]:
+        """What a person typing on the handheld does (no client rate limit: that is PhoneAPI's)."""
+        p = mesh_pb2.MeshPacket()
+        p.to = BROADCAST_NUM if to is None else to
+        p.channel = channel_index
+        p.want_ack = want_ack
+        p.decoded.portnum = TEXT_MESSAGE_APP
+        p.decoded.payload = text.encode("utf-8")
+        return self.originate(p)
+
+    # -- from the air ------------------------------------------------------------------------------
+
+    def on_echo(self, packet_id: int) -> None:
+        """We heard a neighbour rebroadcast our broadcast: ReliableRouter's implicit ACK."""
+        channel = self._want_ack_broadcasts.pop(packet_id, None)
+        if channel is None:
+            return
+        req = mesh_pb2.MeshPacket()
+        req.id = packet_id
+        req.channel = channel
+        self.routing_to_phone(req, ROUTING_ERROR.NONE, from_num=self.num)
+
+    def on_delivery(self, d: Delivery) -> None:
+        air = d.packet
+        data = mesh_pb2.Data()
+        try:
+            data.ParseFromString(air.data)
+        except DecodeError:
+            log.debug("%s: undecodable payload from %s", self.name, node_id(air.from_num))
+            return
+        self.last_heard[air.from_num] = (self.wall_clock(), d.snr_db)
+        mp = mesh_pb2.MeshPacket()
+        setattr(mp, "from", air.from_num)
+        mp.to = air.to_num
+        mp.id = air.packet_id
+        mp.channel = air.channel_index
+        mp.decoded.CopyFrom(data)
+        mp.rx_time = int(self.wall_clock())
+        mp.rx_snr = d.snr_db
+        mp.rx_rssi = d.rssi_dbm
+        mp.hop_limit = air.hop_limit
+        mp.hop_start = air.hop_start
+        mp.want_ack = air.want_ack
+        relayer = next((n.num for n in self.scenario.nodes if n.name == d.relayed_by), 0)
+        mp.relay_node = relayer & 0xFF  # firmware 2.6 header carries the relayer's last byte
+        if air.to_num == self.num and air.want_ack and data.portnum != ROUTING_APP:
+            self._send_ack(air)
+        if self.spec.role is Role.HANDHELD:
+            if data.portnum == TEXT_MESSAGE_APP:
+                self._display(d, data)
+            return
+        self.queue_to_phone(mp)
+
+    def _send_ack(self, air: AirPacket) -> None:
+        """ReliableRouter: the addressee of a want_ack DM answers with a Routing ACK."""
+        routing = mesh_pb2.Routing()
+        routing.error_reason = ROUTING_ERROR.NONE
+        data = mesh_pb2.Data()
+        data.portnum = ROUTING_APP
+        data.payload = routing.SerializeToString()
+        data.request_id = air.packet_id
+        ack = AirPacket(
+            from_num=self.num,
+            to_num=air.from_num,
+            packet_id=self.generate_packet_id(),
+            channel_index=air.channel_index,
+            hop_limit=self.scenario.hop_limit,
+            hop_start=self.scenario.hop_limit,
+            want_ack=False,
+            data=data.SerializeToString(),
+        )
+        self.port.transmit(self.name, ack)
+
+    def _display(self, d: Delivery, data: Any) -> None:
+        sc = self.scenario
+        sender = next((n for n in sc.nodes if n.num == d.packet.from_num), None)
+        # Firmware hands the bytes to the screen as UTF-8; invalid sequences show as U+FFFD.
+        text = bytes(data.payload).decode("utf-8", errors="replace")
+        idx = d.packet.channel_index
+        msg = DisplayedMessage(
+            sim_time_s=round(d.at_s, 6),
+            wall_time=self.wall_clock(),
+            handheld=self.name,
+            channel_index=idx,
+            channel_name=sc.channels[idx].name if idx < len(sc.channels) else "",
+            sender_id=node_id(d.packet.from_num),
+            sender_name=sender.long_name if sender else node_id(d.packet.from_num),
+            text=text,
+            bell=BELL_CHAR in text,
+            dm=d.packet.to_num == self.num,
+        )
+        self.displays.append(msg)
+        if self.on_display is not None:
+            self.on_display(msg)
