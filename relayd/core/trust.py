@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Final
 
 from relayd.core.identity import PUBLIC_KEY_BYTES, key_id_of, signature_is_valid
@@ -50,16 +50,22 @@ class TrustBundle:
     root_public_key: bytes
     keys: tuple[TrustedKey, ...] = ()
     revoked: frozenset[bytes] = frozenset()
+    # Key id -> key, built once: every frame (forged ones included) looks its key up, and a
+    # linear scan hashing every public key made each lookup cost O(keys) SHA-256 calls.
+    _by_id: dict[bytes, TrustedKey] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        by_id: dict[bytes, TrustedKey] = {}
+        for k in self.keys:
+            by_id.setdefault(k.key_id, k)  # first wins, as the scan did
+        object.__setattr__(self, "_by_id", by_id)
 
     @property
     def root_key_id(self) -> bytes:
         return key_id_of(self.root_public_key)
 
     def key(self, key_id: bytes) -> TrustedKey | None:
-        for k in self.keys:
-            if k.key_id == key_id:
-                return k
-        return None
+        return self._by_id.get(key_id)
 
     def is_revoked(self, key_id: bytes) -> bool:
         return key_id in self.revoked

@@ -59,7 +59,9 @@ class AirtimeConfig:
 @dataclass(frozen=True, slots=True)
 class SuppressionConfig:
     enabled: bool = True
-    slot_s: float | None = None  # None: one max-size frame's airtime plus a margin
+    # None: two max-size frames' airtime plus a margin, so a neighbour's frame queued behind
+    # one other transmission is still heard before our slot comes.
+    slot_s: float | None = None
     jitter_s: float = 0.2
     margin_s: float = 1.0
 

@@ -39,6 +39,7 @@ from relayd.core.status import (
     encode_event,
     encode_status,
     offline_status,
+    parse_event,
     parse_status,
 )
 from relayd.core.suppression import Suppressor
@@ -97,12 +98,9 @@ class Relay:
         for alert_id in self.storage.seen_ids(now - 2 * dedup.generation_s):
             dedup.add(alert_id, now)
         replay.restore(self.storage.replay_windows())
-        self.verifier = Verifier(
-            self.signed_bundle.bundle,
-            VerifyPolicy(clock_skew_s=config.clock_skew_s),
-            dedup=dedup,
-            replay=replay,
-        )
+        policy = VerifyPolicy(clock_skew_s=config.clock_skew_s)
+        policy.rate_limits.update(dict(config.rate_limits))
+        self.verifier = Verifier(self.signed_bundle.bundle, policy, dedup=dedup, replay=replay)
         self.newest_issued_s = self.storage.newest_issued_s()
         self.clock_assessment = self._assess_clock()
         time_scale = config.radios[0].time_scale
@@ -110,7 +108,7 @@ class Relay:
         max_airtime_s = mesh_frame_time_on_air_s(MAX_DATA_PAYLOAD_BYTES, config.airtime.preset) / time_scale
         slot = config.suppression.slot_s
         if slot is None:
-            slot = max_airtime_s + config.suppression.margin_s / time_scale
+            slot = 2 * max_airtime_s + config.suppression.margin_s / time_scale
         self.suppressor = Suppressor(
             config.relay_id,
             slot,
@@ -119,6 +117,10 @@ class Relay:
             self._rng,
         )
         self.peers: dict[str, RelayState] = {}
+        # Peer relay -> its radio's node number (from its status), and the node numbers this
+        # relay's radio has heard: a peer whose radio we hear covers our area too.
+        self.peer_nodes: dict[str, int] = {}
+        self.heard_nodes: set[int] = set()
         self.radios = [RadioLink(rc, self._on_radio_text, self._on_link_state) for rc in config.radios]
         self.schedulers = {
             r.name: AirtimeScheduler(
@@ -150,6 +152,7 @@ class Relay:
                 self.topics.reports,
                 self.topics.trust,
                 self.topics.status_wildcard,
+                self.topics.events_wildcard,
             ],
             handler=self._on_mqtt,
             will_topic=self.topics.status(config.relay_id),
@@ -344,6 +347,7 @@ class Relay:
 
     def _on_radio_text(self, rt: ReceivedText) -> None:
         self._last_heard_s = self.clock()
+        self.heard_nodes.add(rt.from_node)
         try:
             text = rt.payload.decode("utf-8")
         except UnicodeDecodeError:
@@ -465,11 +469,17 @@ class Relay:
         if relay is not None:
             if relay != self.config.relay_id and topic == self.topics.status(relay):
                 try:
-                    self.peers[relay] = parse_status(msg.payload).state
+                    peer = parse_status(msg.payload)
+                    self.peers[relay] = peer.state
+                    if peer.radio_node.startswith("!"):
+                        with contextlib.suppress(ValueError):
+                            self.peer_nodes[relay] = int(peer.radio_node[1:], 16)
                 except MalformedMessage:
                     self.peers.pop(relay, None)
                     if msg.payload:
                         self.counters.drops[DropReason.MALFORMED.value] += 1
+            if relay != self.config.relay_id and topic == self.topics.events(relay):
+                self._on_peer_event(relay, msg.payload)
             return
         if topic == self.topics.reports:
             self._note_peer_report(msg.payload)
@@ -493,6 +503,26 @@ class Relay:
             return
         self.counters.received += 1
         self._accept(verdict, "mqtt", queue=True)
+
+    def _on_peer_event(self, relay: str, payload: bytes) -> None:
+        """A neighbour relay handed an alert to its radio: its frame will reach our area.
+
+        This is the fast path of suppression: the MQTT event arrives in milliseconds, while
+        the RF copy may sit behind other traffic in the neighbour radio's queue. It counts
+        only for peers whose radio we have heard, so relays covering separate areas (on a
+        bridged city broker) never silence each other.
+        """
+        node = self.peer_nodes.get(relay)
+        if node is None or node not in self.heard_nodes:
+            return
+        try:
+            event = parse_event(payload)
+        except MalformedMessage:
+            self.counters.drops[DropReason.MALFORMED.value] += 1
+            return
+        if event.event is EventKind.TRANSMITTED:
+            with contextlib.suppress(ValueError):
+                self._heard_copy(bytes.fromhex(event.alert_id))
 
     def _from_self(self, payload: bytes) -> bool:
         marker = f'"relay":"{self.config.relay_id}"'.encode()
