@@ -206,6 +206,8 @@ class RadioLink:
         self.duplicate_packets = 0
         self.malformed_frames = 0
         self.last_error: str | None = None
+        # Free slots in the radio's transmit queue, from its last QueueStatus (None: unknown).
+        self.tx_queue_free: int | None = None
         self._connected = asyncio.Event()
 
     @property
@@ -331,6 +333,7 @@ class RadioLink:
         variant = from_radio_variant(msg)
         if variant == "queueStatus":
             qs = msg.queueStatus
+            self.tx_queue_free = int(qs.free)
             fut = self._confirmations.pop(int(qs.mesh_packet_id), None)
             if fut is not None and not fut.done():
                 fut.set_result(int(qs.res))

@@ -58,6 +58,9 @@ from relayd.trustfile import load_bundle, save_bundle
 log = logging.getLogger("relayd.relay")
 
 REPORT_LIFETIME_S = 2 * 3600
+# Keep this many slots of the radio's transmit queue (firmware MAX_TX_QUEUE = 16) free for
+# the mesh's own rebroadcasts.
+RADIO_QUEUE_RESERVE = 4
 ACK_RANK = 1  # acks go after urgent alerts, before the rest
 HOUSEKEEPING_INTERVAL_S = 5.0
 STATUS_MIN_INTERVAL_S = 1.0
@@ -650,6 +653,12 @@ class Relay:
             if isinstance(action, Ready):
                 if not radio.connected:
                     await radio.wait_connected(5.0)
+                    continue
+                if radio.tx_queue_free is not None and radio.tx_queue_free < RADIO_QUEUE_RESERVE:
+                    # The radio's own queue is nearly full (a busy channel): a frame handed
+                    # over now could be dropped by the firmware. Wait about one frame.
+                    radio.tx_queue_free = None
+                    await asyncio.sleep(action.item.airtime_s)
                     continue
                 await self._transmit(radio, scheduler, action.item)
                 continue

@@ -241,6 +241,9 @@ class _NodeState:
     num: int
     enabled: bool = True
     rebroadcasts_enabled: bool = True
+    # ROUTER_LATE (firmware FloodingRouter::perhapsCancelDupe): never cancel a pending
+    # rebroadcast on overhearing a copy; rebroadcast late instead.
+    router_late: bool = False
     current_tx: _Transmission | None = None
     pending: dict[int, _PendingTx] = field(default_factory=dict)
     pending_by_key: dict[tuple[int, int], int] = field(default_factory=dict)
@@ -515,7 +518,7 @@ class Medium:
         managed = self.flooding is FloodingMode.MANAGED
         if key in rx.seen:
             rx.duplicates += 1
-            if managed:
+            if managed and not rx.router_late:
                 self._cancel_pending(rx, key)
             if self.flooding is not FloodingMode.NAIVE:
                 return
@@ -542,9 +545,16 @@ class Medium:
                 data=packet.data,
             )
             if len(rx.pending) < MAX_TX_QUEUE:
-                self._enqueue(rx, again, delay_s=self.rebroadcast_delay_s(q.snr_db), rebroadcast=True)
+                delay = self.rebroadcast_delay_s(q.snr_db)
+                if rx.router_late:
+                    # After every CLIENT's window: (2 * CWmax + 2^CWmax) slots later.
+                    delay += (2 * CW_MAX + 2**CW_MAX) * self._slot_s
+                self._enqueue(rx, again, delay_s=delay, rebroadcast=True)
             else:
                 self._queue_full += 1
+
+    def set_router_late(self, node: str, on: bool = True) -> None:
+        self._nodes[node].router_late = on
 
     def _cancel_pending(self, st: _NodeState, key: tuple[int, int]) -> None:
         tx_id = st.pending_by_key.pop(key, None)

@@ -75,7 +75,7 @@ def build_medium(scenario: Scenario, *, flooding: FloodingMode = FloodingMode.MA
         links[(link.a, link.b)] = q
         if link.bidirectional:
             links[(link.b, link.a)] = q
-    return Medium(
+    medium = Medium(
         {n.name: n.num for n in scenario.nodes},
         Topology(links),
         preset=scenario.preset,
@@ -83,6 +83,10 @@ def build_medium(scenario: Scenario, *, flooding: FloodingMode = FloodingMode.MA
         collisions=scenario.collisions,
         flooding=flooding,
     )
+    for node in scenario.nodes:
+        if node.device_role == "ROUTER_LATE":
+            medium.set_router_late(node.name)
+    return medium
 
 
 class Neighborhood:

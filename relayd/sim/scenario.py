@@ -53,6 +53,9 @@ class ChannelSpec:
     psk: bytes = DEFAULT_PSK
 
 
+DEVICE_ROLES = ("CLIENT", "ROUTER_LATE")
+
+
 @dataclass(frozen=True, slots=True)
 class NodeSpec:
     name: str
@@ -62,6 +65,9 @@ class NodeSpec:
     short_name: str
     tcp_port: int | None = None  # 0 = pick a free loopback port
     pty: bool = False
+    # Meshtastic device role. A relay's radio is best set to ROUTER_LATE: it always
+    # rebroadcasts, after everyone else, instead of cancelling when it overhears a copy.
+    device_role: str = "CLIENT"
 
     @property
     def has_api(self) -> bool:
@@ -143,6 +149,7 @@ def make_node(
     pty: bool = False,
     long_name: str | None = None,
     short_name: str | None = None,
+    device_role: str = "CLIENT",
 ) -> NodeSpec:
     if role is Role.RELAY and tcp_port is None and not pty:
         tcp_port = 0
@@ -154,6 +161,7 @@ def make_node(
         short_name=short_name or default_short_name(name),
         tcp_port=tcp_port,
         pty=pty,
+        device_role=device_role,
     )
 
 
@@ -300,7 +308,7 @@ _ROOT_KEYS = {
     "links",
     "messages",
 }
-_NODE_KEYS = {"name", "num", "role", "long_name", "short_name", "tcp_port", "pty"}
+_NODE_KEYS = {"name", "num", "role", "long_name", "short_name", "tcp_port", "pty", "device_role"}
 _LINK_KEYS = {"a", "b", "snr", "rssi", "loss", "bidirectional"}
 _MSG_KEYS = {"at", "from", "text", "channel", "to"}
 _CHANNEL_KEYS = {"name", "psk"}
@@ -399,6 +407,9 @@ def _parse_nodes(root: _Reader) -> tuple[NodeSpec, ...]:
         num = r.get_int("num", lo=_MIN_NODE_NUM, hi=BROADCAST_NUM - 1) if r.has("num") else None
         tcp_port = r.get_int("tcp_port", lo=0, hi=65535) if r.has("tcp_port") else None
         pty = r.get_bool("pty", False)
+        device_role = (r.get_str("device_role", "CLIENT") or "CLIENT").upper()
+        if device_role not in DEVICE_ROLES:
+            raise ScenarioError(r.source, r.key("device_role"), " or ".join(DEVICE_ROLES), device_role)
         if role is Role.HANDHELD and (tcp_port is not None or pty):
             raise ScenarioError(r.source, r.key("role"), '"relay" for a node with tcp_port or pty', role_text)
         spec = make_node(
@@ -407,6 +418,7 @@ def _parse_nodes(root: _Reader) -> tuple[NodeSpec, ...]:
             num=num,
             tcp_port=tcp_port,
             pty=pty,
+            device_role=device_role,
             long_name=r.get_str("long_name") if r.has("long_name") else None,
             short_name=r.get_str("short_name") if r.has("short_name") else None,
         )

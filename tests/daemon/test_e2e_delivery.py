@@ -12,7 +12,9 @@ from tests.daemon.conftest import Site
 async def test_outbox_alert_reaches_every_handheld_once_with_bell(site_factory) -> None:  # type: ignore[no-untyped-def]
     site: Site = await site_factory()
     await site.wait_relays_ready()
-    alert = site.network.sign("dispatcher", "Police at 5th & Main. Observers to the corner now.", severity=Severity.URGENT)
+    alert = site.network.sign(
+        "dispatcher", "Police at 5th & Main. Observers to the corner now.", severity=Severity.URGENT
+    )
     await site.publish(site.topic("outbox"), encode_alert(alert))
     assert await site.wait_displayed_everywhere([alert], timeout_s=30), {
         h: [d.text[:20] for d in site.hood.displays(h)] for h in site.handhelds

@@ -25,7 +25,9 @@ async def test_forgeries_over_mqtt_and_rf_are_dropped_with_reasons(site_factory)
     site: Site = await site_factory(start=False)
     net = site.network
     seized = Identity.generate("seized", Role.DISPATCHER)
-    bundle = net.bundle.with_key(TrustedKey(seized.public_key, "seized", Role.DISPATCHER)).with_revoked(seized.key_id)
+    bundle = net.bundle.with_key(TrustedKey(seized.public_key, "seized", Role.DISPATCHER)).with_revoked(
+        seized.key_id
+    )
     net.resign(bundle)
     for name in site.configs:
         site.start_relay(name)
