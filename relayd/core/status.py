@@ -114,7 +114,7 @@ def _load(payload: bytes) -> dict[str, object]:
         raise MalformedMessage("message too large")
     try:
         doc = json.loads(payload.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+    except (ValueError, RecursionError):  # ValueError: bad UTF-8, bad JSON, an over-long integer
         raise MalformedMessage("not UTF-8 JSON") from None
     if not isinstance(doc, dict):
         raise MalformedMessage("not a JSON object")

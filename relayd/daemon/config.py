@@ -59,8 +59,7 @@ class AirtimeConfig:
 @dataclass(frozen=True, slots=True)
 class SuppressionConfig:
     enabled: bool = True
-    # None: two max-size frames' airtime plus a margin, so a neighbour's frame queued behind
-    # one other transmission is still heard before our slot comes.
+    # None: four max-size frames' airtime plus a margin (see relay.SLOT_FRAMES).
     slot_s: float | None = None
     jitter_s: float = 0.2
     margin_s: float = 1.0

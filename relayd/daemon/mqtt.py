@@ -106,6 +106,8 @@ class MqttLink:
             max_queued_incoming_messages=10_000,
             timeout=10,
         )
+        # Events are fire-and-forget publishes; a burst of them is normal, not a leak.
+        client.pending_calls_threshold = 1000
         client._client.manual_ack_set(True)  # aiomqtt has no manual-ack API; see module docstring
         return client
 

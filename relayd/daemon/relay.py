@@ -58,6 +58,13 @@ from relayd.trustfile import load_bundle, save_bundle
 log = logging.getLogger("relayd.relay")
 
 REPORT_LIFETIME_S = 2 * 3600
+# The RF-only suppression slot, in max-size frames: a neighbour's frame may wait behind a
+# few mesh rebroadcasts in its radio's queue before we hear it (measured in the simulator
+# at up to ~4 frames under a steady stream). The MQTT event path is much faster; this
+# slot is the fallback when the broker is down.
+SLOT_FRAMES = 4
+# An MQTT alert issued longer ago than this is treated as backlog, not fresh news.
+STALE_AFTER_S = 2.0
 # Keep this many slots of the radio's transmit queue (firmware MAX_TX_QUEUE = 16) free for
 # the mesh's own rebroadcasts.
 RADIO_QUEUE_RESERVE = 4
@@ -111,7 +118,7 @@ class Relay:
         max_airtime_s = mesh_frame_time_on_air_s(MAX_DATA_PAYLOAD_BYTES, config.airtime.preset) / time_scale
         slot = config.suppression.slot_s
         if slot is None:
-            slot = 2 * max_airtime_s + config.suppression.margin_s / time_scale
+            slot = SLOT_FRAMES * max_airtime_s + config.suppression.margin_s / time_scale
         self.suppressor = Suppressor(
             config.relay_id,
             slot,
@@ -124,6 +131,7 @@ class Relay:
         # relay's radio has heard: a peer whose radio we hear covers our area too.
         self.peer_nodes: dict[str, int] = {}
         self.heard_nodes: set[int] = set()
+        self._load_neighbours()
         self.radios = [RadioLink(rc, self._on_radio_text, self._on_link_state) for rc in config.radios]
         self.schedulers = {
             r.name: AirtimeScheduler(
@@ -198,7 +206,28 @@ class Relay:
                 # packet id; the mesh drops it as a duplicate if it did.
                 self._enqueue(row, row.packet_id)
             else:
-                self.suppressor.restore(row.alert_id, max(now, row.release_at_s))
+                # While we were down a neighbour probably covered it; its "transmitted" event
+                # waits in our persistent MQTT session. Hold a little longer than a fresh
+                # alert so that event (or the RF copy) arrives before we decide.
+                delay = self.suppressor.delay_s(row.alert_id, self.peer_nodes) + 2 * self.suppressor.slot_s
+                self.suppressor.restore(row.alert_id, max(row.release_at_s, now + delay))
+
+    def _load_neighbours(self) -> None:
+        """Peers' radio nodes and the nodes our radio has heard, kept across restarts."""
+        try:
+            raw = self.storage.get_meta("neighbours")
+        except StorageError:
+            return
+        if not raw:
+            return
+        with contextlib.suppress(ValueError, TypeError, AttributeError):
+            doc = json.loads(raw)
+            self.peer_nodes = {str(k): int(v) for k, v in doc.get("peers", {}).items()}
+            self.heard_nodes = {int(n) for n in doc.get("heard", [])}
+
+    def _save_neighbours(self) -> None:
+        doc = json.dumps({"peers": self.peer_nodes, "heard": sorted(self.heard_nodes)[-256:]})
+        self._storage_call(lambda: self.storage.set_meta("neighbours", doc))
 
     def _assess_clock(self) -> ClockAssessment:
         return assess_clock(self.clock(), BUILD_EPOCH_S, self.newest_issued_s, self.config.clock_skew_s)
@@ -293,6 +322,12 @@ class Relay:
         row: QueuedRow | None = None
         if queue and f.kind.is_broadcast:
             release = self.suppressor.hold(alert.alert_id, now, self._online_peers())
+            if now - f.issued_at_s > STALE_AFTER_S:
+                # Not fresh from a dispatcher: probably our session's backlog after an
+                # outage, which neighbours may already have covered. Give their
+                # "transmitted" events (queued behind it in the same session) a slot to land.
+                release += self.suppressor.slot_s
+                self.suppressor.restore(alert.alert_id, release)
             row = QueuedRow(
                 alert.alert_id, alert.onair, f.severity.rank, f.issued_at_s, f.expires_at_s, release, None
             )
@@ -350,7 +385,10 @@ class Relay:
 
     def _on_radio_text(self, rt: ReceivedText) -> None:
         self._last_heard_s = self.clock()
-        self.heard_nodes.add(rt.from_node)
+        if rt.from_node not in self.heard_nodes:
+            self.heard_nodes.add(rt.from_node)
+            if rt.from_node in self.peer_nodes.values():
+                self._save_neighbours()
         try:
             text = rt.payload.decode("utf-8")
         except UnicodeDecodeError:
@@ -375,7 +413,7 @@ class Relay:
             return
         self._drop(verdict, "rf")
 
-    def _heard_copy(self, alert_id: bytes) -> None:
+    def _heard_copy(self, alert_id: bytes, source: str = "rf") -> None:
         """Another relay put this alert on air: stand down if we were going to."""
         held = self.suppressor.heard_on_rf(alert_id)
         queued = False
@@ -389,6 +427,7 @@ class Relay:
             self._pending_radios.pop(alert_id, None)
             self._storage_call(lambda: self.storage.dequeue(alert_id, "suppressed"))
             self._event(EventKind.SUPPRESSED, alert_id.hex(), "rf")
+            log.info("suppressed %s: %s", alert_id.hex(), source)
             self._status_dirty.set()
 
     def _hold_report(self, rt: ReceivedText, text: str) -> None:
@@ -476,7 +515,10 @@ class Relay:
                     self.peers[relay] = peer.state
                     if peer.radio_node.startswith("!"):
                         with contextlib.suppress(ValueError):
-                            self.peer_nodes[relay] = int(peer.radio_node[1:], 16)
+                            node = int(peer.radio_node[1:], 16)
+                            if self.peer_nodes.get(relay) != node:
+                                self.peer_nodes[relay] = node
+                                self._save_neighbours()
                 except MalformedMessage:
                     self.peers.pop(relay, None)
                     if msg.payload:
@@ -517,6 +559,7 @@ class Relay:
         """
         node = self.peer_nodes.get(relay)
         if node is None or node not in self.heard_nodes:
+            log.debug("event from %s ignored: its radio is not an RF neighbour", relay)
             return
         try:
             event = parse_event(payload)
@@ -525,7 +568,7 @@ class Relay:
             return
         if event.event is EventKind.TRANSMITTED:
             with contextlib.suppress(ValueError):
-                self._heard_copy(bytes.fromhex(event.alert_id))
+                self._heard_copy(bytes.fromhex(event.alert_id), f"{relay} transmitted it")
 
     def _from_self(self, payload: bytes) -> bool:
         marker = f'"relay":"{self.config.relay_id}"'.encode()
@@ -652,7 +695,10 @@ class Relay:
             timeout: float | None = None
             if isinstance(action, Ready):
                 if not radio.connected:
-                    await radio.wait_connected(5.0)
+                    if await radio.wait_connected(5.0):
+                        # What queued up while the radio was away may have been covered by
+                        # a neighbour meanwhile: give its event or RF copy a slot to land.
+                        await asyncio.sleep(self.suppressor.slot_s)
                     continue
                 if radio.tx_queue_free is not None and radio.tx_queue_free < RADIO_QUEUE_RESERVE:
                     # The radio's own queue is nearly full (a busy channel): a frame handed

@@ -78,12 +78,14 @@ async def test_broker_restart_and_radio_unplug_lose_nothing_and_double_nothing(s
     site: Site = await site_factory(scenario=lossless(load_scenario(NEIGHBORHOOD)), time_scale=TIME_SCALE)
     await site.wait_relays_ready()
     alerts = stream(site, 200, "Stream")
-    publisher = asyncio.create_task(publish_stream(site, alerts, delay_s=0.25))
-    await asyncio.sleep(8)
+    # One alert per 8 s of mesh time: a heavy but sustainable load for one LongFast channel
+    # that every relay radio (ROUTER_LATE) rebroadcasts.
+    publisher = asyncio.create_task(publish_stream(site, alerts, delay_s=0.4))
+    await asyncio.sleep(12)
     site.broker.stop()
     await asyncio.sleep(3)
     site.broker.start()
-    await asyncio.sleep(10)
+    await asyncio.sleep(15)
     await site.hood.unplug("relay-center", for_s=3)
     await publisher
     assert await site.wait_displayed_everywhere(alerts, timeout_s=150)
@@ -95,8 +97,8 @@ async def test_kill_minus_9_then_restart_loses_nothing_and_rebroadcasts_nothing(
     site: Site = await site_factory(scenario=lossless(load_scenario(NEIGHBORHOOD)), time_scale=TIME_SCALE)
     await site.wait_relays_ready()
     alerts = stream(site, 60, "Kill")
-    publisher = asyncio.create_task(publish_stream(site, alerts, delay_s=0.25))
-    await asyncio.sleep(6)
+    publisher = asyncio.create_task(publish_stream(site, alerts, delay_s=0.4))
+    await asyncio.sleep(9)
     site.relays["relay-center"].kill()
     await asyncio.sleep(1.0)
     site.start_relay("relay-center")
