@@ -47,11 +47,12 @@ async def publish_stream(site: Site, alerts: list[SignedAlert], delay_s: float) 
                         (loop.time(), pending.pop(0))
                     ]
                     await asyncio.sleep(delay_s)
-            return
         except aiomqtt.MqttError:
             pending = [p for _, p in recent] + pending
             recent = []
             await asyncio.sleep(0.2)
+        else:
+            return
     raise AssertionError(f"{len(pending)} alerts could not be published")
 
 

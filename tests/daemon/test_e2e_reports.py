@@ -40,9 +40,12 @@ async def test_handheld_report_is_wrapped_signed_published_and_acknowledged(site
     assert frame.fields.text == "two vans at Oak & 3rd, agents on foot"
     assert report["origin_node"] == bob
     verdict = Verifier(site.network.bundle).verify_frame(frame, frame.fields.issued_at_s)
-    assert verdict.ok and verdict.signer is not None and verdict.signer.role.value == "relay"
+    assert verdict.ok
+    assert verdict.signer is not None
+    assert verdict.signer.role.value == "relay"
     acks = [d for d in site.hood.displays("hh-bob") if d.dm]
-    assert len(acks) == 1 and "report received" in acks[0].text
+    assert len(acks) == 1
+    assert "report received" in acks[0].text
     # Never broadcast to handhelds: nobody displays the wrapped report.
     for handheld in site.handhelds:
         assert not any(d.text == report["onair"] for d in site.hood.displays(handheld))

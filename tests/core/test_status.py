@@ -1,0 +1,34 @@
+"""Relay status and event messages: hostile payloads are MalformedMessage, never a crash."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from relayd.core.jsonform import MalformedMessage
+from relayd.core.status import parse_event, parse_status
+
+HOSTILE = [
+    b'{"v": 1, "relay": ' + b"1" * 5000 + b"}",  # an integer over Python's digit limit
+    b"[" * 5000,
+    b"\xff",
+    b"null",
+]
+
+
+@pytest.mark.parametrize("payload", HOSTILE)
+@pytest.mark.parametrize("parse", [parse_status, parse_event])
+def test_hostile_payloads_are_malformed_messages(parse: object, payload: bytes) -> None:
+    with pytest.raises(MalformedMessage):
+        parse(payload)  # type: ignore[operator]
+
+
+@settings(max_examples=200)
+@given(payload=st.binary(max_size=200) | st.text(max_size=200).map(lambda t: ('{"v":1,' + t).encode()))
+def test_random_payloads_raise_only_malformed_message(payload: bytes) -> None:
+    for parse in (parse_status, parse_event):
+        try:
+            parse(payload)
+        except MalformedMessage:
+            continue

@@ -1,0 +1,59 @@
+"""`relayd-tui` startup: bad keys and URLs are explained refusals with exit code 2."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from relayd.testing.keys import TestNetwork
+from tui.__main__ import main
+from tui.config import ConfigError, MqttConfig
+
+
+def test_loose_key_permissions_exit_2(network: TestNetwork, capsys: pytest.CaptureFixture[str]) -> None:
+    key = network.key_path("dispatcher")
+    key.chmod(0o640)
+    assert main(["--broker", "mqtt://127.0.0.1:1", "--key", str(key)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("relayd-tui: error:")
+    assert f"chmod 600 {key}" in err
+    assert "Traceback" not in err
+
+
+def test_reporter_key_exit_2(network: TestNetwork, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--broker", "mqtt://127.0.0.1:1", "--key", str(network.key_path("reporter"))]) == 2
+    assert "composing alerts needs a dispatcher or verifier key" in capsys.readouterr().err
+
+
+def test_missing_trust_bundle_exit_2(tmp_path: object, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--broker", "mqtt://127.0.0.1:1", "--trust", "/nonexistent/trust.json"]) == 2
+    assert "does not exist" in capsys.readouterr().err
+
+
+def test_bad_broker_url_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--broker", "http://example.org"]) == 2
+    assert "mqtt://HOST:PORT" in capsys.readouterr().err
+
+
+def test_broker_url_parsing() -> None:
+    cfg = MqttConfig.from_url("mqtt://user:pw@10.0.0.2:1884", root="city/north")
+    assert (cfg.host, cfg.port, cfg.username, cfg.password, cfg.root) == (
+        "10.0.0.2",
+        1884,
+        "user",
+        "pw",
+        "city/north",
+    )
+    assert MqttConfig.from_url("localhost").port == 1883
+    with pytest.raises(ConfigError):
+        MqttConfig.from_url("mqtt://host", root="a/+/b")
+
+
+def test_console_script_entry_point_runs() -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "tui", "--help"], capture_output=True, text=True, timeout=30, check=False
+    )
+    assert out.returncode == 0
+    assert "--broker" in out.stdout

@@ -1,0 +1,124 @@
+"""The console's state without Textual: merging, verification, chains, inbox, bounds."""
+
+from __future__ import annotations
+
+from relayd.core.jsonform import Envelope, encode_alert
+from relayd.core.model import DropReason, Kind, Severity
+from relayd.core.status import EventKind, RelayEvent, encode_event
+from relayd.core.topics import Topics
+from relayd.testing.keys import TestNetwork
+from tests.tui.support import FIXED_NOW_S
+from tui.fmt import relays_cell, sparkline
+from tui.model import FeedFilter, InboxStatus, Model, Source, Topic, VerifyState
+
+T = Topics("relayd")
+
+
+def model(net: TestNetwork, now_s: float = FIXED_NOW_S, **kw: int) -> Model:
+    return Model(T, net.bundle, lambda: now_s, **kw)
+
+
+def test_copies_of_one_alert_merge_into_one_item(fixed_net: TestNetwork) -> None:
+    m = model(fixed_net)
+    alert = fixed_net.sign("dispatcher", "Raid at 5th", now_s=FIXED_NOW_S - 10)
+    event = RelayEvent("relay-south", EventKind.TRANSMITTED, alert.id_hex, FIXED_NOW_S)
+    assert m.ingest(T.events("relay-south"), encode_event(event)).empty  # before the alert itself
+    first = m.ingest(T.outbox, alert.onair.encode())
+    again = m.ingest(T.alerts, encode_alert(alert, Envelope(relay="relay-north", via="rf")))
+    m.ingest(T.active(alert.id_hex), encode_alert(alert))
+    assert first.feed_new
+    assert not again.feed_new
+    assert len(m.feed) == 1
+    item = m.feed[alert.id_hex]
+    assert item.sources == {Source.OUTBOX, Source.ALERTS, Source.ACTIVE}
+    assert item.relays == {"relay-north": {"heard"}, "relay-south": {"transmitted"}}
+    assert relays_cell(item) == "south⇡ north"
+    m.ingest(T.active(alert.id_hex), b"")
+    assert item.active is False
+
+
+def test_expired_alert_is_not_called_forged(fixed_net: TestNetwork) -> None:
+    m = model(fixed_net)
+    old = fixed_net.sign("dispatcher", "old news", now_s=FIXED_NOW_S - 4000, lifetime_s=600)
+    m.ingest(T.alerts, encode_alert(old))
+    item = m.feed[old.id_hex]
+    assert item.state is VerifyState.VERIFIED
+    assert item.expired(FIXED_NOW_S)
+
+
+def test_reports_reach_the_inbox_and_alerts_do_not(fixed_net: TestNetwork) -> None:
+    m = model(fixed_net)
+    report = fixed_net.sign("relay-north", "cops at gate", kind=Kind.REPORT, now_s=FIXED_NOW_S)
+    alert = fixed_net.sign("dispatcher", "confirmed", now_s=FIXED_NOW_S)
+    assert m.ingest(T.reports, encode_alert(report)).inbox
+    m.ingest(T.alerts, encode_alert(alert))
+    assert list(m.inbox) == [report.id_hex]
+    assert m.feed[report.id_hex].state is VerifyState.REPORT
+    m.dispatch_verifier(report.id_hex, "team-1")
+    assert m.inbox[report.id_hex].status is InboxStatus.VERIFIER_DISPATCHED
+    m.confirm_report(report.id_hex, alert.id_hex)
+    assert m.inbox[report.id_hex].confirmed_by == alert.id_hex
+    assert m.inbox_new == 0
+
+
+def test_forged_report_stays_out_of_the_inbox(fixed_net: TestNetwork) -> None:
+    m = model(fixed_net)
+    report = fixed_net.sign("relay-north", "cops at gate", kind=Kind.REPORT, now_s=FIXED_NOW_S)
+    m.ingest(T.reports, report.onair.replace("gate", "door").encode())
+    (item,) = m.feed.values()
+    assert item.reason is DropReason.BAD_SIGNATURE
+    assert not m.inbox
+
+
+def test_reference_chain_and_active_alerts(fixed_net: TestNetwork) -> None:
+    m = model(fixed_net)
+    a = fixed_net.sign("dispatcher", "raid", now_s=FIXED_NOW_S - 60)
+    u = fixed_net.sign("verifier", "more vans", kind=Kind.UPDATE, ref=a.alert_id, now_s=FIXED_NOW_S - 30)
+    c = fixed_net.sign("dispatcher", "over", kind=Kind.ALLCLEAR, ref=a.alert_id, now_s=FIXED_NOW_S - 5)
+    for x in (a, u):
+        m.ingest(T.alerts, encode_alert(x))
+    assert [i.alert_id for i in m.active_alerts()] == [u.id_hex, a.id_hex]
+    m.ingest(T.alerts, encode_alert(c))
+    assert [(d, i.kind) for d, i in m.chain(u.id_hex)] == [
+        (0, Kind.ALERT),
+        (1, Kind.UPDATE),
+        (1, Kind.ALLCLEAR),
+    ]
+    assert a.id_hex not in {i.alert_id for i in m.active_alerts()}
+
+
+def test_malformed_input_on_every_topic_is_counted(fixed_net: TestNetwork) -> None:
+    m = model(fixed_net)
+    for topic in (T.alerts, T.outbox, T.reports, T.active("ab"), T.status("r1"), T.events("r1"), T.trust):
+        assert m.ingest(topic, b"\x00{garbage").diagnostics
+    m.ingest("relayd/unknown/thing", b"x")
+    assert m.diagnostics.malformed_total == 8
+    assert m.diagnostics.malformed[Topic.OTHER] == 1
+
+
+def test_feed_is_bounded(fixed_net: TestNetwork) -> None:
+    m = model(fixed_net, max_feed_items=3)
+    ids = []
+    for n in range(5):
+        alert = fixed_net.sign("dispatcher", f"alert {n}", severity=Severity.INFO, now_s=FIXED_NOW_S)
+        ids.append(alert.id_hex)
+        m.ingest(T.alerts, encode_alert(alert))
+    assert list(m.feed) == ids[2:]
+
+
+def test_filters(fixed_net: TestNetwork) -> None:
+    m = model(fixed_net)
+    a = fixed_net.sign("dispatcher", "raid at Pine", area="9q8yyk", now_s=FIXED_NOW_S)
+    b = fixed_net.sign("dispatcher", "training", severity=Severity.INFO, kind=Kind.TEST, now_s=FIXED_NOW_S)
+    m.ingest(T.alerts, encode_alert(a, Envelope(relay="relay-north")))
+    m.ingest(T.alerts, encode_alert(b))
+    ids = lambda f: [i.alert_id for i in m.items(f)]  # noqa: E731
+    assert ids(FeedFilter(kind=Kind.TEST)) == [b.id_hex]
+    assert ids(FeedFilter(severity=Severity.URGENT)) == [a.id_hex]
+    assert ids(FeedFilter(relay="relay-north")) == [a.id_hex]
+    assert ids(FeedFilter(text="9Q8")) == [a.id_hex]
+
+
+def test_sparkline_scales_to_budget() -> None:
+    assert sparkline((), 4) == "    "
+    assert sparkline((0.0, 6.0, 3.0, 0.0), 4, ceiling=6.0) == " █▄ "

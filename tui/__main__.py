@@ -1,0 +1,57 @@
+"""`relayd-tui`: the dispatcher's console."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from relayd.core.topics import DEFAULT_ROOT
+from tui.config import ConfigError, MqttConfig, TuiConfig
+from tui.startup import StartupError, load
+
+EXIT_USAGE = 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="relayd-tui",
+        description="Watch relays and alerts, take in field reports, and issue signed alerts over MQTT.",
+    )
+    p.add_argument("--broker", required=True, help="MQTT broker, mqtt://HOST:PORT")
+    p.add_argument("--root", default=DEFAULT_ROOT, help=f"MQTT topic root (default {DEFAULT_ROOT})")
+    p.add_argument("--key", type=Path, help="dispatcher or verifier private key (enables compose)")
+    p.add_argument("--trust", type=Path, help="trust bundle to verify alerts against")
+    p.add_argument("--bell", action="store_true", help="ring the terminal bell on urgent alerts")
+    p.add_argument("--light", action="store_true", help="start with the light theme")
+    p.add_argument("--log", type=Path, help="write a debug log here (alert text is never logged at INFO)")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        mqtt = MqttConfig.from_url(args.broker, root=args.root)
+    except ConfigError as exc:
+        print(f"relayd-tui: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    config = TuiConfig(mqtt, key_path=args.key, trust_path=args.trust, bell=args.bell, dark=not args.light)
+    try:
+        loaded = load(config)
+    except StartupError as exc:
+        print(f"relayd-tui: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    if args.log:
+        logging.basicConfig(filename=args.log, level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    # Imported late: argument errors should not pay for importing Textual.
+    from tui.app import RelaydApp  # noqa: PLC0415
+
+    app = RelaydApp(config, signer=loaded.signer, bundle=loaded.bundle)
+    app.run()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

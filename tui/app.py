@@ -1,0 +1,338 @@
+"""The Textual app: wires the model, the broker worker and the screens. Logic lives elsewhere."""
+
+from __future__ import annotations
+
+import gc
+import logging
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from textual import on
+from textual.app import App
+from textual.binding import Binding
+
+from relayd.core.codec import ComposeError
+from relayd.core.jsonform import Envelope, encode_alert
+from relayd.core.model import Kind, SignedAlert
+from relayd.core.topics import DEFAULT_ROOT, Topics
+from relayd.core.trust import SignedBundle
+from tui.config import TuiConfig
+from tui.drafts import Draft, Signer
+from tui.messages import BrokerState, LinkState, MqttReceived, Published
+from tui.model import Change, Clock, Model, VerifyState
+from tui.mqtt_worker import MqttLink, NotConnected
+from tui.screens.compose import ComposeScreen, prefill
+from tui.screens.detail import DetailScreen
+from tui.screens.dialogs import DispatchVerifierScreen, HelpScreen, SendProgressScreen
+from tui.screens.main import MainScreen, Panel
+from tui.widgets.feed import FeedTable
+from tui.widgets.inbox import InboxTable
+
+log = logging.getLogger(__name__)
+
+__all__ = ["Panel", "RelaydApp"]
+
+STATUS_INTERVAL_S = 0.2
+FREEZE_AFTER_NEW_ITEMS = 500
+
+
+class RelaydApp(App[None]):
+    """The relayd console.
+
+    Extension points (used by `relayd demo`):
+    - `extra_panels`: extra tabs on the main screen, bound to keys 6-9 (see `Panel`).
+    - subclass and override `make_main_screen()` for a different layout.
+    - `ingest(topic, payload)` feeds one MQTT message without a broker (tests, replays).
+    """
+
+    # Absolute, so subclasses in other packages (e.g. relayd demo) still find the stylesheet.
+    CSS_PATH = Path(__file__).with_name("relayd.tcss")
+    TITLE = "relayd"
+    ENABLE_COMMAND_PALETTE = False
+    BINDINGS = [  # noqa: RUF012 - Textual's declared class-level binding list
+        Binding("question_mark,f1", "help", "Help"),
+        Binding("t", "toggle_theme", "Theme"),
+        Binding("b", "toggle_bell", "Bell"),
+        Binding("q", "quit", "Quit"),
+    ]
+
+    def __init__(
+        self,
+        config: TuiConfig,
+        *,
+        signer: Signer | None = None,
+        bundle: SignedBundle | None = None,
+        clock: Clock = time.time,
+        extra_panels: Sequence[Panel] = (),
+        tick_interval_s: float = 1.0,
+    ) -> None:
+        super().__init__()
+        self.config = config
+        self.signer = signer
+        self.clock = clock
+        self.extra_panels = tuple(extra_panels)
+        self.bell_enabled = config.bell
+        self.tick_interval_s = tick_interval_s
+        root = config.mqtt.root if config.mqtt else DEFAULT_ROOT
+        self.topics = Topics(root)
+        source = f"file {config.trust_path.name}" if config.trust_path else "file"
+        self.model = Model(self.topics, bundle.bundle if bundle else None, clock, trust_source=source)
+        self.link = MqttLink(config.mqtt, self.post_message) if config.mqtt else None
+        self.link_state = LinkState.CONNECTING if self.link else LinkState.DISABLED
+        self.link_detail = ""
+        self.publish_results: dict[str, str] = {}
+        self.theme = "textual-dark" if config.dark else "textual-light"
+        self._main: MainScreen | None = None
+        self._status_dirty = False
+        self._frozen_feed_size = 0
+
+    # ---- lifecycle ------------------------------------------------------------------
+
+    def make_main_screen(self) -> MainScreen:
+        return MainScreen(self.model, self.extra_panels)
+
+    @property
+    def main(self) -> MainScreen:
+        if self._main is None:
+            raise RuntimeError("the main screen is not mounted yet")
+        return self._main
+
+    def on_mount(self) -> None:
+        self._main = self.make_main_screen()
+        self.push_screen(self._main)
+        self.update_status()
+        if self.link is not None:
+            self.run_worker(self.link.run(), name="mqtt", group="mqtt", exclusive=True, exit_on_error=False)
+        if self.tick_interval_s > 0:
+            self.set_interval(self.tick_interval_s, self._tick)
+        self.set_interval(STATUS_INTERVAL_S, self._flush_status)
+        self._warn_about_key()
+
+    def _warn_about_key(self) -> None:
+        bundle = self.model.trust.bundle
+        if self.signer is None or bundle is None:
+            return
+        key_id = self.signer.identity.key_id
+        if bundle.key(key_id) is None or bundle.is_revoked(key_id):
+            self.notify(
+                f"your key {self.signer.name} ({key_id.hex()}) is not a valid key in the trust bundle: "
+                "relays will reject what you sign",
+                severity="warning",
+                timeout=15,
+            )
+
+    def _freeze_long_lived(self) -> None:
+        """Move the feed history out of the cyclic GC's sight once it has grown.
+
+        With 10,000 alerts in memory a full (generation 2) collection walks every object and
+        stalls the UI for 100-200 ms. Feed items are freed by reference counting when evicted
+        (they hold no cycles), so freezing them costs nothing and removes those stalls.
+        """
+        size = len(self.model.feed)
+        if size - self._frozen_feed_size >= FREEZE_AFTER_NEW_ITEMS:
+            gc.freeze()
+            self._frozen_feed_size = size
+
+    def _flush_status(self) -> None:
+        if self._status_dirty:
+            self._status_dirty = False
+            self.update_status()
+
+    def _tick(self) -> None:
+        self._freeze_long_lived()
+        if self._main is not None and self._main.is_mounted:
+            self._main.tick()
+            self.update_status()
+
+    # ---- incoming -------------------------------------------------------------------
+
+    def ingest(self, topic: str, payload: bytes) -> Change:
+        """Apply one MQTT message to the model and redraw what changed."""
+        change = self.model.ingest(topic, payload)
+        self.apply(change)
+        return change
+
+    def apply(self, change: Change) -> None:
+        if change.empty:
+            return
+        if self._main is not None and self._main.is_mounted:
+            self._main.apply(change)
+            # The status line is redrawn at most STATUS_INTERVAL_S apart: at 50 messages a
+            # second, redrawing it per message costs more than the feed row itself.
+            if change.relay is not None or change.trust:
+                self.update_status()  # alarms are shown at once
+            else:
+                self._status_dirty = True
+        if change.feed_new and change.feed_id and self.bell_enabled:
+            item = self.model.feed.get(change.feed_id)
+            if item is not None and item.urgent and item.state is VerifyState.VERIFIED:
+                self.bell()
+
+    @on(MqttReceived)
+    def _mqtt_received(self, message: MqttReceived) -> None:
+        self.ingest(message.topic, message.payload)
+
+    @on(BrokerState)
+    def _broker_state(self, message: BrokerState) -> None:
+        self.link_state = message.state
+        detail = message.detail
+        if message.retry_in_s is not None:
+            detail += f" — retrying in {message.retry_in_s:.0f} s"
+        self.link_detail = detail
+        self.update_status()
+
+    def update_status(self) -> None:
+        if self._main is None or not self._main.is_mounted:
+            return
+        key = f"{self.signer.name} ({self.signer.role.value})" if self.signer else None
+        broker = self.config.mqtt.display if self.config.mqtt else ""
+        self._main.show_status(self.link_state, self.link_detail, broker, key, self.bell_enabled)
+
+    # ---- feed and inbox actions -----------------------------------------------------
+
+    @on(FeedTable.Action)
+    def _feed_action(self, message: FeedTable.Action) -> None:
+        action = message.action
+        main = self.main
+        if action == "open" and message.alert_id:
+            self.push_screen(DetailScreen(self.model, message.alert_id))
+        elif action.startswith("compose:"):
+            self.reply(Kind(action.split(":", 1)[1]), message.alert_id)
+        elif action.startswith("cycle:"):
+            main.cycle_filter(action.split(":", 1)[1])
+        elif action == "search":
+            main.focus_search()
+        elif action == "clear_filters":
+            main.clear_filters()
+
+    @on(DetailScreen.Reply)
+    def _detail_reply(self, message: DetailScreen.Reply) -> None:
+        self.reply(Kind(message.kind), message.alert_id)
+
+    def reply(self, kind: Kind, alert_id: str | None) -> None:
+        """New alert (kind ALERT) or an update/cancel/all-clear about `alert_id`."""
+        if kind is Kind.ALERT:
+            self.open_compose(prefill(kind, None))
+            return
+        item = self.model.feed.get(alert_id or "")
+        if item is None or item.kind not in (Kind.ALERT, Kind.UPDATE, Kind.TEST) or not item.ok:
+            self.notify(
+                f"select a verified alert first, then press the key for {kind.value}",
+                severity="warning",
+            )
+            return
+        self.open_compose(prefill(kind, item))
+
+    @on(InboxTable.Action)
+    def _inbox_action(self, message: InboxTable.Action) -> None:
+        item = self.model.feed.get(message.alert_id)
+        if item is None:
+            return
+        if message.action == "open":
+            self.push_screen(DetailScreen(self.model, message.alert_id))
+        elif message.action == "dispatch":
+
+            def dispatched(who: str | None) -> None:
+                if who:
+                    self.model.dispatch_verifier(message.alert_id, who)
+                    self.apply(Change(inbox=True))
+                    log.info("verifier %s dispatched to report %s", who, message.alert_id)
+
+            self.push_screen(DispatchVerifierScreen(item.text), dispatched)
+        elif message.action == "dismiss":
+            self.model.dismiss_report(message.alert_id)
+            self.apply(Change(inbox=True))
+        elif message.action == "confirm":
+            f = item.alert.fields
+            draft = Draft(kind=Kind.ALERT, severity=f.severity, area=f.area or "", text=f.text)
+            self.open_compose(draft, report_id=message.alert_id)
+
+    # ---- compose and send -----------------------------------------------------------
+
+    def open_compose(self, draft: Draft, *, report_id: str | None = None) -> None:
+        if self.signer is None:
+            self.notify(
+                "composing needs a dispatcher or verifier key: restart with --key PATH",
+                title="Watch-only console",
+                severity="warning",
+            )
+            return
+        signer = self.signer
+        label = f"{signer.name} ({signer.role.value}, key {signer.identity.key_id.hex()})"
+
+        def done(result: Draft | None) -> None:
+            if result is None:
+                return
+            alert = self.sign_and_send(result)
+            if alert is not None and report_id is not None:
+                self.model.confirm_report(report_id, alert.id_hex)
+                self.apply(Change(inbox=True))
+
+        screen = ComposeScreen(
+            draft, signer.role, label, self.model.active_alerts(), cursor_blink=self.config.cursor_blink
+        )
+        self.push_screen(screen, done)
+
+    def sign_and_send(self, draft: Draft) -> SignedAlert | None:
+        if self.signer is None:
+            return None
+        try:
+            alert = self.signer.sign(draft, self.clock())
+        except (ComposeError, OSError) as exc:
+            self.notify(str(exc), title="Not signed", severity="error")
+            return None
+        payload = encode_alert(
+            alert, Envelope(signer_name=self.signer.name, signer_role=self.signer.role.value)
+        )
+        log.info("signed %s %s seq %d", alert.kind.value, alert.id_hex, alert.fields.seq)
+        self.apply(self.model.add_sent(alert, payload))
+        self.run_worker(self._publish(alert.id_hex, payload), group="publish", exit_on_error=False)
+        self.push_screen(SendProgressScreen(self.model, alert.id_hex, self.publish_results.get))
+        return alert
+
+    async def _publish(self, alert_id: str, payload: bytes) -> None:
+        if self.link is None:
+            self.post_message(Published(alert_id, "no broker configured: not sent"))
+            return
+        try:
+            await self.link.publish(self.topics.outbox, payload, qos=1)
+        except NotConnected as exc:
+            self.post_message(Published(alert_id, str(exc)))
+        else:
+            self.post_message(Published(alert_id))
+
+    @on(Published)
+    def _published(self, message: Published) -> None:
+        self.publish_results[message.alert_id] = message.error or "ok"
+        if message.error:
+            self.notify(message.error, title="Not sent", severity="error", timeout=10)
+        else:
+            log.info("published %s to %s", message.alert_id, self.topics.outbox)
+
+    # ---- app actions ----------------------------------------------------------------
+
+    def action_help(self) -> None:
+        sections = [
+            ("Everywhere", list(self.BINDINGS)),
+            (
+                "Main screen",
+                list(MainScreen.BINDINGS)[:5] + ([("6-9", "", "extra panels")] if self.extra_panels else []),
+            ),
+            ("Feed", list(FeedTable.BINDINGS)),
+            ("Inbox", list(InboxTable.BINDINGS)),
+            ("Alert detail", list(DetailScreen.BINDINGS)),
+            (
+                "Compose",
+                [*list(ComposeScreen.BINDINGS), ("tab", "", "next field"), ("enter", "", "open a list")],
+            ),
+        ]
+        self.push_screen(HelpScreen(sections))
+
+    def action_toggle_theme(self) -> None:
+        self.theme = "textual-light" if self.theme == "textual-dark" else "textual-dark"
+
+    def action_toggle_bell(self) -> None:
+        self.bell_enabled = not self.bell_enabled
+        self.notify(f"terminal bell on urgent alerts {'on' if self.bell_enabled else 'off'}")
+        self.update_status()

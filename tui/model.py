@@ -1,0 +1,593 @@
+"""The TUI's state as plain values: feed, relays, report inbox, trust and diagnostics.
+
+No Textual and no asyncio here. `Model.ingest(topic, payload)` takes one MQTT message and
+returns a `Change` saying what to redraw, so the whole pipeline (parse, verify, merge) is
+testable with a fixed clock and without a terminal.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import logging
+from collections import OrderedDict, deque
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field, replace
+
+from relayd.core.codec import BEL, DecodedFrame, MalformedFrame, decode
+from relayd.core.jsonform import MalformedMessage, onair_from_message
+from relayd.core.model import DropReason, Kind, Role, Severity, SignedAlert
+from relayd.core.status import EventKind, RelayState, RelayStatus, parse_event, parse_status
+from relayd.core.topics import Topics
+from relayd.core.trust import TrustBundle, TrustBundleError, parse_signed_bundle, should_replace
+from relayd.core.verify import Verifier
+
+log = logging.getLogger(__name__)
+
+Clock = Callable[[], float]
+
+# Alerts kept in the feed before the oldest are forgotten (a busy night is a few hundred).
+DEFAULT_MAX_FEED_ITEMS = 50_000
+# Events for alerts not seen yet (events may overtake the alert itself on the broker).
+MAX_PENDING_EVENT_IDS = 5_000
+MAX_DIAGNOSTIC_LINES = 200
+
+
+class VerifyState(enum.Enum):
+    VERIFIED = "verified"  # signature, key, role and time all check out
+    REJECTED = "rejected"  # `reason` says why
+    REPORT = "report"  # a report: the relay's signature is valid, the content is unverified
+    UNCHECKED = "unchecked"  # no trust bundle loaded
+
+
+class Source(enum.Enum):
+    OUTBOX = "outbox"
+    ALERTS = "alerts"
+    ACTIVE = "active"
+    REPORTS = "reports"
+    SENT = "sent"  # composed and published by this TUI
+
+
+class InboxStatus(enum.Enum):
+    NEW = "new"
+    VERIFIER_DISPATCHED = "verifier dispatched"
+    CONFIRMED = "confirmed"
+    DISMISSED = "dismissed"
+
+
+class Topic(enum.Enum):
+    """Which part of the topic layout a message arrived on (diagnostics count by this)."""
+
+    ALERTS = "alerts"
+    OUTBOX = "outbox"
+    ACTIVE = "active"
+    REPORTS = "reports"
+    TRUST = "trust"
+    STATUS = "status"
+    EVENTS = "events"
+    OTHER = "other"
+
+
+_SOURCE_OF_TOPIC = {
+    Topic.ALERTS: Source.ALERTS,
+    Topic.OUTBOX: Source.OUTBOX,
+    Topic.ACTIVE: Source.ACTIVE,
+    Topic.REPORTS: Source.REPORTS,
+}
+
+
+@dataclass(slots=True)
+class FeedItem:
+    """One alert or report, however many times and ways it arrived."""
+
+    alert_id: str
+    alert: SignedAlert
+    state: VerifyState
+    arrival: int  # arrival order, for stable sorting
+    first_seen_s: float
+    reason: DropReason | None = None
+    detail: str = ""
+    signer_name: str | None = None
+    signer_role: Role | None = None
+    sources: set[Source] = field(default_factory=set)
+    # relay id -> what it did with this alert: "published" (envelope) or an EventKind value.
+    relays: dict[str, set[str]] = field(default_factory=dict)
+    drop_reasons: dict[str, str] = field(default_factory=dict)
+    active: bool | None = None  # True while retained on <root>/active, False once cleared
+    raw: bytes = b""  # the last copy received, as received
+
+    @property
+    def raw_json(self) -> str:
+        """The last copy, pretty-printed when it is JSON (computed on demand: detail view only)."""
+        return _pretty(self.raw)
+
+    @property
+    def kind(self) -> Kind:
+        return self.alert.fields.kind
+
+    @property
+    def severity(self) -> Severity:
+        return self.alert.fields.severity
+
+    @property
+    def text(self) -> str:
+        return self.alert.fields.text
+
+    @property
+    def urgent(self) -> bool:
+        return self.severity is Severity.URGENT and self.kind is not Kind.REPORT
+
+    @property
+    def ok(self) -> bool:
+        return self.state is not VerifyState.REJECTED
+
+    def expired(self, now_s: float) -> bool:
+        return self.alert.is_expired(now_s)
+
+    def transmitted_by(self) -> list[str]:
+        return sorted(r for r, ev in self.relays.items() if EventKind.TRANSMITTED.value in ev)
+
+    def seen_by(self) -> list[str]:
+        return sorted(self.relays)
+
+
+@dataclass(slots=True)
+class RelayRow:
+    status: RelayStatus
+    updated_s: float  # when this TUI last received the relay's status
+
+
+@dataclass(slots=True)
+class InboxEntry:
+    alert_id: str
+    status: InboxStatus = InboxStatus.NEW
+    updated_s: float = 0.0
+    dispatched: list[tuple[str, float]] = field(default_factory=list)
+    confirmed_by: str | None = None  # id of the alert composed from this report
+
+
+@dataclass(frozen=True, slots=True)
+class DiagnosticLine:
+    ts_s: float
+    topic: Topic
+    detail: str
+
+
+@dataclass(slots=True)
+class Diagnostics:
+    malformed: dict[Topic, int] = field(default_factory=dict)
+    messages: dict[Topic, int] = field(default_factory=dict)
+    recent: deque[DiagnosticLine] = field(default_factory=lambda: deque(maxlen=MAX_DIAGNOSTIC_LINES))
+
+    @property
+    def malformed_total(self) -> int:
+        return sum(self.malformed.values())
+
+
+@dataclass(slots=True)
+class TrustState:
+    bundle: TrustBundle | None
+    source: str  # "file PATH", "mqtt <root>/trust" or "none"
+    note: str = ""  # the last thing that happened to a bundle from MQTT
+
+
+@dataclass(slots=True)
+class Change:
+    """What one ingested message changed, so the UI redraws only that."""
+
+    feed_id: str | None = None
+    feed_new: bool = False
+    evicted: list[str] = field(default_factory=list)
+    relay: str | None = None
+    relay_removed: bool = False
+    inbox: bool = False
+    trust: bool = False  # the bundle changed: every item was re-verified
+    diagnostics: bool = False
+
+    @property
+    def empty(self) -> bool:
+        return not (
+            self.feed_id or self.evicted or self.relay or self.inbox or self.trust or self.diagnostics
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class FeedFilter:
+    kind: Kind | None = None
+    severity: Severity | None = None
+    relay: str | None = None
+    text: str = ""
+
+    @property
+    def active(self) -> bool:
+        return bool(self.kind or self.severity or self.relay or self.text)
+
+    def matches(self, item: FeedItem) -> bool:
+        if self.kind is not None and item.kind is not self.kind:
+            return False
+        if self.severity is not None and item.severity is not self.severity:
+            return False
+        if self.relay is not None and self.relay not in item.relays:
+            return False
+        if self.text:
+            needle = self.text.casefold()
+            hay = " ".join(
+                (item.text, item.alert.fields.area or "", item.alert_id, item.signer_name or "")
+            ).casefold()
+            if needle not in hay:
+                return False
+        return True
+
+
+def visible_onair(onair: str) -> str:
+    """The on-air text with BEL shown as ␇ (a terminal would ring it, or show nothing)."""
+    return onair.replace(BEL, "\u2407")
+
+
+class Model:
+    """All TUI state. Not thread-safe: the app calls it from its event loop only."""
+
+    def __init__(
+        self,
+        topics: Topics,
+        bundle: TrustBundle | None,
+        clock: Clock,
+        *,
+        trust_source: str = "none",
+        max_feed_items: int = DEFAULT_MAX_FEED_ITEMS,
+    ) -> None:
+        self.topics = topics
+        self.clock = clock
+        self.trust = TrustState(bundle, trust_source if bundle else "none")
+        self._verifier = Verifier(bundle) if bundle is not None else None
+        self.feed: OrderedDict[str, FeedItem] = OrderedDict()
+        self.relays: dict[str, RelayRow] = {}
+        self.inbox: OrderedDict[str, InboxEntry] = OrderedDict()
+        self.diagnostics = Diagnostics()
+        self._pending_events: OrderedDict[str, list[tuple[str, str, str | None]]] = OrderedDict()
+        self._arrivals = 0
+        self._max_feed_items = max_feed_items
+        self._active_prefix = topics.active_wildcard[:-1]  # "<root>/active/"
+
+    # ---- classification -------------------------------------------------------------
+
+    def classify(self, topic: str) -> Topic:
+        t = self.topics
+        if topic == t.alerts:
+            return Topic.ALERTS
+        if topic == t.outbox:
+            return Topic.OUTBOX
+        if topic == t.reports:
+            return Topic.REPORTS
+        if topic == t.trust:
+            return Topic.TRUST
+        if topic.startswith(self._active_prefix) and "/" not in topic[len(self._active_prefix) :]:
+            return Topic.ACTIVE
+        if t.relay_of(topic) is not None:
+            if topic.endswith("/status"):
+                return Topic.STATUS
+            if topic.endswith("/events"):
+                return Topic.EVENTS
+        return Topic.OTHER
+
+    # ---- ingest ---------------------------------------------------------------------
+
+    def ingest(self, topic: str, payload: bytes) -> Change:
+        """Apply one MQTT message. Never raises on bad input: it is counted instead."""
+        kind = self.classify(topic)
+        d = self.diagnostics
+        d.messages[kind] = d.messages.get(kind, 0) + 1
+        if kind is Topic.STATUS:
+            return self._ingest_status(topic, payload)
+        if kind is Topic.EVENTS:
+            return self._ingest_event(topic, payload)
+        if kind is Topic.TRUST:
+            return self._ingest_trust(payload)
+        if kind is Topic.OTHER:
+            return self._malformed(kind, f"unexpected topic {topic}")
+        if kind is Topic.ACTIVE and not payload:
+            return self._clear_active(topic[len(self._active_prefix) :])
+        return self._ingest_alert(_SOURCE_OF_TOPIC[kind], kind, payload)
+
+    def _malformed(self, topic: Topic, detail: str) -> Change:
+        d = self.diagnostics
+        d.malformed[topic] = d.malformed.get(topic, 0) + 1
+        d.recent.append(DiagnosticLine(self.clock(), topic, detail))
+        log.info("malformed message on %s: %s", topic.value, detail)
+        return Change(diagnostics=True)
+
+    def _ingest_alert(self, source: Source, topic: Topic, payload: bytes) -> Change:
+        try:
+            onair = onair_from_message(payload)
+        except MalformedMessage as exc:
+            return self._malformed(topic, exc.detail)
+        try:
+            frame = decode(onair)
+        except MalformedFrame as exc:
+            return self._malformed(topic, f"on-air text: {exc.detail}")
+        relay, via = _envelope(payload)
+        alert_id = frame.alert_id.hex()
+        change = Change(feed_id=alert_id)
+        item = self.feed.get(alert_id)
+        if item is None:
+            item = self._new_item(frame.to_signed_alert(), payload, frame)
+            change.feed_new = True
+            change.evicted = self._evict()
+            if item.kind is Kind.REPORT and item.ok:
+                self.inbox[alert_id] = InboxEntry(alert_id, updated_s=self.clock())
+                change.inbox = True
+        else:
+            item.raw = payload
+        item.sources.add(source)
+        if source is Source.ACTIVE:
+            item.active = True
+        if relay is not None:
+            item.relays.setdefault(relay, set()).add("heard" if via == "rf" else "published")
+        return change
+
+    def _new_item(self, alert: SignedAlert, payload: bytes, frame: DecodedFrame | None = None) -> FeedItem:
+        self._arrivals += 1
+        item = FeedItem(
+            alert_id=alert.id_hex,
+            alert=alert,
+            state=VerifyState.UNCHECKED,
+            arrival=self._arrivals,
+            first_seen_s=self.clock(),
+            raw=payload,
+        )
+        self._verify(item, frame)
+        self.feed[item.alert_id] = item
+        for relay, event, reason in self._pending_events.pop(item.alert_id, []):
+            item.relays.setdefault(relay, set()).add(event)
+            if reason:
+                item.drop_reasons[relay] = reason
+        return item
+
+    def _verify(self, item: FeedItem, frame: DecodedFrame | None = None) -> None:
+        if self._verifier is None:
+            item.state, item.reason, item.detail = VerifyState.UNCHECKED, None, "no trust bundle loaded"
+            return
+        # The frame was decoded once already; re-decoding the stored on-air text is cheap.
+        if frame is None:
+            frame = decode(item.alert.onair)
+        verdict = self._verifier.authenticate(frame, self.clock())
+        if verdict.reason is DropReason.EXPIRED:
+            # Expired is not forged: judge it as of just before expiry; the feed shows it expired.
+            at_s = item.alert.fields.expires_at_s - 1
+            verdict = self._verifier.authenticate(frame, at_s)
+        item.reason, item.detail = verdict.reason, verdict.detail
+        if verdict.signer is not None:
+            item.signer_name, item.signer_role = verdict.signer.name, verdict.signer.role
+        else:
+            item.signer_name = item.signer_role = None
+        if not verdict.ok:
+            item.state = VerifyState.REJECTED
+        elif item.kind is Kind.REPORT:
+            item.state = VerifyState.REPORT
+        else:
+            item.state = VerifyState.VERIFIED
+
+    def _evict(self) -> list[str]:
+        evicted: list[str] = []
+        while len(self.feed) > self._max_feed_items:
+            alert_id, _ = self.feed.popitem(last=False)
+            self.inbox.pop(alert_id, None)
+            evicted.append(alert_id)
+        return evicted
+
+    def _clear_active(self, alert_id: str) -> Change:
+        item = self.feed.get(alert_id)
+        if item is None:
+            return Change()
+        item.active = False
+        return Change(feed_id=alert_id)
+
+    def _ingest_status(self, topic: str, payload: bytes) -> Change:
+        relay = self.topics.relay_of(topic) or ""
+        if not payload:  # a cleared retained status: the relay was decommissioned
+            removed = self.relays.pop(relay, None) is not None
+            return Change(relay=relay, relay_removed=removed)
+        try:
+            status = parse_status(payload)
+        except MalformedMessage as exc:
+            return self._malformed(Topic.STATUS, f"{relay}: {exc.detail}")
+        if status.relay != relay:
+            return self._malformed(Topic.STATUS, f"status on {relay}'s topic names relay {status.relay!r}")
+        previous = self.relays.get(relay)
+        if status.state is RelayState.OFFLINE and previous is not None:
+            # A last will carries only the state; keep what we knew, and turn it red.
+            status = replace(previous.status, state=RelayState.OFFLINE)
+        self.relays[relay] = RelayRow(status, self.clock())
+        return Change(relay=relay)
+
+    def _ingest_event(self, topic: str, payload: bytes) -> Change:
+        relay = self.topics.relay_of(topic) or ""
+        try:
+            event = parse_event(payload)
+        except MalformedMessage as exc:
+            return self._malformed(Topic.EVENTS, f"{relay}: {exc.detail}")
+        item = self.feed.get(event.alert_id)
+        if item is None:
+            pending = self._pending_events.setdefault(event.alert_id, [])
+            pending.append((event.relay, event.event.value, event.reason))
+            while len(self._pending_events) > MAX_PENDING_EVENT_IDS:
+                self._pending_events.popitem(last=False)
+            return Change()
+        item.relays.setdefault(event.relay, set()).add(event.event.value)
+        if event.reason:
+            item.drop_reasons[event.relay] = event.reason
+        return Change(feed_id=item.alert_id)
+
+    def _ingest_trust(self, payload: bytes) -> Change:
+        if not payload:
+            return Change()
+        current = self.trust.bundle
+        if current is None:
+            # Without a pinned root from --trust, a bundle off the network proves nothing.
+            self.trust.note = "a bundle is published on MQTT, but without --trust it cannot be pinned"
+            return Change(trust=True)
+        try:
+            signed = parse_signed_bundle(payload, pinned_root=current.root_public_key)
+        except TrustBundleError as exc:
+            return self._malformed(Topic.TRUST, str(exc))
+        why_not = should_replace(current, signed.bundle)
+        if why_not is not None:
+            if signed.bundle.version != current.version:
+                self.trust.note = f"ignored the bundle on MQTT: {why_not}"
+            return Change(trust=True)
+        self.replace_bundle(signed.bundle, f"mqtt {self.topics.trust}")
+        self.trust.note = f"updated to version {signed.bundle.version} from MQTT"
+        return Change(trust=True)
+
+    def replace_bundle(self, bundle: TrustBundle, source: str) -> None:
+        """Use a newer bundle and re-verify everything (a key may have been revoked)."""
+        self.trust.bundle, self.trust.source = bundle, source
+        if self._verifier is None:
+            self._verifier = Verifier(bundle)
+        else:
+            self._verifier.replace_bundle(bundle)
+        for item in self.feed.values():
+            was_ok = item.ok
+            self._verify(item)
+            if was_ok and not item.ok:
+                self.inbox.pop(item.alert_id, None)
+
+    # ---- local actions --------------------------------------------------------------
+
+    def add_sent(self, alert: SignedAlert, payload: bytes) -> Change:
+        """An alert this TUI composed and published: show it at once, before any relay echoes it."""
+        change = Change(feed_id=alert.id_hex)
+        item = self.feed.get(alert.id_hex)
+        if item is None:
+            item = self._new_item(alert, payload)
+            change.feed_new = True
+            change.evicted = self._evict()
+        item.sources.add(Source.SENT)
+        return change
+
+    def dispatch_verifier(self, alert_id: str, who: str) -> None:
+        entry = self.inbox[alert_id]
+        entry.dispatched.append((who, self.clock()))
+        entry.status = InboxStatus.VERIFIER_DISPATCHED
+        entry.updated_s = self.clock()
+
+    def confirm_report(self, alert_id: str, composed_id: str | None) -> None:
+        entry = self.inbox[alert_id]
+        entry.status = InboxStatus.CONFIRMED
+        entry.confirmed_by = composed_id
+        entry.updated_s = self.clock()
+
+    def dismiss_report(self, alert_id: str) -> None:
+        entry = self.inbox[alert_id]
+        entry.status = InboxStatus.DISMISSED
+        entry.updated_s = self.clock()
+
+    # ---- queries --------------------------------------------------------------------
+
+    def items(self, flt: FeedFilter | None = None) -> Iterator[FeedItem]:
+        """Feed items in arrival order, oldest first, optionally filtered."""
+        if flt is None or not flt.active:
+            yield from self.feed.values()
+            return
+        yield from (i for i in self.feed.values() if flt.matches(i))
+
+    def closed_ids(self) -> set[str]:
+        """Alerts retracted or ended by a verified cancel or all-clear."""
+        return {
+            i.alert.fields.ref.hex()
+            for i in self.feed.values()
+            if i.kind in (Kind.CANCEL, Kind.ALLCLEAR) and i.ok and i.alert.fields.ref is not None
+        }
+
+    def active_alerts(self) -> list[FeedItem]:
+        """Alerts an update, cancel or all-clear can refer to: newest first."""
+        now = self.clock()
+        closed = self.closed_ids()
+        out = [
+            i
+            for i in self.feed.values()
+            if i.kind in (Kind.ALERT, Kind.UPDATE, Kind.TEST)
+            and i.ok
+            and i.active is not False
+            and not i.expired(now)
+            and i.alert_id not in closed
+        ]
+        return sorted(out, key=lambda i: -i.arrival)
+
+    def chain(self, alert_id: str) -> list[tuple[int, FeedItem]]:
+        """The reference chain around an alert: its root first, then replies by depth-first order."""
+        item = self.feed.get(alert_id)
+        if item is None:
+            return []
+        root = item
+        seen = {root.alert_id}
+        while root.alert.fields.ref is not None:
+            parent = self.feed.get(root.alert.fields.ref.hex())
+            if parent is None or parent.alert_id in seen:
+                break
+            seen.add(parent.alert_id)
+            root = parent
+        children: dict[str, list[FeedItem]] = {}
+        for i in self.feed.values():
+            if i.alert.fields.ref is not None:
+                children.setdefault(i.alert.fields.ref.hex(), []).append(i)
+        out: list[tuple[int, FeedItem]] = []
+        visited: set[str] = set()
+
+        def walk(node: FeedItem, depth: int) -> None:
+            if node.alert_id in visited:
+                return
+            visited.add(node.alert_id)
+            out.append((depth, node))
+            for child in children.get(node.alert_id, []):
+                walk(child, depth + 1)
+
+        walk(root, 0)
+        return out
+
+    def relay_names(self) -> list[str]:
+        names = set(self.relays)
+        for item in self.feed.values():
+            names.update(item.relays)
+        return sorted(names)
+
+    def inbox_entries(self, *, include_closed: bool = True) -> Iterable[tuple[InboxEntry, FeedItem]]:
+        for alert_id, entry in self.inbox.items():
+            item = self.feed.get(alert_id)
+            if item is None:
+                continue
+            if not include_closed and entry.status in (InboxStatus.CONFIRMED, InboxStatus.DISMISSED):
+                continue
+            yield entry, item
+
+    @property
+    def inbox_new(self) -> int:
+        return sum(1 for e in self.inbox.values() if e.status is InboxStatus.NEW)
+
+    @property
+    def alarming_relays(self) -> list[str]:
+        return sorted(name for name, row in self.relays.items() if row.status.alarming)
+
+
+def _envelope(payload: bytes) -> tuple[str | None, str | None]:
+    """The unsigned envelope's relay and via fields, if the message is JSON (display only)."""
+    if not payload.lstrip().startswith(b"{"):
+        return None, None
+    try:
+        doc = json.loads(payload)
+    except (ValueError, RecursionError):
+        return None, None
+    if not isinstance(doc, dict):
+        return None, None
+    relay, via = doc.get("relay"), doc.get("via")
+    return (relay if isinstance(relay, str) and relay else None, via if isinstance(via, str) else None)
+
+
+def _pretty(payload: bytes) -> str:
+    text = payload.decode("utf-8", errors="replace")
+    if text.lstrip().startswith("{"):
+        try:
+            return json.dumps(json.loads(text), indent=2, ensure_ascii=False)
+        except (ValueError, RecursionError):
+            return text
+    return text

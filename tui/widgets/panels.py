@@ -1,0 +1,113 @@
+"""Small read-only panels: status bar, banner, trust and diagnostics."""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual.widgets import Static
+
+from relayd.cli.trust import EXPIRY_WARNING_S, bundle_summary
+from relayd.core.timefmt import iso_utc
+from tui import fmt
+from tui.messages import LinkState
+from tui.model import Model
+
+
+class StatusBar(Static):
+    """One line: broker link, key, trust version and counters."""
+
+    def show(self, model: Model, link: LinkState, broker: str, key: str | None, bell: bool) -> None:
+        t = Text()
+        t.append(" relayd ", style="bold reverse")
+        style = {
+            LinkState.CONNECTED: "green",
+            LinkState.CONNECTING: "yellow",
+            LinkState.RETRYING: "bold red",
+            LinkState.DISABLED: "dim",
+        }[link]
+        t.append(f" ● {link.value}", style=style)
+        t.append(f" {broker}" if broker else "")
+        t.append(f" │ key {key}" if key else " │ watch only")
+        bundle = model.trust.bundle
+        t.append(f" │ trust v{bundle.version}" if bundle else " │ no trust")
+        alarms = len(model.alarming_relays)
+        t.append(f" │ relays {len(model.relays)}")
+        if alarms:
+            t.append(f" ({alarms} red)", style="bold red")
+        new = model.inbox_new
+        t.append(" │ inbox ")
+        t.append(str(new), style="bold yellow" if new else "")
+        bad = model.diagnostics.malformed_total
+        if bad:
+            t.append(f" │ malformed {bad}", style="yellow")
+        if bell:
+            t.append(" │ 🔔")
+        self.update(t)
+
+
+class Banner(Static):
+    """A loud line for what needs attention now: broker down, relays red, trust expiring."""
+
+    def show(self, lines: list[str]) -> None:
+        self.display = bool(lines)
+        self.update(Text("\n".join(f"⚠ {line}" for line in lines)))
+
+
+class TrustView(Static):
+    def show(self, model: Model, now_s: float) -> None:
+        bundle = model.trust.bundle
+        t = Text()
+        if bundle is None:
+            t.append("No trust bundle loaded: signatures are not checked.\n", style="bold yellow")
+            t.append("Start with --trust trust.json (from your network admin) to verify alerts.\n")
+            if model.trust.note:
+                t.append(f"\n{model.trust.note}\n", style="dim")
+            self.update(t)
+            return
+        s = bundle_summary(bundle, now_s)
+        state = "EXPIRED" if s["expired"] else ("expires soon" if s["expires_soon"] else "valid")
+        state_style = "bold red" if s["expired"] else ("bold yellow" if s["expires_soon"] else "green")
+        t.append(f"Trust bundle v{bundle.version}", style="bold")
+        t.append(f"  root {bundle.root_key_id.hex()}  from {model.trust.source}\n")
+        t.append(f"issued {s['issued_at']}  expires {s['expires_at']} ")
+        t.append(f"({state}, in {fmt.duration(bundle.expires_at_s - now_s)})\n", style=state_style)
+        if s["expires_soon"]:
+            days = EXPIRY_WARNING_S // 86400
+            t.append(
+                f"⚠ the bundle expires within {days} days: ask your admin for a new one\n",
+                style="bold yellow",
+            )
+        if model.trust.note:
+            t.append(f"{model.trust.note}\n", style="dim")
+        t.append(f"\n{'key id':10}{'name':18}{'role':12}{'expires':22}state\n", style="bold underline")
+        for k in sorted(bundle.keys, key=lambda k: (k.role.value, k.name)):
+            revoked = bundle.is_revoked(k.key_id)
+            expired = k.is_expired(now_s)
+            flag = "REVOKED" if revoked else ("expired" if expired else "ok")
+            exp = iso_utc(k.expires_at_s) if k.expires_at_s is not None else "-"
+            style = "red" if revoked or expired else ""
+            t.append(f"{k.key_id.hex():10}{k.name[:17]:18}{k.role.value:12}{exp:22}{flag}\n", style=style)
+        listed = {k.key_id for k in bundle.keys}
+        for r in sorted(bundle.revoked - listed):
+            t.append(f"{r.hex():10}{'(unlisted)':18}{'':12}{'':22}REVOKED\n", style="red")
+        self.update(t)
+
+
+class DiagnosticsView(Static):
+    def show(self, model: Model, now_s: float) -> None:
+        d = model.diagnostics
+        t = Text()
+        t.append("Messages by topic (malformed / total)\n", style="bold")
+        topics = sorted(set(d.messages) | set(d.malformed), key=lambda x: x.value)
+        if not topics:
+            t.append("  nothing received yet\n", style="dim")
+        for topic in topics:
+            bad = d.malformed.get(topic, 0)
+            t.append(f"  {topic.value:8} ")
+            t.append(f"{bad:5}", style="bold yellow" if bad else "dim")
+            t.append(f" / {d.messages.get(topic, 0)}\n")
+        t.append("\nRecent problems (newest first)\n", style="bold")
+        if not d.recent:
+            t.append("  none\n", style="dim")
+        for line in reversed(d.recent):
+            t.append(f"  {fmt.duration(now_s - line.ts_s):>4} ago  {line.topic.value:7} {line.detail}\n")
+        self.update(t)
