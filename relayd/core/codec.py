@@ -12,14 +12,13 @@ frame is accepted only if re-encoding its fields reproduces it byte for byte.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hashlib
 import re
 import struct
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+from relayd.core import base85
 from relayd.core.airtime import MAX_DATA_PAYLOAD_BYTES
 from relayd.core.model import AlertFields, Kind, Severity, SignedAlert
 
@@ -88,10 +87,11 @@ class DecodedFrame:
     signature: bytes
     signed_bytes: bytes
     onair: str
+    alert_id: bytes = field(init=False, repr=False, compare=False)
 
-    @property
-    def alert_id(self) -> bytes:
-        return alert_id_of(self.signed_bytes)
+    def __post_init__(self) -> None:
+        # Computed once: the verifier, the dedup set and the JSON form all need it.
+        object.__setattr__(self, "alert_id", alert_id_of(self.signed_bytes))
 
     def to_signed_alert(self) -> SignedAlert:
         return SignedAlert(self.fields, self.signature, self.onair, self.alert_id)
@@ -149,11 +149,6 @@ def max_payload_bytes(kind: Kind) -> int:
     return MAX_REPORT_PAYLOAD_BYTES if kind is Kind.REPORT else MAX_DATA_PAYLOAD_BYTES
 
 
-def _b85_len(n: int) -> int:
-    full, rest = divmod(n, 4)
-    return full * 5 + (rest + 1 if rest else 0)
-
-
 def text_budget_bytes(
     kind: Kind,
     severity: Severity,
@@ -167,12 +162,29 @@ def text_budget_bytes(
     body += (1 + len(area)) if area is not None else 0
     body += 4 if origin_node is not None else 0
     overhead = len(display_prefix(kind, severity).encode()) + len(TOKEN_SEPARATOR)
-    overhead += _b85_len(body + SIGNATURE_BYTES)
+    overhead += base85.encoded_length(body + SIGNATURE_BYTES)
     return max_payload_bytes(kind) - overhead
 
 
 def validate_fields(fields: AlertFields) -> None:
     """Raise ComposeError if the fields cannot form a valid frame. The message says the fix."""
+    _validate_semantics(fields)
+    text_bytes = len(fields.text.encode("utf-8"))
+    budget = text_budget_bytes(
+        fields.kind,
+        fields.severity,
+        has_ref=fields.ref is not None,
+        area=fields.area,
+        origin_node=fields.origin_node,
+    )
+    if text_bytes > budget:
+        raise ComposeError(
+            f"text is {text_bytes} bytes but only {budget} fit in one LoRa frame with the signature: "
+            f"cut {text_bytes - budget} bytes"
+        )
+
+
+def _validate_semantics(fields: AlertFields) -> None:
     if len(fields.key_id) != KEY_ID_BYTES:
         raise ComposeError(f"key id must be {KEY_ID_BYTES} bytes")
     if not 0 <= fields.seq <= MAX_SEQ:
@@ -204,26 +216,14 @@ def validate_fields(fields: AlertFields) -> None:
             "only printable text and newlines are allowed"
         )
     try:
-        text_bytes = len(fields.text.encode("utf-8"))
+        fields.text.encode("utf-8")
     except UnicodeEncodeError:
         raise ComposeError("text is not valid Unicode (it holds a lone surrogate); retype it") from None
-    budget = text_budget_bytes(
-        fields.kind,
-        fields.severity,
-        has_ref=fields.ref is not None,
-        area=fields.area,
-        origin_node=fields.origin_node,
-    )
-    if text_bytes > budget:
-        raise ComposeError(
-            f"text is {text_bytes} bytes but only {budget} fit in one LoRa frame with the signature: "
-            f"cut {text_bytes - budget} bytes"
-        )
 
 
 def render(fields: AlertFields, signature: bytes) -> str:
     """The exact on-air text for signed fields."""
-    token = base64.b85encode(_body(fields) + signature).decode("ascii")
+    token = base85.encode(_body(fields) + signature).decode("ascii")
     return display_prefix(fields.kind, fields.severity) + fields.text + TOKEN_SEPARATOR + token
 
 
@@ -256,11 +256,9 @@ def decode(payload: bytes | str) -> DecodedFrame:
     if not sep:
         raise MalformedFrame("no token line: this is plain text, not a signed alert")
     try:
-        blob = base64.b85decode(token.encode("ascii"))
-    except (ValueError, binascii.Error, UnicodeEncodeError):
-        raise MalformedFrame("token line is not base85") from None
-    if base64.b85encode(blob).decode("ascii") != token:
-        raise MalformedFrame("token is not in canonical base85 form")
+        blob = base85.decode(token.encode("ascii"))
+    except (base85.Base85Error, UnicodeEncodeError):
+        raise MalformedFrame("token line is not canonical base85") from None
     if len(blob) < _FIXED.size + SIGNATURE_BYTES:
         raise MalformedFrame("token is too short")
     header, kind_sev, key_id, issued_at_s, seq_b, lifetime_b = _FIXED.unpack_from(blob)
@@ -318,9 +316,14 @@ def decode(payload: bytes | str) -> DecodedFrame:
     if len(raw) > max_payload_bytes(kind):
         raise MalformedFrame(f"frame is {len(raw)} bytes, over the {max_payload_bytes(kind)}-byte limit")
     try:
-        validate_fields(fields)
+        # The size budget is implied by the payload limit checked above.
+        _validate_semantics(fields)
     except ComposeError as exc:
         raise MalformedFrame(str(exc)) from None
-    if render(fields, signature) != onair:
+    body = blob[:body_end]
+    if _body(fields) != body:
+        # e.g. padding bits or an area length that re-encodes differently
         raise MalformedFrame("frame is not in canonical form")
-    return DecodedFrame(fields, signature, signed_bytes_of(fields), onair)
+    text = fields.text.encode("utf-8")
+    signed = SIGNING_DOMAIN + body + struct.pack(">H", len(text)) + text
+    return DecodedFrame(fields, signature, signed, onair)

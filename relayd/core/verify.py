@@ -21,6 +21,9 @@ from relayd.core.trust import TrustBundle, TrustedKey
 # an author's clock and ours before an alert counts as "from the future".
 DEFAULT_CLOCK_SKEW_S = 300.0
 
+# Signatures of recently accepted alerts, so byte-identical copies skip the Ed25519 check.
+_VERIFIED_CACHE_MAX = 10_000
+
 DEFAULT_RATE_LIMITS: dict[Role, RateLimit] = {
     # A dispatcher in a fast-moving incident may send a burst of updates.
     Role.DISPATCHER: RateLimit(burst=20, per_s=1 / 3),
@@ -78,11 +81,12 @@ class Verifier:
         self.dedup = dedup if dedup is not None else DedupSet()
         self.replay = replay if replay is not None else ReplayWindows()
         self._buckets = TokenBuckets()
+        self._verified_signature: dict[bytes, bytes] = {}
 
     def replace_bundle(self, bundle: TrustBundle) -> None:
         self.bundle = bundle
 
-    def authenticate(self, frame: DecodedFrame, now_s: float) -> Verdict:
+    def authenticate(self, frame: DecodedFrame, now_s: float, *, signature_checked: bool = False) -> Verdict:
         """Trust checks only (signature, key, role, time); changes no state."""
         f = frame.fields
         if self.bundle.is_revoked(f.key_id):
@@ -92,7 +96,9 @@ class Verifier:
             return Verdict.reject(
                 DropReason.UNKNOWN_KEY, f"key {f.key_id.hex()} is not in the trust bundle", frame
             )
-        if not signature_is_valid(signer.public_key, frame.signed_bytes, frame.signature):
+        if not signature_checked and not signature_is_valid(
+            signer.public_key, frame.signed_bytes, frame.signature
+        ):
             return Verdict.reject(
                 DropReason.BAD_SIGNATURE, f"signature does not match key {signer.name}", frame
             )
@@ -118,11 +124,15 @@ class Verifier:
         return Verdict(None, "", frame.to_signed_alert(), signer)
 
     def verify_frame(self, frame: DecodedFrame, now_s: float) -> Verdict:
-        verdict = self.authenticate(frame, now_s)
+        alert_id = frame.alert_id
+        # A byte-identical copy of a frame this verifier accepted (same signed content, same
+        # signature) skips the Ed25519 check, the dominant cost; every other check still
+        # runs, so revocation and expiry win over "duplicate" as usual.
+        known_good = self._verified_signature.get(alert_id) == frame.signature
+        verdict = self.authenticate(frame, now_s, signature_checked=known_good)
         if not verdict.ok:
             return verdict
         f = frame.fields
-        alert_id = frame.alert_id
         if self.dedup.seen(alert_id, now_s):
             return Verdict(DropReason.DUPLICATE, "already seen", verdict.alert, verdict.signer)
         if self.replay.is_replay(f.key_id, f.seq):
@@ -137,6 +147,10 @@ class Verifier:
             )
         self.replay.commit(f.key_id, f.seq)
         self.dedup.add(alert_id, now_s)
+        self._verified_signature[alert_id] = frame.signature
+        if len(self._verified_signature) > _VERIFIED_CACHE_MAX:
+            # Oldest first (dicts keep insertion order); bounded memory.
+            del self._verified_signature[next(iter(self._verified_signature))]
         return verdict
 
     def verify(self, payload: bytes | str, now_s: float) -> Verdict:
