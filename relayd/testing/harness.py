@@ -45,7 +45,7 @@ state_dir = "{state}"
 status_interval = "5s"
 
 [trust]
-root = "{network.pub_path('root')}"
+root = "{network.pub_path("root")}"
 bundle = "{network.bundle_path}"
 
 [[radio]]

@@ -73,6 +73,23 @@ class TestNetwork:
         )
         return compose(fields, identity.sign).to_signed_alert()
 
+    def add_member(self, name: str, role: Role) -> Identity:
+        """Generate a key for `name`, write it, and list it in a re-signed, newer bundle."""
+        ident = Identity.generate(name, role)
+        write_private_key(ident, self.key_path(name))
+        write_public_key(ident.public, self.pub_path(name))
+        self.identities[name] = ident
+        bumped = TrustBundle(
+            self.bundle.version + 1,
+            self.bundle.issued_at_s,
+            self.bundle.expires_at_s,
+            self.bundle.root_public_key,
+            self.bundle.keys,
+            self.bundle.revoked,
+        )
+        self.resign(bumped.with_key(TrustedKey(ident.public_key, name, role)))
+        return ident
+
     def resign(self, bundle: TrustBundle) -> SignedBundle:
         signed = sign_bundle(bundle, self.root.sign)
         save_bundle(signed, self.bundle_path)

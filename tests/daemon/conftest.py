@@ -12,7 +12,7 @@ from pathlib import Path
 import aiomqtt
 import pytest
 
-from relayd.core.model import SignedAlert
+from relayd.core.model import Role, SignedAlert
 from relayd.core.status import RelayStatus, parse_status
 from relayd.sim.neighborhood import Neighborhood
 from relayd.sim.scenario import Scenario, load_scenario
@@ -142,6 +142,8 @@ def make_site_factory(
         for node in scenario.nodes:
             if node.role.value != "relay":
                 continue
+            if node.name not in network.identities:
+                network.add_member(node.name, Role.RELAY)
             endpoint = hood.endpoints[node.name]
             site.configs[node.name] = write_relay_config(
                 workdir / "relays",
