@@ -54,8 +54,10 @@ class TcpApiServer:
         for t in list(self._tasks):
             t.cancel()
         if server is not None:
+            # Python 3.11's wait_closed() also waits for every connection handler; a client
+            # that never reads could hold it forever, so bound it.
             with contextlib.suppress(Exception):
-                await server.wait_closed()
+                await asyncio.wait_for(server.wait_closed(), 2.0)
 
     async def _on_client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()

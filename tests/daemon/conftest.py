@@ -178,7 +178,7 @@ async def site_factory(
     yield factory
     for site in sites:
         site.stop()
-        await site.hood.stop()
+        await asyncio.wait_for(site.hood.stop(), 15)
         for name, relay in site.relays.items():
             if "Traceback" in relay.log_text():
                 print(f"--- {name} log ---\n{relay.log_text()[-4000:]}")
