@@ -7,6 +7,8 @@ window, dedup set, rate buckets) changes only for a frame that passed every chec
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from relayd.core.codec import DecodedFrame, MalformedFrame, decode
@@ -21,6 +23,9 @@ from relayd.core.trust import TrustBundle, TrustedKey
 # an author's clock and ours before an alert counts as "from the future".
 DEFAULT_CLOCK_SKEW_S = 300.0
 
+# Verdicts that depend only on the frame's bytes and the bundle, cached by payload digest.
+_STATELESS_REJECTIONS = frozenset({DropReason.MALFORMED, DropReason.BAD_SIGNATURE, DropReason.UNKNOWN_KEY})
+_REJECTED_CACHE_MAX = 50_000
 # Signatures of recently accepted alerts, so byte-identical copies skip the Ed25519 check.
 _VERIFIED_CACHE_MAX = 10_000
 
@@ -82,9 +87,11 @@ class Verifier:
         self.replay = replay if replay is not None else ReplayWindows()
         self._buckets = TokenBuckets()
         self._verified_signature: dict[bytes, bytes] = {}
+        self._rejected: dict[bytes, Verdict] = {}
 
     def replace_bundle(self, bundle: TrustBundle) -> None:
         self.bundle = bundle
+        self._rejected.clear()  # "unknown key" may be known now
 
     def authenticate(self, frame: DecodedFrame, now_s: float, *, signature_checked: bool = False) -> Verdict:
         """Trust checks only (signature, key, role, time); changes no state."""
@@ -153,9 +160,29 @@ class Verifier:
             del self._verified_signature[next(iter(self._verified_signature))]
         return verdict
 
-    def verify(self, payload: bytes | str, now_s: float) -> Verdict:
+    def verify(
+        self, payload: bytes | str, now_s: float, *, at: Callable[[int], float] | None = None
+    ) -> Verdict:
+        """Decode and verify one frame. `at` maps the frame's issue time to the time to
+        verify it at (the relay's clock rule); by default, `now_s`.
+
+        Byte-identical copies of a frame already rejected as malformed, badly signed or of
+        an unknown key get the same verdict without decoding or checking the signature
+        again: a flood that replays forgeries costs a hash per frame.
+        """
+        raw = payload.encode("utf-8", "surrogateescape") if isinstance(payload, str) else bytes(payload)
+        digest = hashlib.blake2b(raw, digest_size=16).digest()
+        cached = self._rejected.get(digest)
+        if cached is not None:
+            return cached
         try:
-            frame = decode(payload)
+            frame = decode(raw)
         except MalformedFrame as exc:
-            return Verdict(DropReason.MALFORMED, exc.detail)
-        return self.verify_frame(frame, now_s)
+            verdict = Verdict(DropReason.MALFORMED, exc.detail)
+        else:
+            verdict = self.verify_frame(frame, at(frame.fields.issued_at_s) if at else now_s)
+        if verdict.reason in _STATELESS_REJECTIONS:
+            self._rejected[digest] = verdict
+            if len(self._rejected) > _REJECTED_CACHE_MAX:
+                del self._rejected[next(iter(self._rejected))]
+        return verdict

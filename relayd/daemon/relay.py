@@ -25,10 +25,11 @@ from dataclasses import dataclass, field
 from relayd import BUILD_EPOCH_S, __version__
 from relayd.core.airtime import MAX_DATA_PAYLOAD_BYTES, mesh_frame_time_on_air_s
 from relayd.core.clockrule import ClockAssessment, assess_clock, verification_time_s
-from relayd.core.codec import MalformedFrame, compose, decode
+from relayd.core.codec import compose
 from relayd.core.dedup import DedupSet
 from relayd.core.jsonform import Envelope, MalformedMessage, encode_alert, onair_from_message
 from relayd.core.model import AlertFields, DropReason, Kind, Severity, SignedAlert
+from relayd.core.ratelimit import RateLimit, TokenBuckets
 from relayd.core.replay import ReplayWindows
 from relayd.core.scheduler import AirtimeScheduler, QueueItem, Ready, Wait
 from relayd.core.status import (
@@ -63,6 +64,11 @@ REPORT_LIFETIME_S = 2 * 3600
 # at up to ~4 frames under a steady stream). The MQTT event path is much faster; this
 # slot is the fallback when the broker is down.
 SLOT_FRAMES = 4
+DROP_LOG_INTERVAL_S = 10.0
+_UNAUTHENTICATED = frozenset(
+    {DropReason.MALFORMED, DropReason.BAD_SIGNATURE, DropReason.UNKNOWN_KEY, DropReason.DUPLICATE}
+)
+_EVENT_RATE = RateLimit(burst=50, per_s=10.0)
 # An MQTT alert issued longer ago than this is treated as backlog, not fresh news.
 STALE_AFTER_S = 2.0
 # Keep this many slots of the radio's transmit queue (firmware MAX_TX_QUEUE = 16) free for
@@ -146,6 +152,9 @@ class Relay:
         self._active_refs: dict[bytes, bytes | None] = {}
         self._report_holds: dict[tuple[int, int], tuple[float, ReceivedText]] = {}
         self._reports_seen: set[tuple[int, int]] = set()
+        self._drops_since_log: Counter[str] = Counter()
+        self._drops_logged_at = 0.0
+        self._event_budget = TokenBuckets()
         self._wake = asyncio.Event()
         self._publish_wake = asyncio.Event()
         self._status_dirty = asyncio.Event()
@@ -254,10 +263,24 @@ class Relay:
         reason = verdict.reason or DropReason.MALFORMED
         self.counters.drops[reason.value] += 1
         alert_id = verdict.alert.id_hex if verdict.alert else ""
-        # Never the text at INFO (privacy): id, reason and source only.
-        log.info("dropped %s from %s: %s", alert_id or "frame", via, reason.value)
-        log.debug("drop detail: %s", verdict.detail)
-        if alert_id and reason is not DropReason.DUPLICATE:
+        # Never the text at INFO (privacy). Per-frame lines are DEBUG; INFO gets a summary
+        # at most every DROP_LOG_INTERVAL_S, so a flood of forgeries cannot flood the log.
+        log.debug("dropped %s from %s: %s (%s)", alert_id or "frame", via, reason.value, verdict.detail)
+        self._drops_since_log[reason.value] += 1
+        now = self.clock()
+        if now - self._drops_logged_at >= DROP_LOG_INTERVAL_S:
+            summary = ", ".join(f"{r} {n}" for r, n in sorted(self._drops_since_log.items()))
+            log.info("dropped since last report: %s", summary)
+            self._drops_since_log.clear()
+            self._drops_logged_at = now
+        # Events tell dispatchers about real alerts that were refused (expired, revoked,
+        # replayed...). Frames that fail authentication carry no meaningful id, and a flood
+        # of them must not turn into a flood of MQTT events.
+        if (
+            alert_id
+            and reason not in _UNAUTHENTICATED
+            and self._event_budget.allow(b"drop", _EVENT_RATE, now)
+        ):
             self._event(EventKind.DROPPED, alert_id, via, reason.value)
         self._status_dirty.set()
 
@@ -272,15 +295,12 @@ class Relay:
             task.add_done_callback(lambda t: t.exception() if not t.cancelled() else None)
 
     def _verify(self, payload: bytes | str, via: str) -> Verdict:
-        try:
-            frame = decode(payload)
-        except MalformedFrame as exc:
-            return Verdict(DropReason.MALFORMED, exc.detail)
         now = self.clock()
-        at = verification_time_s(
-            self.clock_assessment, now, frame.fields.issued_at_s, self.config.clock_skew_s
-        )
-        return self.verifier.verify_frame(frame, at)
+
+        def at(issued_at_s: int) -> float:
+            return verification_time_s(self.clock_assessment, now, issued_at_s, self.config.clock_skew_s)
+
+        return self.verifier.verify(payload, now, at=at)
 
     def _active_publishes(self, alert: SignedAlert, envelope: Envelope) -> list[tuple[str, bytes, bool]]:
         f = alert.fields
