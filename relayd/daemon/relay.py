@@ -65,6 +65,7 @@ REPORT_LIFETIME_S = 2 * 3600
 # slot is the fallback when the broker is down.
 SLOT_FRAMES = 4
 DROP_LOG_INTERVAL_S = 10.0
+REPORTS_SEEN_MAX = 4096
 _UNAUTHENTICATED = frozenset(
     {DropReason.MALFORMED, DropReason.BAD_SIGNATURE, DropReason.UNKNOWN_KEY, DropReason.DUPLICATE}
 )
@@ -151,7 +152,7 @@ class Relay:
         self._pending_radios: dict[bytes, set[str]] = {}
         self._active_refs: dict[bytes, bytes | None] = {}
         self._report_holds: dict[tuple[int, int], tuple[float, ReceivedText]] = {}
-        self._reports_seen: set[tuple[int, int]] = set()
+        self._reports_seen: dict[tuple[int, int], None] = {}
         self._drops_since_log: Counter[str] = Counter()
         self._drops_logged_at = 0.0
         self._event_budget = TokenBuckets()
@@ -454,11 +455,17 @@ class Relay:
         key = (rt.from_node, rt.packet_id)
         if key in self._reports_seen:
             return
-        self._reports_seen.add(key)
+        self._remember_report(key)
         delay = self.suppressor.delay_s(hashlib.sha256(repr(key).encode()).digest(), self._online_peers())
         # Report slots are short: publishing is an MQTT message, not airtime.
         self._report_holds[key] = (self.clock() + delay / 4, rt)
         self._wake.set()
+
+    def _remember_report(self, key: tuple[int, int]) -> None:
+        """Handheld packets already reported (by us or a peer); bounded, oldest forgotten."""
+        self._reports_seen[key] = None
+        if len(self._reports_seen) > REPORTS_SEEN_MAX:
+            del self._reports_seen[next(iter(self._reports_seen))]
 
     def _publish_report(self, rt: ReceivedText) -> None:
         text = rt.payload.decode("utf-8")
@@ -611,7 +618,7 @@ class Relay:
         if isinstance(origin, str) and origin.startswith("!") and isinstance(packet, int):
             with contextlib.suppress(ValueError):
                 key = (int(origin[1:], 16), packet)
-                self._reports_seen.add(key)
+                self._remember_report(key)
                 self._report_holds.pop(key, None)
 
     def _on_trust(self, payload: bytes) -> None:
