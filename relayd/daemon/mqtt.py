@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import logging
 import random
+import socket
 import ssl
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -38,6 +39,19 @@ class Incoming:
 
 
 Handler = Callable[[Incoming], Awaitable[None]]
+
+
+def _disable_nagle(client: aiomqtt.Client) -> None:
+    """Turn on TCP_NODELAY, which paho leaves off.
+
+    With Nagle's algorithm on, a small PUBLISH or PUBACK written while an earlier one is
+    unacknowledged waits for the broker's delayed ACK (40 ms on Linux): measured by
+    bench/bench_latency.py as 40 ms latency spikes and, under a steady stream, a publisher
+    that fell seconds behind. Mosquitto's side is `set_tcp_nodelay true` (local.conf).
+    """
+    sock = client._client.socket()  # aiomqtt exposes no socket options; paho's socket is public
+    with contextlib.suppress(OSError, AttributeError):
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # type: ignore[union-attr]
 
 
 class MqttLink:
@@ -120,6 +134,7 @@ class MqttLink:
             try:
                 async with client:
                     self._client = client
+                    _disable_nagle(client)
                     for topic in self._subscriptions:
                         await client.subscribe(topic, qos=1)
                     self.connects += 1

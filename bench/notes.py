@@ -1,0 +1,80 @@
+"""How to read each benchmark's table: method and caveats (rendered under the table).
+
+Prose only -- no figures: every number in docs/performance.md comes from a measurement.
+"""
+
+from __future__ import annotations
+
+NOTES: dict[str, str] = {
+    "latency": (
+        "Both timestamps come from one clock: the relay runs in the benchmark's event loop, the "
+        "MQTT publication is stamped just before `publish`, the radio write when the simulated "
+        "firmware accepts the ToRadio packet, the RF arrival when the medium delivers the frame. "
+        "The broker runs with `set_tcp_nodelay true`, as the shipped `config/mosquitto/local.conf`. "
+        "Before each radio write the relay commits two SQLite transactions with `synchronous=FULL` "
+        "(the acceptance, then the write-ahead packet id), and before each publication one; each "
+        "is an fsync, so the on-disk p99 follows the disk's fsync tail. The `_tmpfs` rows are the "
+        "same relay with its state on tmpfs (fsync is free there): the software's own share. "
+        "This benchmark found the relay's MQTT socket running with Nagle's algorithm on (40 ms "
+        "stalls behind delayed ACKs, and a publisher that fell seconds behind a steady stream); "
+        "fixed in `relayd/daemon/mqtt.py`, regression test `tests/faults/test_mqtt_nodelay.py`."
+    ),
+    "flood": (
+        "The flood shares one ordered MQTT stream (the relay's subscription to the outbox) with "
+        "the genuine alerts, so a genuine alert waits behind every forged frame published before "
+        "it (head-of-line blocking): its latency is bounded by how fast the relay drops forged "
+        "frames (`forged_dropped_per_s` is the relay's actual drop rate, `relay_cpu` what it "
+        "costs). Run on a 2-core machine that also hosts the broker, the simulator and the "
+        "flooding process. In production only authenticated dispatchers may publish on the "
+        "outbox (config/mosquitto/acl.example): this attack needs stolen broker credentials. "
+        "RF junk is counted `malformed`."
+    ),
+    "soak": (
+        "Traffic is compressed in time (time scale 288: 24 sim hours in 5 minutes), but the "
+        "relay's dedup horizon (12 h), dedup generations (6 h), alert expiry and history "
+        "retention are wall-clock: every dedup id of the whole run is still held at the end, which "
+        "is harder on memory and on the `seen` table than a real day, where they roll over. "
+        "History retention is set to 60 s (wall) so the history table must stay bounded; the "
+        "state directory size (SQLite + WAL) is reported beside it."
+    ),
+    "suppression": (
+        "Every relay hears every other and every handheld hears every relay: the worst case for "
+        "redundant transmissions. `displays_per_alert` is what a responder sees: how many times "
+        "each handheld showed each alert (1.0 is the promise). The baseline is the relays with "
+        "suppression off; they still drop a frame still waiting in their own queue when the same "
+        "alert is heard on RF first, so with 5 and 10 relays it sends fewer than N frames: a "
+        "forwarder with no dedup at all would send N."
+    ),
+    "forgery": (
+        "Each mutation's expected reason is derived from what it broke: `malformed` if the frame "
+        "no longer decodes, else by its key id (`unknown_key`, `revoked`, or `bad_signature` "
+        "for a key in the bundle). The full run mutates every byte of 1,000 frames with its 8 "
+        "single-bit flips; the CI test (20 frames) also tries 9 chosen byte values per position. "
+        "Replays, revocation, escalation and clock cases drive a real `Relay` on a real state "
+        "directory through its MQTT handlers (restart = a new `Relay` on the same directory)."
+    ),
+    "fuzz": (
+        "atheris is optional (`pip install atheris`); without it the hypothesis part runs and "
+        "the input goal fails. A crash is any exception other than the parser's documented "
+        "error; an accepted forgery is an assertion failure in the target "
+        "(tests/faults/fuzz_targets.py)."
+    ),
+    "chaos": (
+        "Where an alert went missing is told apart: `lost_before_relays` never reached the "
+        "neighborhood broker: lost in the Mosquitto bridge, observed for alerts published at the "
+        "city while one of the bridged brokers restarted (in the full plan a neighborhood-broker "
+        "restart falls inside the backhaul cut, and the backlog queued at the city during the cut "
+        "was lost with it; the CI plan's cut alone lost nothing). "
+        "`not_transmitted` reached the relays but no relay put it on air (the relays' promise); "
+        "`missing_deliveries` counts (alert, handheld) pairs never displayed, whatever the cause, "
+        "including frames a handheld missed while it was itself rebroadcasting (half duplex) in "
+        "the burst after the backhaul cut, when the relays receive the queued backlog at once. "
+        "The `split_brokers` rows are context: relays that hear each other attached to different "
+        "brokers, which docs/scaling.md does not support -- the relay on the neighborhood broker "
+        "never receives the others' status (bridge.conf sends status upward only), ranks itself "
+        "first for every alert and transmits in parallel with them."
+    ),
+    "protocol": "From bench/bench_protocol.py (`python -m bench.bench_protocol`).",
+    "sim": "From bench/bench_sim.py (`python -m bench.bench_sim`).",
+    "tui": "From bench/bench_tui.py (`python -m bench.bench_tui`).",
+}

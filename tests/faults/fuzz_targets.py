@@ -1,0 +1,221 @@
+"""Fuzz targets shared by the hypothesis tests (test_fuzz.py) and the atheris driver
+(bench/fuzz_atheris.py): every parser that reads bytes an attacker controls.
+
+Each target takes raw bytes and raises AssertionError if its promise breaks:
+* it raises nothing but its own documented error type, and
+* it accepts nothing that is not genuine (a frame accepted must be byte-identical to a frame
+  a trusted key signed; a bundle accepted must carry the genuine body and signature).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+from dataclasses import dataclass
+from functools import cache
+
+from relayd.core.codec import MalformedFrame, compose, decode
+from relayd.core.identity import Identity
+from relayd.core.jsonform import MalformedMessage, encode_alert, onair_from_message
+from relayd.core.model import AlertFields, Kind, Role, Severity
+from relayd.core.status import (
+    EventKind,
+    LinkState,
+    RelayEvent,
+    RelayState,
+    RelayStatus,
+    encode_event,
+    encode_status,
+    parse_event,
+    parse_status,
+)
+from relayd.core.trust import (
+    SignedBundle,
+    TrustBundleError,
+    TrustedKey,
+    new_bundle,
+    parse_signed_bundle,
+    sign_bundle,
+)
+from relayd.core.verify import Verifier
+from relayd.meshapi.framing import MAX_FRAME_PAYLOAD_BYTES, StreamDecoder, encode_frame
+from relayd.meshapi.packets import (
+    MalformedMessageError,
+    parse_from_radio,
+    parse_to_radio,
+    text_packet,
+    to_radio_packet,
+)
+
+NOW_S = 1_795_266_848
+
+
+def _identity(name: str, role: Role) -> Identity:
+    return Identity(name, role, hashlib.sha256(f"relayd fuzz {name}".encode()).digest())
+
+
+@dataclass(frozen=True)
+class Corpus:
+    root: Identity
+    signed_bundle: SignedBundle
+    bundle_bytes: bytes
+    frames: tuple[str, ...]
+    messages: tuple[bytes, ...]  # MQTT payloads: alert messages, a status, an event
+    device_frames: tuple[bytes, ...]  # stream-framed ToRadio packets
+
+
+@cache
+def corpus() -> Corpus:
+    """Genuine inputs to mutate (deterministic keys, so failures replay)."""
+    root = _identity("root", Role.ROOT)
+    members = {
+        "dispatcher": _identity("dispatcher", Role.DISPATCHER),
+        "verifier": _identity("verifier", Role.VERIFIER),
+        "reporter": _identity("reporter", Role.REPORTER),
+    }
+    bundle = new_bundle(
+        root.public_key,
+        NOW_S - 86400,
+        365 * 86400,
+        [TrustedKey(i.public_key, n, i.role) for n, i in members.items()],
+    )
+    signed = sign_bundle(bundle, root.sign)
+    frames = []
+    for seq, (name, kind, severity, text) in enumerate(
+        [
+            ("dispatcher", Kind.ALERT, Severity.URGENT, "Police at 5th & Main, observers needed"),
+            ("dispatcher", Kind.CANCEL, Severity.INFO, "Cancel: wrong corner"),
+            ("verifier", Kind.UPDATE, Severity.WARNING, "Update: two vans on Elm, Café side ñ"),
+            ("reporter", Kind.REPORT, Severity.INFO, "smoke on Oak"),
+            ("dispatcher", Kind.TEST, Severity.ADVISORY, "Drill"),
+        ],
+        start=1,
+    ):
+        ident = members[name]
+        fields = AlertFields(
+            kind=kind,
+            severity=severity,
+            key_id=ident.key_id,
+            issued_at_s=NOW_S - 5,
+            seq=seq,
+            expires_at_s=NOW_S + 1800,
+            text=text,
+            ref=b"\x11" * 8 if kind.needs_reference else None,
+            area="9q8yyk" if seq % 2 else None,
+        )
+        frames.append(compose(fields, ident.sign).onair)
+    status = RelayStatus(
+        relay="relay-north",
+        state=RelayState.ONLINE,
+        ts_s=NOW_S,
+        version="0.1.0",
+        radio=LinkState.CONNECTED,
+        radio_device="tcp:127.0.0.1:4403",
+        radio_node="!a1b2c3d4",
+        broker=LinkState.CONNECTED,
+        queue_depth=2,
+        airtime_last_hour_s=12.5,
+        airtime_budget_per_hour_s=360.0,
+        airtime_history_s=(0.0, 2.2),
+        transmitted=4,
+        suppressed=1,
+        heard=9,
+        published=9,
+        drops={"bad_signature": 3},
+        last_heard_s=NOW_S - 3.0,
+        clock_warning=None,
+        storage_error=None,
+        trust_version=1,
+    )
+    event = RelayEvent("relay-north", EventKind.TRANSMITTED, "e70f58add945c0e0", NOW_S, "rf", None)
+    messages = (
+        *tuple(encode_alert(decode(f).to_signed_alert()) for f in frames),
+        encode_status(status),
+        encode_event(event),
+    )
+    device = tuple(
+        encode_frame(to_radio_packet(text_packet(f, packet_id=i + 1))) for i, f in enumerate(frames)
+    )
+    return Corpus(root, signed, signed.to_bytes(), tuple(frames), messages, device)
+
+
+# --- targets ---------------------------------------------------------------------------------------
+
+
+def check_frame(data: bytes | str) -> None:
+    """decode + Verifier.verify: only MalformedFrame; only genuine frames accepted."""
+    c = corpus()
+    with contextlib.suppress(MalformedFrame):
+        decode(data)
+    verdict = Verifier(c.signed_bundle.bundle).verify(data, NOW_S)
+    if verdict.ok:
+        text = data if isinstance(data, str) else data.decode("utf-8")
+        assert text in c.frames, f"forgery accepted: {data!r}"
+
+
+def check_bundle(data: bytes) -> None:
+    """parse_signed_bundle: only TrustBundleError; only the genuine body and signature."""
+    c = corpus()
+    try:
+        got = parse_signed_bundle(data, pinned_root=c.root.public_key)
+    except TrustBundleError:
+        return
+    assert got.body == c.signed_bundle.body, f"forged bundle accepted: {data[:200]!r}"
+    assert got.signature == c.signed_bundle.signature
+
+
+def check_message(data: bytes) -> None:
+    """MQTT JSON ingest: onair_from_message, parse_status, parse_event raise only MalformedMessage,
+    and what onair_from_message returns goes through the verifier safely."""
+    try:
+        onair = onair_from_message(data)
+    except MalformedMessage:
+        onair = None
+    if onair is not None:
+        assert isinstance(onair, str)
+        check_frame(onair)  # the relay verifies the text as is (lone surrogates included)
+    for parse in (parse_status, parse_event):
+        with contextlib.suppress(MalformedMessage):
+            parse(data)
+
+
+def check_device_stream(data: bytes) -> None:
+    """StreamDecoder never raises and yields frames within the limit; the protobuf parsers
+    raise only MalformedMessageError."""
+    decoder = StreamDecoder()
+    half = len(data) // 2
+    for chunk in (data[:half], data[half:]):
+        for frame in decoder.feed(chunk):
+            assert len(frame) <= MAX_FRAME_PAYLOAD_BYTES
+            _parse_protobufs(frame)
+    _parse_protobufs(data)
+
+
+def _parse_protobufs(payload: bytes) -> None:
+    for parse in (parse_from_radio, parse_to_radio):
+        with contextlib.suppress(MalformedMessageError):
+            parse(payload)
+
+
+TARGETS = {
+    "frame": check_frame,
+    "bundle": check_bundle,
+    "message": check_message,
+    "device": check_device_stream,
+}
+
+
+def seeds(target: str) -> list[bytes]:
+    """Genuine inputs for a target, to mutate from."""
+    c = corpus()
+    if target == "frame":
+        return [f.encode() for f in c.frames]
+    if target == "bundle":
+        return [
+            c.bundle_bytes,
+            json.dumps({"format": "relayd-trust/1", "body": c.signed_bundle.body}).encode(),
+        ]
+    if target == "message":
+        return list(c.messages)
+    return list(c.device_frames)
