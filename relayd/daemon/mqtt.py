@@ -23,6 +23,7 @@ import aiomqtt
 
 from relayd.core.status import LinkState
 from relayd.daemon.config import MqttConfig
+from relayd.daemon.linkstate import LinkStateTracker
 
 log = logging.getLogger("relayd.mqtt")
 
@@ -54,7 +55,7 @@ def _disable_nagle(client: aiomqtt.Client) -> None:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # type: ignore[union-attr]
 
 
-class MqttLink:
+class MqttLink(LinkStateTracker):
     def __init__(
         self,
         config: MqttConfig,
@@ -63,38 +64,18 @@ class MqttLink:
         handler: Handler,
         will_topic: str,
         will_payload: bytes,
-        on_state: Callable[[MqttLink], None] | None = None,
+        on_state: Callable[[LinkStateTracker], None] | None = None,
         on_connect: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
+        super().__init__(on_state)
         self.config = config
         self._subscriptions = subscriptions
         self._handler = handler
         self._will = aiomqtt.Will(will_topic, will_payload, qos=1, retain=True)
-        self._on_state = on_state
         self._on_connect = on_connect
         self._client: aiomqtt.Client | None = None
-        self.state = LinkState.DISCONNECTED
         self.connects = 0
         self.last_error: str | None = None
-        self._connected = asyncio.Event()
-
-    @property
-    def connected(self) -> bool:
-        return self.state is LinkState.CONNECTED
-
-    async def wait_connected(self, timeout_s: float) -> bool:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._connected.wait(), timeout_s)
-        return self.connected
-
-    def _set_state(self, state: LinkState) -> None:
-        self.state = state
-        if state is LinkState.CONNECTED:
-            self._connected.set()
-        else:
-            self._connected.clear()
-        if self._on_state is not None:
-            self._on_state(self)
 
     def _tls(self) -> aiomqtt.TLSParameters | None:
         if not self.config.tls:

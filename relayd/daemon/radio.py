@@ -25,6 +25,7 @@ from dataclasses import dataclass
 
 from relayd.core.status import LinkState
 from relayd.daemon.config import RadioConfig
+from relayd.daemon.linkstate import LinkStateTracker
 from relayd.meshapi.framing import StreamDecoder, encode_frame
 from relayd.meshapi.packets import (
     BROADCAST_NUM,
@@ -178,27 +179,26 @@ class _SerialTransport(_Transport):
             self._serial.close()
 
 
-class RadioLink:
+class RadioLink(LinkStateTracker):
     """One radio. `run()` keeps it connected forever; `send_text()` transmits."""
 
     def __init__(
         self,
         config: RadioConfig,
         on_text: Callable[[ReceivedText], None],
-        on_state: Callable[[RadioLink], None] | None = None,
+        on_state: Callable[[LinkStateTracker], None] | None = None,
         *,
         rng: random.Random | None = None,
     ) -> None:
+        super().__init__(on_state)
         self.config = config
         self.name = config.name
         self._on_text = on_text
-        self._on_state = on_state
         self._rng = rng or random.Random()
         self._transport: _Transport | None = None
         self._send_lock = asyncio.Lock()
         self._confirmations: dict[int, asyncio.Future[int]] = {}
         self._seen: OrderedDict[tuple[int, int], None] = OrderedDict()
-        self.state = LinkState.DISCONNECTED
         self.my_node: int | None = None
         self.connected_at_s: float = 0.0
         self.connects = 0
@@ -208,25 +208,6 @@ class RadioLink:
         self.last_error: str | None = None
         # Free slots in the radio's transmit queue, from its last QueueStatus (None: unknown).
         self.tx_queue_free: int | None = None
-        self._connected = asyncio.Event()
-
-    @property
-    def connected(self) -> bool:
-        return self.state is LinkState.CONNECTED
-
-    async def wait_connected(self, timeout_s: float) -> bool:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._connected.wait(), timeout_s)
-        return self.connected
-
-    def _set_state(self, state: LinkState) -> None:
-        self.state = state
-        if state is LinkState.CONNECTED:
-            self._connected.set()
-        else:
-            self._connected.clear()
-        if self._on_state is not None:
-            self._on_state(self)
 
     async def _open(self) -> _Transport:
         if self.config.kind == "tcp":
