@@ -274,12 +274,11 @@ class Relay:
             log.info("dropped since last report: %s", summary)
             self._drops_since_log.clear()
             self._drops_logged_at = now
-        # Events tell dispatchers about real alerts that were refused (expired, revoked,
-        # replayed...). Frames that fail authentication carry no meaningful id, and a flood
-        # of them must not turn into a flood of MQTT events.
+        # Events tell dispatchers which alerts were refused and why. They are rate-limited,
+        # so a flood of forgeries cannot turn into a flood of MQTT events.
         if (
             alert_id
-            and reason not in _UNAUTHENTICATED
+            and reason is not DropReason.DUPLICATE
             and self._event_budget.allow(b"drop", _EVENT_RATE, now)
         ):
             self._event(EventKind.DROPPED, alert_id, via, reason.value)
