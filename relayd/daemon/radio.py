@@ -23,12 +23,16 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from google.protobuf.message import DecodeError
+from meshtastic.protobuf import mesh_pb2
+
 from relayd.core.status import LinkState
 from relayd.daemon.config import RadioConfig
 from relayd.daemon.linkstate import LinkStateTracker
 from relayd.meshapi.framing import StreamDecoder, encode_frame
 from relayd.meshapi.packets import (
     BROADCAST_NUM,
+    ROUTING_APP,
     TEXT_MESSAGE_APP,
     FromRadio,
     MalformedMessageError,
@@ -189,8 +193,10 @@ class RadioLink(LinkStateTracker):
         on_state: Callable[[LinkStateTracker], None] | None = None,
         *,
         rng: random.Random | None = None,
+        on_send_error: Callable[[int, int], None] | None = None,
     ) -> None:
         super().__init__(on_state)
+        self._on_send_error = on_send_error
         self.config = config
         self.name = config.name
         self._on_text = on_text
@@ -326,7 +332,11 @@ class RadioLink(LinkStateTracker):
     def _on_packet(self, p: MeshPacket) -> None:
         if not p.HasField("decoded"):
             return  # encrypted for a channel we do not have: nothing to read
-        if int(p.decoded.portnum) != TEXT_MESSAGE_APP:
+        portnum = int(p.decoded.portnum)
+        if portnum == ROUTING_APP:
+            self._on_routing(p)
+            return
+        if portnum != TEXT_MESSAGE_APP:
             return
         key = (int(getattr(p, "from")), int(p.id))
         if key in self._seen:
@@ -352,6 +362,23 @@ class RadioLink(LinkStateTracker):
                 hop_limit=int(p.hop_limit),
             )
         )
+
+    def _on_routing(self, p: MeshPacket) -> None:
+        """A Routing error about one of our packets: it was NOT sent, whatever the queue
+        status said. The firmware answers a text sent within 2 s of the previous one with
+        QueueStatus res 0 *and* Routing RATE_LIMIT_EXCEEDED (PhoneAPI::handleToRadioPacket)."""
+        request_id = int(p.decoded.request_id)
+        if not request_id or self._on_send_error is None:
+            return
+        routing = mesh_pb2.Routing()
+        try:
+            routing.ParseFromString(bytes(p.decoded.payload))
+        except DecodeError:
+            self.malformed_frames += 1
+            return
+        error = int(routing.error_reason)
+        if error != 0:
+            self._on_send_error(request_id, error)
 
     def fresh_packet_id(self) -> int:
         return self._rng.randrange(1, 2**32)

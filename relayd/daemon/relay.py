@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hashlib
 import json
 import logging
@@ -66,6 +67,7 @@ REPORT_LIFETIME_S = 2 * 3600
 SLOT_FRAMES = 4
 DROP_LOG_INTERVAL_S = 10.0
 REPORTS_SEEN_MAX = 4096
+SENT_RECENTLY_MAX = 256
 _UNAUTHENTICATED = frozenset(
     {DropReason.MALFORMED, DropReason.BAD_SIGNATURE, DropReason.UNKNOWN_KEY, DropReason.DUPLICATE}
 )
@@ -139,7 +141,17 @@ class Relay:
         self.peer_nodes: dict[str, int] = {}
         self.heard_nodes: set[int] = set()
         self._load_neighbours()
-        self.radios = [RadioLink(rc, self._on_radio_text, self._on_link_state) for rc in config.radios]
+        self.radios = [
+            RadioLink(
+                rc,
+                self._on_radio_text,
+                self._on_link_state,
+                on_send_error=functools.partial(self._on_send_error, rc.name),
+            )
+            for rc in config.radios
+        ]
+        # Recently handed-over frames by packet id, in case the radio reports them unsent.
+        self._sent_recently: dict[int, tuple[str, QueueItem]] = {}
         self.schedulers = {
             r.name: AirtimeScheduler(
                 duty_cycle=config.airtime.duty_cycle,
@@ -768,6 +780,9 @@ class Relay:
             return
         scheduler.pop(item.alert_id)
         scheduler.record_transmission(item.airtime_s, self.clock())
+        self._sent_recently[packet_id] = (radio.name, item)
+        if len(self._sent_recently) > SENT_RECENTLY_MAX:
+            del self._sent_recently[next(iter(self._sent_recently))]
         if is_ack:
             return
         remaining = self._pending_radios.get(item.alert_id, set())
@@ -781,6 +796,37 @@ class Relay:
         self._event(EventKind.TRANSMITTED, item.alert_id.hex(), "rf")
         self._status_dirty.set()
         log.info("transmitted %s on %s", item.alert_id.hex(), radio.name)
+
+    def _on_send_error(self, radio_name: str, packet_id: int, error: int) -> None:
+        """The radio refused a frame it had queued (rate limit, duty cycle): send it again."""
+        sent = self._sent_recently.pop(packet_id, None)
+        if sent is None:
+            return
+        name, item = sent
+        scheduler = self.schedulers.get(name)
+        if scheduler is None or self.clock() >= item.expires_at_s:
+            return
+        log.warning(
+            "radio %s refused %s (routing error %d); sending it again", radio_name, item.alert_id.hex(), error
+        )
+        self.counters.send_retries += 1
+        if item.to_node is None:
+            self.counters.transmitted = max(0, self.counters.transmitted - 1)
+            row = QueuedRow(
+                item.alert_id,
+                item.onair,
+                item.severity_rank,
+                item.issued_at_s,
+                item.expires_at_s,
+                self.clock(),
+                None,
+            )
+            self._queued_rows[item.alert_id] = row
+            self._pending_radios.setdefault(item.alert_id, set()).add(name)
+            self._storage_call(lambda: self.storage.record_requeue(row))
+        scheduler.push(item)
+        self._wake.set()
+        self._status_dirty.set()
 
     # -- MQTT publishing ----------------------------------------------------------------
 

@@ -228,6 +228,23 @@ class Storage:
             for r in rows
         ]
 
+    def record_requeue(self, row: QueuedRow) -> None:
+        """Put an item back in the queue (the radio refused it after all)."""
+        with self.transaction() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO queue VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (
+                    row.alert_id,
+                    row.onair,
+                    row.severity_rank,
+                    row.issued_at_s,
+                    row.expires_at_s,
+                    row.release_at_s,
+                    None,
+                ),
+            )
+            db.execute("UPDATE history SET outcome = 'accepted' WHERE alert_id = ?", (row.alert_id,))
+
     def mark_transmitting(self, alert_id: bytes, packet_id: int) -> None:
         """Write-ahead: the packet id chosen before the radio write. After a crash the frame
         is re-sent with this same id, so the mesh's (from, id) dedup drops it if it did go out."""
