@@ -41,14 +41,17 @@ class Suppressor:
     transmitted: int = 0
     suppressed: int = 0
 
-    def delay_s(self, alert_id: bytes, peers: Iterable[str]) -> float:
+    def delay_s(self, alert_id: bytes, peers: Iterable[str], backlog_s: float = 0.0) -> float:
+        """`backlog_s`: how long a relay ahead of us may need before it can transmit this
+        alert (a burst queues behind the firmware's text interval); each rank waits for it."""
         if not self.enabled:
             return 0.0
-        return rank_of(self.relay_id, alert_id, peers) * self.slot_s + self.rng.uniform(0, self.jitter_s)
+        rank = rank_of(self.relay_id, alert_id, peers)
+        return rank * (self.slot_s + backlog_s) + self.rng.uniform(0, self.jitter_s)
 
-    def hold(self, alert_id: bytes, now_s: float, peers: Iterable[str]) -> float:
+    def hold(self, alert_id: bytes, now_s: float, peers: Iterable[str], backlog_s: float = 0.0) -> float:
         """Start holding; returns the release time."""
-        release = now_s + self.delay_s(alert_id, peers)
+        release = now_s + self.delay_s(alert_id, peers, backlog_s)
         self._held[alert_id] = release
         return release
 

@@ -353,7 +353,11 @@ class Relay:
             publishes += self._active_publishes(alert, envelope)
         row: QueuedRow | None = None
         if queue and f.kind.is_broadcast:
-            release = self.suppressor.hold(alert.alert_id, now, self._online_peers())
+            # Alerts held or queued here are likely queued at the other relays too (they get
+            # the same MQTT traffic), so the relay ahead of us needs that long more to send.
+            pending = len(self.suppressor) + max((len(s) for s in self.schedulers.values()), default=0)
+            interval_s = self.config.airtime.min_text_interval_s / self.time_scale
+            release = self.suppressor.hold(alert.alert_id, now, self._online_peers(), pending * interval_s)
             if now - f.issued_at_s > STALE_AFTER_S:
                 # Not fresh from a dispatcher: probably our session's backlog after an
                 # outage, which neighbours may already have covered. Give their
