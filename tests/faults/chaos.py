@@ -73,7 +73,9 @@ class ChaosPlan:
 
 
 # One alert per 8 s of sim time, as test_e2e_faults: sustainable on a LongFast channel.
-CI_PLAN = ChaosPlan(60, 0.4, 20.0, 1, 1, 1, 4.0, 8.0, 2.0, 20.0)
+# x10 rather than x20: the same mesh load with twice the wall-clock margin for the relays'
+# suppression slots, so CI on a busy 2-core machine measures the relay, not the scheduler.
+CI_PLAN = ChaosPlan(60, 0.8, 10.0, 1, 1, 1, 8.0, 8.0, 4.0, 40.0)
 # 225 alerts x 8 s = 30 sim minutes = 90 s of wall time at x20; the cut is 10 sim minutes.
 FULL_PLAN = ChaosPlan(225, 0.4, 20.0, 5, 5, 3, 30.0, 15.0, 3.0, 150.0)
 

@@ -157,7 +157,11 @@ class MainScreen(Screen[None]):
     def show_status(
         self, link: LinkState, link_detail: str, broker: str, key: str | None, bell: bool
     ) -> None:
-        self.query_one(StatusBar).show(self.model, link, broker, key, bell)
+        bars = self.query(StatusBar)
+        if not bars:
+            # The clock tick can fire while the screen is still composing or being torn down.
+            return
+        bars.first().show(self.model, link, broker, key, bell)
         lines: list[str] = []
         if link is LinkState.RETRYING:
             lines.append(link_detail)
