@@ -38,7 +38,6 @@ class Suppressor:
     enabled: bool = True
     rng: random.Random = field(default_factory=random.Random)
     _held: dict[bytes, float] = field(default_factory=dict)  # alert id -> release time
-    transmitted: int = 0
     suppressed: int = 0
 
     def delay_s(self, alert_id: bytes, peers: Iterable[str], backlog_s: float = 0.0) -> float:

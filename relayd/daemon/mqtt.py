@@ -154,10 +154,6 @@ class MqttLink(LinkStateTracker):
             return False
         return True
 
-    async def publish_status_now(self, topic: str, payload: bytes) -> None:
-        """Best effort, for the final "offline" status during shutdown."""
-        await self.publish(topic, payload, retain=True)
-
     async def disconnect(self) -> None:
         client = self._client
         if client is not None:

@@ -28,7 +28,7 @@ from relayd.core.airtime import MAX_DATA_PAYLOAD_BYTES, mesh_frame_time_on_air_s
 from relayd.core.clockrule import ClockAssessment, assess_clock, verification_time_s
 from relayd.core.codec import compose
 from relayd.core.dedup import DedupSet
-from relayd.core.jsonform import Envelope, MalformedMessage, encode_alert, onair_from_message
+from relayd.core.jsonform import Envelope, MalformedMessage, alert_to_dict, encode_alert, onair_from_message
 from relayd.core.model import AlertFields, DropReason, Kind, Severity, SignedAlert
 from relayd.core.ratelimit import RateLimit, TokenBuckets
 from relayd.core.replay import ReplayWindows
@@ -174,6 +174,8 @@ class Relay:
         self._last_heard_s: float | None = None
         self._stopping = False
         self._bundle_mtime = self._file_mtime()
+        # Write-ahead packet ids of frames that may have gone out just before a crash.
+        self._resend_ids: dict[bytes, int] = {}
         self._restore_queue()
         from relayd.daemon.mqtt import MqttLink  # noqa: PLC0415 - keep aiomqtt out of `relayd check`
 
@@ -456,8 +458,6 @@ class Relay:
         for scheduler in self.schedulers.values():
             queued = scheduler.remove(alert_id) is not None or queued
         if held or queued:
-            if not held:
-                self.suppressor.suppressed += 1
             self.counters.suppressed += 1
             self._queued_rows.pop(alert_id, None)
             self._pending_radios.pop(alert_id, None)
@@ -511,7 +511,7 @@ class Relay:
             signer_name=self.identity.name,
             signer_role=self.identity.role.value,
         )
-        doc = json.loads(encode_alert(alert, envelope))
+        doc = alert_to_dict(alert, envelope)
         doc["origin_packet"] = rt.packet_id
         payload = json.dumps(doc, ensure_ascii=False, separators=(",", ":")).encode()
         self._storage_call(lambda: self.storage.add_pending(self.topics.reports, payload, False))
@@ -700,8 +700,6 @@ class Relay:
         for scheduler in self.schedulers.values():
             scheduler.push(item)
 
-    _resend_ids: dict[bytes, int] = {}  # noqa: RUF012 - replaced per instance in run()
-
     def _release_holds(self, now: float) -> None:
         for alert_id in self.suppressor.due(now):
             row = self._queued_rows.get(alert_id)
@@ -796,7 +794,6 @@ class Relay:
             self._queued_rows.pop(item.alert_id, None)
             self._storage_call(lambda: self.storage.dequeue(item.alert_id, "transmitted"))
         self.counters.transmitted += 1
-        self.suppressor.transmitted += 1
         self._event(EventKind.TRANSMITTED, item.alert_id.hex(), "rf")
         self._status_dirty.set()
         log.info("transmitted %s on %s", item.alert_id.hex(), radio.name)
@@ -943,7 +940,6 @@ class Relay:
     # -- lifecycle ----------------------------------------------------------------------
 
     async def run(self, stop: asyncio.Event) -> None:
-        self._resend_ids = {}
         metrics_server: asyncio.Server | None = None
         if self.config.metrics_port is not None and self.config.metrics_host is not None:
             from relayd.daemon.metrics import start_metrics  # noqa: PLC0415
