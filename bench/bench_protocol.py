@@ -27,7 +27,7 @@ from typing import Any
 
 import nacl.signing
 
-from relayd.core.airtime import LONG_FAST, MAX_DATA_PAYLOAD_BYTES, mesh_frame_time_on_air_s
+from relayd.core.airtime import LONG_FAST, MAX_BROADCAST_PAYLOAD_BYTES, mesh_frame_time_on_air_s
 from relayd.core.codec import SIGNATURE_BYTES, compose, decode
 from relayd.core.identity import Identity
 from relayd.core.model import AlertFields, Kind, Role, Severity
@@ -213,8 +213,8 @@ def airtime_figures(rows: Sequence[dict[str, Any]]) -> list[Figure]:
                     f"protocol.onair_{tag}_bytes",
                     float(r["ours_bytes"]),
                     "bytes",
-                    f"<= {MAX_DATA_PAYLOAD_BYTES} (one frame)",
-                    r["ours_bytes"] <= MAX_DATA_PAYLOAD_BYTES,
+                    f"<= {MAX_BROADCAST_PAYLOAD_BYTES} (one frame)",
+                    r["ours_bytes"] <= MAX_BROADCAST_PAYLOAD_BYTES,
                 )
             )
     return figures
