@@ -678,4 +678,3 @@ class RadioLink(LinkStateTracker):
             if answer is not None:
                 raise SendRejectedError(pid, answer)
             return pid
-
