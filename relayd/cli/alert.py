@@ -44,8 +44,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "verify",
         help="verify one on-air text read from stdin; exit 0 accepted, 1 rejected, 2 usage error",
     )
-    ver.add_argument("--trust", required=True, type=Path, help="trust bundle file")
-    ver.add_argument("--root", type=Path, help="pin the network root's .pub (recommended)")
+    ver.add_argument("--trust", type=Path, help="trust bundle file (default: the one in --config)")
+    ver.add_argument("--root", type=Path, help="the network root's .pub the bundle must be signed by")
+    ver.add_argument(
+        "-c", "--config", type=Path, help="a relay config: its [trust] root (and bundle) are used"
+    )
     ver.add_argument("--now", help="verify as of this ISO 8601 time (default: now)")
     ver.set_defaults(func=cmd_verify, error_exit_code=EXIT_USAGE)
 
@@ -120,9 +123,30 @@ def _read_onair() -> str:
     return data.decode("utf-8", errors="surrogateescape")
 
 
+def _verify_trust(args: argparse.Namespace) -> tuple[Path, bytes]:
+    """The bundle path and the pinned root. A bundle checked only against the root it names
+    proves nothing: anyone can sign one with their own root, so a root is required."""
+    root_path: Path | None = args.root
+    bundle_path: Path | None = args.trust
+    if args.config is not None:
+        from relayd.daemon.config import load_config  # noqa: PLC0415 - only for --config
+
+        config = load_config(args.config)
+        root_path = root_path or config.root_pub
+        bundle_path = bundle_path or config.bundle_path
+    if root_path is None:
+        raise UsageError(
+            "alert verify needs the network's root key: pass --root ROOT.pub (from your network "
+            "admin), or --config RELAY.toml to use the root in its [trust] section"
+        )
+    if bundle_path is None:
+        raise UsageError("alert verify needs a trust bundle: pass --trust BUNDLE (or --config RELAY.toml)")
+    return bundle_path, load_public_key(root_path).public_key
+
+
 def cmd_verify(args: argparse.Namespace) -> int:
-    pinned = load_public_key(args.root).public_key if args.root else None
-    bundle = load_bundle(args.trust, pinned_root=pinned).bundle
+    bundle_path, pinned = _verify_trust(args)
+    bundle = load_bundle(bundle_path, pinned_root=pinned).bundle
     now = now_from_arg(args.now)
     try:
         payload: bytes | str = _read_onair().encode("utf-8", errors="surrogateescape")

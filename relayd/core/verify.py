@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from relayd.core.codec import DecodedFrame, MalformedFrame, decode
-from relayd.core.dedup import DedupSet
+from relayd.core.dedup import BoundedMap, DedupSet
 from relayd.core.identity import signature_is_valid
 from relayd.core.model import DropReason, Role, SignedAlert, role_may_sign
 from relayd.core.ratelimit import RateLimit, TokenBuckets
@@ -26,7 +26,7 @@ DEFAULT_CLOCK_SKEW_S = 300.0
 # Verdicts that depend only on the frame's bytes and the bundle, cached by payload digest.
 _STATELESS_REJECTIONS = frozenset({DropReason.MALFORMED, DropReason.BAD_SIGNATURE, DropReason.UNKNOWN_KEY})
 _REJECTED_CACHE_MAX = 50_000
-# Signatures of recently accepted alerts, so byte-identical copies skip the Ed25519 check.
+# Recently verified (key, signature, signed bytes), so byte-identical copies skip Ed25519.
 _VERIFIED_CACHE_MAX = 10_000
 
 DEFAULT_RATE_LIMITS: dict[Role, RateLimit] = {
@@ -86,8 +86,11 @@ class Verifier:
         self.dedup = dedup if dedup is not None else DedupSet()
         self.replay = replay if replay is not None else ReplayWindows()
         self._buckets = TokenBuckets()
-        self._verified_signature: dict[bytes, bytes] = {}
-        self._rejected: dict[bytes, Verdict] = {}
+        # SHA-256 of (public key, signature, signed bytes) of frames whose signature checked
+        # out. Full-length on purpose: keyed by the 8-byte alert id, a frame colliding with
+        # an accepted one (about 2**32 work) and reusing its signature skipped the check.
+        self._verified: BoundedMap[bytes, None] = BoundedMap(_VERIFIED_CACHE_MAX)
+        self._rejected: BoundedMap[bytes, Verdict] = BoundedMap(_REJECTED_CACHE_MAX)
 
     def replace_bundle(self, bundle: TrustBundle) -> None:
         self.bundle = bundle
@@ -130,12 +133,22 @@ class Verifier:
             return Verdict.reject(DropReason.EXPIRED, "alert has expired", frame, signer)
         return Verdict(None, "", frame.to_signed_alert(), signer)
 
+    def _signature_digest(self, frame: DecodedFrame) -> bytes | None:
+        signer = self.bundle.key(frame.fields.key_id)
+        if signer is None:
+            return None
+        h = hashlib.sha256(signer.public_key)
+        h.update(frame.signature)
+        h.update(frame.signed_bytes)
+        return h.digest()
+
     def verify_frame(self, frame: DecodedFrame, now_s: float) -> Verdict:
         alert_id = frame.alert_id
-        # A byte-identical copy of a frame this verifier accepted (same signed content, same
-        # signature) skips the Ed25519 check, the dominant cost; every other check still
-        # runs, so revocation and expiry win over "duplicate" as usual.
-        known_good = self._verified_signature.get(alert_id) == frame.signature
+        # A byte-identical copy of a frame this verifier accepted (same key, same signed
+        # bytes, same signature) skips the Ed25519 check, the dominant cost; every other
+        # check still runs, so revocation and expiry win over "duplicate" as usual.
+        digest = self._signature_digest(frame)
+        known_good = digest is not None and digest in self._verified
         verdict = self.authenticate(frame, now_s, signature_checked=known_good)
         if not verdict.ok:
             return verdict
@@ -154,10 +167,8 @@ class Verifier:
             )
         self.replay.commit(f.key_id, f.seq)
         self.dedup.add(alert_id, now_s)
-        self._verified_signature[alert_id] = frame.signature
-        if len(self._verified_signature) > _VERIFIED_CACHE_MAX:
-            # Oldest first (dicts keep insertion order); bounded memory.
-            del self._verified_signature[next(iter(self._verified_signature))]
+        if digest is not None:
+            self._verified.put(digest, None)
         return verdict
 
     def verify(
@@ -171,7 +182,7 @@ class Verifier:
         again: a flood that replays forgeries costs a hash per frame.
         """
         raw = payload.encode("utf-8", "surrogateescape") if isinstance(payload, str) else bytes(payload)
-        digest = hashlib.blake2b(raw, digest_size=16).digest()
+        digest = hashlib.blake2b(raw, digest_size=32).digest()
         cached = self._rejected.get(digest)
         if cached is not None:
             return cached
@@ -182,7 +193,5 @@ class Verifier:
         else:
             verdict = self.verify_frame(frame, at(frame.fields.issued_at_s) if at else now_s)
         if verdict.reason in _STATELESS_REJECTIONS:
-            self._rejected[digest] = verdict
-            if len(self._rejected) > _REJECTED_CACHE_MAX:
-                del self._rejected[next(iter(self._rejected))]
+            self._rejected.put(digest, verdict)
         return verdict

@@ -27,7 +27,7 @@ from relayd import BUILD_EPOCH_S, __version__
 from relayd.core.airtime import MAX_DATA_PAYLOAD_BYTES, mesh_frame_time_on_air_s
 from relayd.core.clockrule import ClockAssessment, assess_clock, verification_time_s
 from relayd.core.codec import compose
-from relayd.core.dedup import DedupSet
+from relayd.core.dedup import BoundedMap, DedupSet
 from relayd.core.jsonform import Envelope, MalformedMessage, alert_to_dict, encode_alert, onair_from_message
 from relayd.core.model import AlertFields, DropReason, Kind, Severity, SignedAlert
 from relayd.core.ratelimit import RateLimit, TokenBuckets
@@ -151,7 +151,7 @@ class Relay:
             for rc in config.radios
         ]
         # Recently handed-over frames by packet id, in case the radio reports them unsent.
-        self._sent_recently: dict[int, tuple[str, QueueItem]] = {}
+        self._sent_recently: BoundedMap[int, tuple[str, QueueItem]] = BoundedMap(SENT_RECENTLY_MAX)
         self.schedulers = {
             r.name: AirtimeScheduler(
                 duty_cycle=config.airtime.duty_cycle,
@@ -164,7 +164,7 @@ class Relay:
         self._pending_radios: dict[bytes, set[str]] = {}
         self._active_refs: dict[bytes, bytes | None] = {}
         self._report_holds: dict[tuple[int, int], tuple[float, ReceivedText]] = {}
-        self._reports_seen: dict[tuple[int, int], None] = {}
+        self._reports_seen: BoundedMap[tuple[int, int], None] = BoundedMap(REPORTS_SEEN_MAX)
         self._drops_since_log: Counter[str] = Counter()
         self._drops_logged_at = 0.0
         self._event_budget = TokenBuckets()
@@ -478,9 +478,7 @@ class Relay:
 
     def _remember_report(self, key: tuple[int, int]) -> None:
         """Handheld packets already reported (by us or a peer); bounded, oldest forgotten."""
-        self._reports_seen[key] = None
-        if len(self._reports_seen) > REPORTS_SEEN_MAX:
-            del self._reports_seen[next(iter(self._reports_seen))]
+        self._reports_seen.put(key, None)
 
     def _publish_report(self, rt: ReceivedText) -> None:
         text = rt.payload.decode("utf-8")
@@ -782,9 +780,7 @@ class Relay:
             return
         scheduler.pop(item.alert_id)
         scheduler.record_transmission(item.airtime_s, self.clock())
-        self._sent_recently[packet_id] = (radio.name, item)
-        if len(self._sent_recently) > SENT_RECENTLY_MAX:
-            del self._sent_recently[next(iter(self._sent_recently))]
+        self._sent_recently.put(packet_id, (radio.name, item))
         if is_ack:
             return
         remaining = self._pending_radios.get(item.alert_id, set())
@@ -800,7 +796,7 @@ class Relay:
 
     def _on_send_error(self, radio_name: str, packet_id: int, error: int) -> None:
         """The radio refused a frame it had queued (rate limit, duty cycle): send it again."""
-        sent = self._sent_recently.pop(packet_id, None)
+        sent = self._sent_recently.pop(packet_id)
         if sent is None:
             return
         name, item = sent
