@@ -25,7 +25,15 @@ from dataclasses import dataclass, field
 
 from relayd import BUILD_EPOCH_S, __version__
 from relayd.core.airtime import MAX_DATA_PAYLOAD_BYTES, mesh_frame_time_on_air_s
-from relayd.core.clockrule import ClockAssessment, assess_clock, verification_time_s
+from relayd.core.clockrule import (
+    ClockAssessment,
+    StepDetector,
+    advances_floor,
+    assess_clock,
+    best_time_s,
+    clamped_floor,
+    verification_time_s,
+)
 from relayd.core.codec import compose
 from relayd.core.dedup import BoundedMap, DedupSet
 from relayd.core.jsonform import Envelope, MalformedMessage, alert_to_dict, encode_alert, onair_from_message
@@ -48,6 +56,7 @@ from relayd.core.suppression import Suppressor
 from relayd.core.topics import Topics
 from relayd.core.trust import SignedBundle, TrustBundleError, parse_signed_bundle, should_replace
 from relayd.core.verify import Verdict, Verifier, VerifyPolicy
+from relayd.daemon.clocksync import kernel_clock_synchronised
 from relayd.daemon.config import Config
 from relayd.daemon.notify import sd_notify, watchdog_interval_s
 from relayd.daemon.radio import RadioLink, RadioUnavailableError, ReceivedText, SendRejectedError
@@ -100,9 +109,24 @@ class Counters:
 
 
 class Relay:
-    def __init__(self, config: Config, *, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        config: Config,
+        *,
+        clock: Callable[[], float] = time.time,
+        clock_synced: Callable[[], bool | None] | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.config = config
         self.clock = clock
+        # Whether the system vouches for `clock` (NTP); a clock injected by a test or a
+        # simulation is not the kernel's, so the kernel's word says nothing about it.
+        if clock_synced is None:
+            clock_synced = kernel_clock_synchronised if clock is time.time else (lambda: None)
+        self._clock_synced = clock_synced
+        self._monotonic = monotonic
+        self._clock_steps = StepDetector(config.clock_skew_s)
+        self._clock_was_set = False
         self.topics = Topics(config.mqtt.topic_root)
         self.identity = load_private_key(config.key_path)
         self.pinned_root = load_public_key(config.root_pub).public_key
@@ -121,7 +145,6 @@ class Relay:
         policy.rate_limits.update(dict(config.rate_limits))
         self.verifier = Verifier(self.signed_bundle.bundle, policy, dedup=dedup, replay=replay)
         self.newest_issued_s = self.storage.newest_issued_s()
-        self.clock_assessment = self._assess_clock()
         time_scale = config.radios[0].time_scale
         self.time_scale = time_scale
         max_airtime_s = mesh_frame_time_on_air_s(MAX_DATA_PAYLOAD_BYTES, config.airtime.preset) / time_scale
@@ -176,6 +199,8 @@ class Relay:
         self._bundle_mtime = self._file_mtime()
         # Write-ahead packet ids of frames that may have gone out just before a crash.
         self._resend_ids: dict[bytes, int] = {}
+        self._clock_steps.observe(self.clock(), self._monotonic())
+        self.clock_assessment = self._assess_clock()
         self._restore_queue()
         from relayd.daemon.mqtt import MqttLink  # noqa: PLC0415 - keep aiomqtt out of `relayd check`
 
@@ -220,8 +245,11 @@ class Relay:
 
     def _restore_queue(self) -> None:
         now = self.clock()
+        # A relay back after a long absence with a clock that reads 1970 judges expiry by
+        # its newest signed evidence of the time, not by the clock.
+        expiry_now = best_time_s(self.clock_assessment, now)
         for row in self.storage.queued():
-            if now >= row.expires_at_s:
+            if expiry_now >= row.expires_at_s:
                 self._storage_call(lambda a=row.alert_id: self.storage.dequeue(a, "expired"))  # type: ignore[misc]
                 continue
             self._queued_rows[row.alert_id] = row
@@ -254,7 +282,27 @@ class Relay:
         self._storage_call(lambda: self.storage.set_meta("neighbours", doc))
 
     def _assess_clock(self) -> ClockAssessment:
-        return assess_clock(self.clock(), BUILD_EPOCH_S, self.newest_issued_s, self.config.clock_skew_s)
+        """The clock rule's view now; once the clock is known to be set, the persisted floor
+        is clamped to it (a floor pushed ahead must not outlive NTP)."""
+        now = self.clock()
+        skew = self.config.clock_skew_s
+        evidence = max(self.newest_issued_s or 0.0, float(self.verifier.bundle.issued_at_s))
+        clock_set = self._clock_was_set or self._clock_synced() is True
+        assessment = assess_clock(now, BUILD_EPOCH_S, evidence, skew, clock_set=clock_set)
+        clamped = clamped_floor(self.newest_issued_s, assessment, now, skew)
+        if clamped is not None and self.newest_issued_s is not None and clamped < self.newest_issued_s:
+            log.warning(
+                "clock: floor was %.0f s ahead of the set clock; clamped", self.newest_issued_s - clamped
+            )
+            self.newest_issued_s = clamped
+            self._storage_call(lambda: self.storage.clamp_newest_issued(clamped))
+        return assessment
+
+    def _observe_clock(self) -> None:
+        """Called periodically: a wall-clock step while running means the clock was set."""
+        if self._clock_steps.observe(self.clock(), self._monotonic()) and self.clock() >= BUILD_EPOCH_S:
+            self._clock_was_set = True
+            log.warning("clock: the system clock was set while running; trusting it from now on")
 
     # -- helpers ----------------------------------------------------------------------
 
@@ -377,7 +425,11 @@ class Relay:
                 self._active_refs.pop(alert_id, None)
                 if f.kind is Kind.CANCEL:
                     self._cancel_queued(alert_id)
-        self.newest_issued_s = max(self.newest_issued_s or 0, f.issued_at_s)
+        # Only dispatcher and verifier alerts are evidence of the time (clockrule).
+        moves_floor = advances_floor(signer.role if signer else None)
+        if moves_floor and f.issued_at_s > (self.newest_issued_s or 0):
+            self.newest_issued_s = float(f.issued_at_s)
+            self.clock_assessment = self._assess_clock()
         window = self.verifier.replay.export().get(f.key_id)
         self._storage_call(
             lambda: self.storage.record_accepted(
@@ -392,7 +444,7 @@ class Relay:
                 onair=alert.onair,
                 queue=row,
                 active=f.kind in (Kind.ALERT, Kind.UPDATE, Kind.TEST),
-                newest_issued_s=f.issued_at_s,
+                newest_issued_s=f.issued_at_s if moves_floor else None,
                 publishes=publishes,
             )
         )
@@ -709,6 +761,7 @@ class Relay:
                 self._publish_report(rt)
 
     def _expire(self, now: float) -> None:
+        now = best_time_s(self.clock_assessment, now)
         for scheduler in self.schedulers.values():
             for item in scheduler.drop_expired(now):
                 if item.to_node is None and self._queued_rows.pop(item.alert_id, None) is not None:
@@ -898,6 +951,7 @@ class Relay:
         last_purge = 0.0
         while True:
             now = self.clock()
+            self._observe_clock()
             assessment = self._assess_clock()
             if assessment.warning != self.clock_assessment.warning:
                 if assessment.warning:
@@ -905,7 +959,7 @@ class Relay:
                 self._status_dirty.set()
             self.clock_assessment = assessment
             self._check_bundle_file()
-            self._expire_active(now)
+            self._expire_active(best_time_s(self.clock_assessment, now))
             if now - last_purge > 60:
                 last_purge = now
                 self._purge(now)

@@ -153,11 +153,12 @@ class Storage:
         onair: str,
         queue: QueuedRow | None,
         active: bool,
-        newest_issued_s: int,
+        newest_issued_s: int | None,
         publishes: list[tuple[str, bytes, bool]] | None = None,
     ) -> None:
         """Everything that accepting one alert changes, in one transaction, including the
-        MQTT messages it causes (drained by the publisher, so a crash cannot lose them)."""
+        MQTT messages it causes (drained by the publisher, so a crash cannot lose them).
+        `newest_issued_s` is None for alerts that may not move the clock floor."""
         with self.transaction() as db:
             for topic, payload, retain in publishes or ():
                 db.execute(
@@ -191,12 +192,13 @@ class Storage:
                 )
             if active:
                 db.execute("INSERT OR REPLACE INTO active VALUES (?, ?)", (alert_id, expires_at_s))
-            db.execute(
-                "INSERT INTO meta (key, value) VALUES ('newest_issued', ?) "
-                "ON CONFLICT(key) DO UPDATE SET"
-                " value = max(CAST(value AS INTEGER), CAST(excluded.value AS INTEGER))",
-                (str(newest_issued_s),),
-            )
+            if newest_issued_s is not None:
+                db.execute(
+                    "INSERT INTO meta (key, value) VALUES ('newest_issued', ?) "
+                    "ON CONFLICT(key) DO UPDATE SET"
+                    " value = max(CAST(value AS INTEGER), CAST(excluded.value AS INTEGER))",
+                    (str(newest_issued_s),),
+                )
 
     def seen_ids(self, since_s: float) -> list[bytes]:
         return [bytes(r[0]) for r in self._query("SELECT alert_id FROM seen WHERE seen_at >= ?", (since_s,))]
@@ -208,6 +210,14 @@ class Storage:
     def newest_issued_s(self) -> float | None:
         value = self.get_meta("newest_issued")
         return float(value) if value else None
+
+    def clamp_newest_issued(self, limit_s: float) -> None:
+        """Lower the clock floor to `limit_s` if it is above (the clock was set)."""
+        with self.transaction() as db:
+            db.execute(
+                "UPDATE meta SET value = ? WHERE key = 'newest_issued' AND CAST(value AS INTEGER) > ?",
+                (str(int(limit_s)), int(limit_s)),
+            )
 
     # -- queue ------------------------------------------------------------------------
 
