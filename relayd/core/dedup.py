@@ -81,11 +81,17 @@ class BoundedMap(Generic[K, V]):
     def get(self, key: K) -> V | None:
         return self._d.get(key)
 
-    def put(self, key: K, value: V) -> None:
-        """Insert or overwrite (an overwrite does not refresh the entry's age)."""
+    def put(self, key: K, value: V) -> tuple[K, V] | None:
+        """Insert or overwrite (an overwrite does not refresh the entry's age); returns the
+        entry evicted to stay within the bound, if any."""
         self._d[key] = value
         if len(self._d) > self.max_entries:
-            self._d.popitem(last=False)
+            return self._d.popitem(last=False)
+        return None
+
+    def snapshot(self) -> list[K]:
+        """A snapshot of the keys, oldest first."""
+        return list(self._d)
 
     def pop(self, key: K) -> V | None:
         return self._d.pop(key, None)

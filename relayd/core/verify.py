@@ -7,10 +7,12 @@ window, dedup set, rate buckets) changes only for a frame that passed every chec
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
+from relayd.core.authority import KnownAlerts, authority_problem
 from relayd.core.codec import DecodedFrame, MalformedFrame, decode
 from relayd.core.dedup import BoundedMap, DedupSet
 from relayd.core.identity import signature_is_valid
@@ -44,6 +46,10 @@ DEFAULT_RATE_LIMITS: dict[Role, RateLimit] = {
 class VerifyPolicy:
     clock_skew_s: float = DEFAULT_CLOCK_SKEW_S
     rate_limits: dict[Role, RateLimit] = field(default_factory=lambda: dict(DEFAULT_RATE_LIMITS))
+    # A relay refuses an update, cancel or all-clear naming an alert it does not know
+    # (`unknown_reference`; it holds the frame a while first). A console that joined late
+    # cannot know every alert, so by default only a known reference is checked.
+    require_known_reference: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +92,8 @@ class Verifier:
         self.dedup = dedup if dedup is not None else DedupSet()
         self.replay = replay if replay is not None else ReplayWindows()
         self._buckets = TokenBuckets()
+        # Who wrote each accepted alert: only its author or a dispatcher may end it.
+        self.known = KnownAlerts()
         # SHA-256 of (public key, signature, signed bytes) of frames whose signature checked
         # out. Full-length on purpose: keyed by the 8-byte alert id, a frame colliding with
         # an accepted one (about 2**32 work) and reusing its signature skipped the check.
@@ -121,6 +129,9 @@ class Verifier:
                 frame,
                 signer,
             )
+        problem = authority_problem(signer.role, f, self.known.get(f.ref) if f.ref is not None else None)
+        if problem is not None:
+            return Verdict.reject(DropReason.ROLE_NOT_ALLOWED, problem, frame, signer)
         skew = self.policy.clock_skew_s
         if f.issued_at_s > now_s + skew:
             return Verdict.reject(
@@ -153,6 +164,18 @@ class Verifier:
         if not verdict.ok:
             return verdict
         f = frame.fields
+        if (
+            self.policy.require_known_reference
+            and f.kind.needs_reference
+            and f.ref is not None
+            and f.ref not in self.known
+        ):
+            return Verdict(
+                DropReason.UNKNOWN_REFERENCE,
+                f"alert {f.ref.hex()} is not known here",
+                verdict.alert,
+                verdict.signer,
+            )
         if self.dedup.seen(alert_id, now_s):
             return Verdict(DropReason.DUPLICATE, "already seen", verdict.alert, verdict.signer)
         if self.replay.is_replay(f.key_id, f.seq):
@@ -167,6 +190,7 @@ class Verifier:
             )
         self.replay.commit(f.key_id, f.seq)
         self.dedup.add(alert_id, now_s)
+        self.known.remember(alert_id, f)
         if digest is not None:
             self._verified.put(digest, None)
         return verdict
@@ -195,3 +219,25 @@ class Verifier:
         if verdict.reason in _STATELESS_REJECTIONS:
             self._rejected.put(digest, verdict)
         return verdict
+
+    def reverify(
+        self, payload: bytes | str, now_s: float, *, at: Callable[[int], float] | None = None
+    ) -> Verdict:
+        """Check again a frame this verifier accepted earlier (a queued alert after a bundle
+        change or a restart): decode, signature (always checked, never from a cache), key,
+        revocation, role, authority and time. Dedup, the replay window and rate limits are
+        not consulted and nothing changes: the frame already passed them once.
+        """
+        raw = payload.encode("utf-8", "surrogateescape") if isinstance(payload, str) else bytes(payload)
+        try:
+            frame = decode(raw)
+        except MalformedFrame as exc:
+            return Verdict(DropReason.MALFORMED, exc.detail)
+        return self.authenticate(frame, at(frame.fields.issued_at_s) if at else now_s)
+
+    def restore_known(self, onairs: Iterable[str]) -> None:
+        """Relearn the authors of alerts accepted before a restart (from the relay's history)."""
+        for onair in onairs:
+            with contextlib.suppress(MalformedFrame):
+                frame = decode(onair.encode("utf-8", "surrogateescape"))
+                self.known.remember(frame.alert_id, frame.fields)

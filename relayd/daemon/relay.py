@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 
 from relayd import BUILD_EPOCH_S, __version__
 from relayd.core.airtime import MAX_DATA_PAYLOAD_BYTES, mesh_frame_time_on_air_s
+from relayd.core.authority import Held, ReferenceHold
 from relayd.core.clockrule import (
     ClockAssessment,
     StepDetector,
@@ -141,9 +142,13 @@ class Relay:
         for alert_id in self.storage.seen_ids(now - 2 * dedup.generation_s):
             dedup.add(alert_id, now)
         replay.restore(self.storage.replay_windows())
-        policy = VerifyPolicy(clock_skew_s=config.clock_skew_s)
+        # What goes on air must end only alerts this relay knows the author of.
+        policy = VerifyPolicy(clock_skew_s=config.clock_skew_s, require_known_reference=True)
         policy.rate_limits.update(dict(config.rate_limits))
         self.verifier = Verifier(self.signed_bundle.bundle, policy, dedup=dedup, replay=replay)
+        with contextlib.suppress(StorageError):
+            self.verifier.restore_known(self.storage.known_onairs())
+        self._ref_hold = ReferenceHold()
         self.newest_issued_s = self.storage.newest_issued_s()
         time_scale = config.radios[0].time_scale
         self.time_scale = time_scale
@@ -248,9 +253,19 @@ class Relay:
         # A relay back after a long absence with a clock that reads 1970 judges expiry by
         # its newest signed evidence of the time, not by the clock.
         expiry_now = best_time_s(self.clock_assessment, now)
+        at = self._verification_at(now)
         for row in self.storage.queued():
             if expiry_now >= row.expires_at_s:
                 self._storage_call(lambda a=row.alert_id: self.storage.dequeue(a, "expired"))  # type: ignore[misc]
+                continue
+            # Accepted before the restart, but the bundle may have changed since (a revoked
+            # key), or the database been tampered with: it must still verify.
+            verdict = self.verifier.reverify(row.onair, now, at=at)
+            if not verdict.ok:
+                outcome = (verdict.reason or DropReason.MALFORMED).value
+                self._storage_call(lambda a=row.alert_id, o=outcome: self.storage.dequeue(a, o))  # type: ignore[misc]
+                self.counters.drops[outcome] += 1
+                log.warning("queued alert %s no longer verifies: %s", row.alert_id.hex(), outcome)
                 continue
             self._queued_rows[row.alert_id] = row
             if row.packet_id is not None:
@@ -356,13 +371,55 @@ class Relay:
             )
             task.add_done_callback(lambda t: t.exception() if not t.cancelled() else None)
 
-    def _verify(self, payload: bytes | str, via: str) -> Verdict:
-        now = self.clock()
-
+    def _verification_at(self, now: float) -> Callable[[int], float]:
         def at(issued_at_s: int) -> float:
             return verification_time_s(self.clock_assessment, now, issued_at_s, self.config.clock_skew_s)
 
-        return self.verifier.verify(payload, now, at=at)
+        return at
+
+    def _verify(self, payload: bytes | str, via: str) -> Verdict:
+        now = self.clock()
+        return self.verifier.verify(payload, now, at=self._verification_at(now))
+
+    def _hold_for_reference(self, verdict: Verdict, payload: bytes | str, via: str) -> bool:
+        """An update, cancel or all-clear naming an alert not known yet waits for it
+        (bounded in count and time; docs/protocol.md, "Authority")."""
+        ref = verdict.alert.fields.ref if verdict.alert is not None else None
+        if verdict.reason is not DropReason.UNKNOWN_REFERENCE or ref is None:
+            return False
+        raw = payload.encode("utf-8", "surrogateescape") if isinstance(payload, str) else payload
+        evicted = self._ref_hold.hold(ref, raw, via, self.clock())
+        if evicted is not None:
+            self._offer_held(evicted)
+        return True
+
+    def _offer_held(self, held: Held) -> None:
+        """A held frame, once its reference is known or its wait is over; never held again."""
+        verdict = self._verify(held.payload, held.via)
+        if not verdict.ok or verdict.alert is None:
+            self._drop(verdict, held.via)
+            return
+        if held.via == "rf":
+            self.counters.heard += 1
+            self._accept(verdict, "rf", queue=False)
+        elif verdict.alert.kind is not Kind.REPORT:
+            self.counters.received += 1
+            self._accept(verdict, "mqtt", queue=True)
+
+    def _expire_reference_holds(self, now: float) -> None:
+        for held in self._ref_hold.expired(now):
+            self._offer_held(held)
+
+    def _reverify_queue(self) -> None:
+        """After a bundle change, what waits for the air must still verify: a revoked key's
+        queued alerts never go out."""
+        now = self.clock()
+        at = self._verification_at(now)
+        for alert_id, row in list(self._queued_rows.items()):
+            verdict = self.verifier.reverify(row.onair, now, at=at)
+            if not verdict.ok:
+                self._cancel_queued(alert_id, (verdict.reason or DropReason.MALFORMED).value)
+                self._drop(verdict, "queue")
 
     def _active_publishes(self, alert: SignedAlert, envelope: Envelope) -> list[tuple[str, bytes, bool]]:
         f = alert.fields
@@ -459,14 +516,16 @@ class Relay:
         if row is not None:
             self._event(EventKind.QUEUED, alert.id_hex, via)
         log.info("accepted %s %s %s via %s", f.kind.value, f.severity.value, alert.id_hex, via)
+        for held in self._ref_hold.release(alert.alert_id):
+            self._offer_held(held)
 
-    def _cancel_queued(self, alert_id: bytes) -> None:
+    def _cancel_queued(self, alert_id: bytes, outcome: str = "cancelled") -> None:
         self.suppressor.forget(alert_id)
         for scheduler in self.schedulers.values():
             scheduler.remove(alert_id)
         if self._queued_rows.pop(alert_id, None) is not None:
             self._pending_radios.pop(alert_id, None)
-            self._storage_call(lambda: self.storage.dequeue(alert_id, "cancelled"))
+            self._storage_call(lambda: self.storage.dequeue(alert_id, outcome))
 
     def _online_peers(self) -> list[str]:
         return [r for r, s in self.peers.items() if s is not RelayState.OFFLINE and r != self.config.relay_id]
@@ -491,6 +550,8 @@ class Relay:
             self._hold_report(rt, text)
             return
         verdict = self._verify(rt.payload, "rf")
+        if self._hold_for_reference(verdict, rt.payload, "rf"):
+            return
         if verdict.ok:
             self.counters.heard += 1
             self._accept(verdict, "rf", queue=False)
@@ -631,6 +692,8 @@ class Relay:
             self._drop(Verdict(DropReason.MALFORMED, exc.detail), "mqtt")
             return
         verdict = self._verify(onair, "mqtt")
+        if self._hold_for_reference(verdict, onair, "mqtt"):
+            return
         if not verdict.ok:
             self._drop(verdict, "mqtt")
             return
@@ -709,6 +772,7 @@ class Relay:
             return
         self.verifier.replace_bundle(signed.bundle)
         self.signed_bundle = signed
+        self._reverify_queue()
         log.warning("trust bundle updated to version %d (from %s)", signed.bundle.version, source)
         with contextlib.suppress(OSError):
             save_bundle(signed, self.config.state_dir / "trust.json")
@@ -959,6 +1023,7 @@ class Relay:
                 self._status_dirty.set()
             self.clock_assessment = assessment
             self._check_bundle_file()
+            self._expire_reference_holds(now)
             self._expire_active(best_time_s(self.clock_assessment, now))
             if now - last_purge > 60:
                 last_purge = now

@@ -219,6 +219,12 @@ class Storage:
                 (str(int(limit_s)), int(limit_s)),
             )
 
+    def known_onairs(self) -> list[str]:
+        """On-air texts of accepted broadcast alerts still in history, oldest first (their
+        authors decide who may end them after a restart)."""
+        rows = self._query("SELECT onair FROM history WHERE kind != 'report' ORDER BY received_at")
+        return [str(r[0]) for r in rows]
+
     # -- queue ------------------------------------------------------------------------
 
     def queued(self) -> list[QueuedRow]:
