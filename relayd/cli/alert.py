@@ -14,7 +14,13 @@ from relayd.core.jsonform import Envelope, alert_to_dict, encode_alert
 from relayd.core.model import AlertFields, Kind, Severity
 from relayd.core.verify import Verifier
 from relayd.errors import RelaydError
-from relayd.keystore import load_private_key, load_public_key, next_sequence
+from relayd.keystore import (
+    PASSPHRASE_ENV,
+    load_private_key,
+    load_public_key,
+    next_sequence,
+    passphrase_source,
+)
 from relayd.trustfile import load_bundle
 
 DEFAULT_EXPIRY = "30m"
@@ -27,6 +33,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
     comp = sub.add_parser("compose", help="sign an alert and print its exact on-air text")
     comp.add_argument("--key", required=True, type=Path, help="your private NAME.key")
+    comp.add_argument(
+        "--passphrase-file",
+        type=Path,
+        help=f"the key's passphrase, if it has one (else ${PASSPHRASE_ENV}, else asked on the terminal)",
+    )
     comp.add_argument("--kind", required=True, choices=[k.value for k in Kind])
     comp.add_argument("--severity", required=True, choices=[s.value for s in Severity])
     comp.add_argument("--expires", default=DEFAULT_EXPIRY, help="lifetime (30m, 2h) or ISO 8601 time")
@@ -54,7 +65,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def cmd_compose(args: argparse.Namespace) -> int:
-    identity = load_private_key(args.key)
+    identity = load_private_key(args.key, passphrase_source(args.passphrase_file))
     now = now_from_arg(args.now)
     expires = expiry_arg(args.expires, now)
     assert expires is not None  # noqa: S101 - argparse default guarantees a value

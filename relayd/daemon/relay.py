@@ -129,7 +129,7 @@ class Relay:
         self._clock_steps = StepDetector(config.clock_skew_s)
         self._clock_was_set = False
         self.topics = Topics(config.mqtt.topic_root)
-        self.identity = load_private_key(config.key_path)
+        self.identity = load_private_key(config.key_path, unattended=True)
         self.pinned_root = load_public_key(config.root_pub).public_key
         self.storage = Storage(config.db_path)
         self.counters = Counters()
@@ -290,10 +290,20 @@ class Relay:
         with contextlib.suppress(ValueError, TypeError, AttributeError):
             doc = json.loads(raw)
             self.peer_nodes = {str(k): int(v) for k, v in doc.get("peers", {}).items()}
-            self.heard_nodes = {int(n) for n in doc.get("heard", [])}
+            stored = {int(n) for n in doc.get("heard", [])}
+            self.heard_nodes = stored & set(self.peer_nodes.values())
+            if stored != self.heard_nodes:
+                # An older relay kept every handheld it heard: forget them now.
+                with contextlib.suppress(StorageError):
+                    self.storage.set_meta("neighbours", self._neighbours_doc())
+
+    def _neighbours_doc(self) -> str:
+        # Only peer relays' radios: a seized relay must not list the handhelds it heard.
+        peers = set(self.peer_nodes.values())
+        return json.dumps({"peers": self.peer_nodes, "heard": sorted(self.heard_nodes & peers)})
 
     def _save_neighbours(self) -> None:
-        doc = json.dumps({"peers": self.peer_nodes, "heard": sorted(self.heard_nodes)[-256:]})
+        doc = self._neighbours_doc()
         self._storage_call(lambda: self.storage.set_meta("neighbours", doc))
 
     def _assess_clock(self) -> ClockAssessment:
@@ -631,7 +641,9 @@ class Relay:
         self._publish_wake.set()
         self.counters.reports += 1
         self._event(EventKind.REPORT, alert.id_hex, "rf")
-        log.info("report %s from %s wrapped and queued for dispatchers", alert.id_hex, node_id(rt.from_node))
+        # The handheld's node id is DEBUG only: at INFO a seized relay's log would list who reported.
+        log.info("report %s wrapped and queued for dispatchers", alert.id_hex)
+        log.debug("report %s came from %s", alert.id_hex, node_id(rt.from_node))
         if self.config.ack_text:
             ack = QueueItem(
                 alert_id=b"ack" + rt.packet_id.to_bytes(4, "big") + rt.from_node.to_bytes(4, "big"),

@@ -87,6 +87,9 @@ class Storage:
             # FULL: an acknowledged alert survives a power cut, not just a process crash.
             self._db.execute("PRAGMA synchronous=FULL")
             self._db.execute("PRAGMA busy_timeout=2000")
+            # Deleted rows are overwritten with zeros, not left in free pages: a seized relay's
+            # database must not hold alert text past its retention.
+            self._db.execute("PRAGMA secure_delete=ON")
             self._db.executescript(_SCHEMA)
             self._db.execute(
                 "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
@@ -305,12 +308,22 @@ class Storage:
     # -- retention ----------------------------------------------------------------------
 
     def purge(self, now_s: float, retention_s: float, dedup_horizon_s: float) -> int:
-        """Delete history older than the retention and dedup ids older than the horizon."""
+        """Delete history older than the retention and dedup ids older than the horizon, then
+        checkpoint the WAL into the database and truncate it: until then the purged text
+        would still sit in the -wal file (in the pages written when it was inserted)."""
         with self.transaction() as db:
             n = db.execute("DELETE FROM history WHERE received_at < ?", (now_s - retention_s,)).rowcount
             db.execute("DELETE FROM seen WHERE seen_at < ?", (now_s - dedup_horizon_s,))
             db.execute("DELETE FROM active WHERE expires_at < ?", (now_s - 86400,))
+        self.checkpoint()
         return int(n)
+
+    def checkpoint(self) -> None:
+        """Copy the WAL into the database file and truncate the WAL to zero bytes."""
+        try:
+            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+        except sqlite3.Error as exc:
+            raise StorageError(f"state database checkpoint failed: {exc}") from exc
 
     def history_count(self) -> int:
         return int(self._query("SELECT count(*) FROM history")[0][0])

@@ -328,3 +328,25 @@ def test_verify_takes_root_and_bundle_from_a_relay_config(
     result = relayd("alert", "verify", "--config", config, stdin=onair)
     assert result.returncode == 0, result.stderr
     assert _verdict(result.stdout)["ok"] is True
+
+
+def test_compose_with_a_sealed_dispatcher_key(relayd: Relayd, net: TestNetwork, tmp_path: Path) -> None:
+    from relayd.keystore import write_private_key  # noqa: PLC0415
+
+    sealed = tmp_path / "sealed-dispatcher.key"
+    write_private_key(net.identities["dispatcher"], sealed, b"console passphrase")
+    args = ("alert", "compose", "--key", sealed, "--kind", "alert", "--severity", "urgent", "Raid at Elm")
+    refused = relayd(*args)  # no terminal to ask on, no env, no file
+    assert_clean_error(refused, "is protected by a passphrase", "--passphrase-file", "RELAYD_KEY_PASSPHRASE")
+    secret = tmp_path / "pass.txt"
+    secret.write_text("console passphrase\n")
+    composed = relayd(*args[:4], "--passphrase-file", secret, *args[4:])
+    assert composed.returncode == 0, composed.stderr
+    wrong = tmp_path / "wrong.txt"
+    wrong.write_text("not it")
+    bad = relayd(*args[:4], "--passphrase-file", wrong, *args[4:])
+    assert_clean_error(bad, "wrong passphrase for")
+    result = relayd(
+        "alert", "verify", "--trust", net.bundle_path, "--root", net.pub_path("root"), stdin=composed.stdout
+    )
+    assert result.returncode == 0, result.stdout
