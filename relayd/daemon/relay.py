@@ -25,9 +25,18 @@ from dataclasses import dataclass, field
 
 from relayd import BUILD_EPOCH_S, __version__
 from relayd.core.airtime import MAX_DATA_PAYLOAD_BYTES, mesh_frame_time_on_air_s
-from relayd.core.clockrule import ClockAssessment, assess_clock, verification_time_s
+from relayd.core.authority import Held, ReferenceHold
+from relayd.core.clockrule import (
+    ClockAssessment,
+    StepDetector,
+    advances_floor,
+    assess_clock,
+    best_time_s,
+    clamped_floor,
+    verification_time_s,
+)
 from relayd.core.codec import compose
-from relayd.core.dedup import DedupSet
+from relayd.core.dedup import BoundedMap, DedupSet
 from relayd.core.jsonform import Envelope, MalformedMessage, alert_to_dict, encode_alert, onair_from_message
 from relayd.core.model import AlertFields, DropReason, Kind, Severity, SignedAlert
 from relayd.core.ratelimit import RateLimit, TokenBuckets
@@ -48,6 +57,7 @@ from relayd.core.suppression import Suppressor
 from relayd.core.topics import Topics
 from relayd.core.trust import SignedBundle, TrustBundleError, parse_signed_bundle, should_replace
 from relayd.core.verify import Verdict, Verifier, VerifyPolicy
+from relayd.daemon.clocksync import kernel_clock_synchronised
 from relayd.daemon.config import Config
 from relayd.daemon.notify import sd_notify, watchdog_interval_s
 from relayd.daemon.radio import (
@@ -74,7 +84,6 @@ REPORT_LIFETIME_S = 2 * 3600
 SLOT_FRAMES = 4
 DROP_LOG_INTERVAL_S = 10.0
 REPORTS_SEEN_MAX = 4096
-SENT_RECENTLY_MAX = 256
 _UNAUTHENTICATED = frozenset(
     {DropReason.MALFORMED, DropReason.BAD_SIGNATURE, DropReason.UNKNOWN_KEY, DropReason.DUPLICATE}
 )
@@ -129,11 +138,26 @@ class InFlight:
 
 
 class Relay:
-    def __init__(self, config: Config, *, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        config: Config,
+        *,
+        clock: Callable[[], float] = time.time,
+        clock_synced: Callable[[], bool | None] | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.config = config
         self.clock = clock
+        # Whether the system vouches for `clock` (NTP); a clock injected by a test or a
+        # simulation is not the kernel's, so the kernel's word says nothing about it.
+        if clock_synced is None:
+            clock_synced = kernel_clock_synchronised if clock is time.time else (lambda: None)
+        self._clock_synced = clock_synced
+        self._monotonic = monotonic
+        self._clock_steps = StepDetector(config.clock_skew_s)
+        self._clock_was_set = False
         self.topics = Topics(config.mqtt.topic_root)
-        self.identity = load_private_key(config.key_path)
+        self.identity = load_private_key(config.key_path, unattended=True)
         self.pinned_root = load_public_key(config.root_pub).public_key
         self.storage = Storage(config.db_path)
         self.counters = Counters()
@@ -146,11 +170,14 @@ class Relay:
         for alert_id in self.storage.seen_ids(now - 2 * dedup.generation_s):
             dedup.add(alert_id, now)
         replay.restore(self.storage.replay_windows())
-        policy = VerifyPolicy(clock_skew_s=config.clock_skew_s)
+        # What goes on air must end only alerts this relay knows the author of.
+        policy = VerifyPolicy(clock_skew_s=config.clock_skew_s, require_known_reference=True)
         policy.rate_limits.update(dict(config.rate_limits))
         self.verifier = Verifier(self.signed_bundle.bundle, policy, dedup=dedup, replay=replay)
+        with contextlib.suppress(StorageError):
+            self.verifier.restore_known(self.storage.known_onairs())
+        self._ref_hold = ReferenceHold()
         self.newest_issued_s = self.storage.newest_issued_s()
-        self.clock_assessment = self._assess_clock()
         time_scale = config.radios[0].time_scale
         self.time_scale = time_scale
         max_airtime_s = mesh_frame_time_on_air_s(MAX_DATA_PAYLOAD_BYTES, config.airtime.preset) / time_scale
@@ -199,7 +226,7 @@ class Relay:
         self._pending_radios: dict[bytes, set[str]] = {}
         self._active_refs: dict[bytes, bytes | None] = {}
         self._report_holds: dict[tuple[int, int], tuple[float, ReceivedText]] = {}
-        self._reports_seen: dict[tuple[int, int], None] = {}
+        self._reports_seen: BoundedMap[tuple[int, int], None] = BoundedMap(REPORTS_SEEN_MAX)
         self._drops_since_log: Counter[str] = Counter()
         self._drops_logged_at = 0.0
         self._event_budget = TokenBuckets()
@@ -211,6 +238,8 @@ class Relay:
         self._bundle_mtime = self._file_mtime()
         # Write-ahead packet ids of frames that may have gone out just before a crash.
         self._resend_ids: dict[bytes, int] = {}
+        self._clock_steps.observe(self.clock(), self._monotonic())
+        self.clock_assessment = self._assess_clock()
         self._restore_queue()
         from relayd.daemon.mqtt import MqttLink  # noqa: PLC0415 - keep aiomqtt out of `relayd check`
 
@@ -255,9 +284,22 @@ class Relay:
 
     def _restore_queue(self) -> None:
         now = self.clock()
+        # A relay back after a long absence with a clock that reads 1970 judges expiry by
+        # its newest signed evidence of the time, not by the clock.
+        expiry_now = best_time_s(self.clock_assessment, now)
+        at = self._verification_at(now)
         for row in self.storage.queued():
-            if now >= row.expires_at_s:
+            if expiry_now >= row.expires_at_s:
                 self._storage_call(lambda a=row.alert_id: self.storage.dequeue(a, "expired"))  # type: ignore[misc]
+                continue
+            # Accepted before the restart, but the bundle may have changed since (a revoked
+            # key), or the database been tampered with: it must still verify.
+            verdict = self.verifier.reverify(row.onair, now, at=at)
+            if not verdict.ok:
+                outcome = (verdict.reason or DropReason.MALFORMED).value
+                self._storage_call(lambda a=row.alert_id, o=outcome: self.storage.dequeue(a, o))  # type: ignore[misc]
+                self.counters.drops[outcome] += 1
+                log.warning("queued alert %s no longer verifies: %s", row.alert_id.hex(), outcome)
                 continue
             self._queued_rows[row.alert_id] = row
             if row.packet_id is not None:
@@ -282,14 +324,44 @@ class Relay:
         with contextlib.suppress(ValueError, TypeError, AttributeError):
             doc = json.loads(raw)
             self.peer_nodes = {str(k): int(v) for k, v in doc.get("peers", {}).items()}
-            self.heard_nodes = {int(n) for n in doc.get("heard", [])}
+            stored = {int(n) for n in doc.get("heard", [])}
+            self.heard_nodes = stored & set(self.peer_nodes.values())
+            if stored != self.heard_nodes:
+                # An older relay kept every handheld it heard: forget them now.
+                with contextlib.suppress(StorageError):
+                    self.storage.set_meta("neighbours", self._neighbours_doc())
+
+    def _neighbours_doc(self) -> str:
+        # Only peer relays' radios: a seized relay must not list the handhelds it heard.
+        peers = set(self.peer_nodes.values())
+        return json.dumps({"peers": self.peer_nodes, "heard": sorted(self.heard_nodes & peers)})
 
     def _save_neighbours(self) -> None:
-        doc = json.dumps({"peers": self.peer_nodes, "heard": sorted(self.heard_nodes)[-256:]})
+        doc = self._neighbours_doc()
         self._storage_call(lambda: self.storage.set_meta("neighbours", doc))
 
     def _assess_clock(self) -> ClockAssessment:
-        return assess_clock(self.clock(), BUILD_EPOCH_S, self.newest_issued_s, self.config.clock_skew_s)
+        """The clock rule's view now; once the clock is known to be set, the persisted floor
+        is clamped to it (a floor pushed ahead must not outlive NTP)."""
+        now = self.clock()
+        skew = self.config.clock_skew_s
+        evidence = max(self.newest_issued_s or 0.0, float(self.verifier.bundle.issued_at_s))
+        clock_set = self._clock_was_set or self._clock_synced() is True
+        assessment = assess_clock(now, BUILD_EPOCH_S, evidence, skew, clock_set=clock_set)
+        clamped = clamped_floor(self.newest_issued_s, assessment, now, skew)
+        if clamped is not None and self.newest_issued_s is not None and clamped < self.newest_issued_s:
+            log.warning(
+                "clock: floor was %.0f s ahead of the set clock; clamped", self.newest_issued_s - clamped
+            )
+            self.newest_issued_s = clamped
+            self._storage_call(lambda: self.storage.clamp_newest_issued(clamped))
+        return assessment
+
+    def _observe_clock(self) -> None:
+        """Called periodically: a wall-clock step while running means the clock was set."""
+        if self._clock_steps.observe(self.clock(), self._monotonic()) and self.clock() >= BUILD_EPOCH_S:
+            self._clock_was_set = True
+            log.warning("clock: the system clock was set while running; trusting it from now on")
 
     # -- helpers ----------------------------------------------------------------------
 
@@ -343,13 +415,55 @@ class Relay:
             )
             task.add_done_callback(lambda t: t.exception() if not t.cancelled() else None)
 
-    def _verify(self, payload: bytes | str, via: str) -> Verdict:
-        now = self.clock()
-
+    def _verification_at(self, now: float) -> Callable[[int], float]:
         def at(issued_at_s: int) -> float:
             return verification_time_s(self.clock_assessment, now, issued_at_s, self.config.clock_skew_s)
 
-        return self.verifier.verify(payload, now, at=at)
+        return at
+
+    def _verify(self, payload: bytes | str, via: str) -> Verdict:
+        now = self.clock()
+        return self.verifier.verify(payload, now, at=self._verification_at(now))
+
+    def _hold_for_reference(self, verdict: Verdict, payload: bytes | str, via: str) -> bool:
+        """An update, cancel or all-clear naming an alert not known yet waits for it
+        (bounded in count and time; docs/protocol.md, "Authority")."""
+        ref = verdict.alert.fields.ref if verdict.alert is not None else None
+        if verdict.reason is not DropReason.UNKNOWN_REFERENCE or ref is None:
+            return False
+        raw = payload.encode("utf-8", "surrogateescape") if isinstance(payload, str) else payload
+        evicted = self._ref_hold.hold(ref, raw, via, self.clock())
+        if evicted is not None:
+            self._offer_held(evicted)
+        return True
+
+    def _offer_held(self, held: Held) -> None:
+        """A held frame, once its reference is known or its wait is over; never held again."""
+        verdict = self._verify(held.payload, held.via)
+        if not verdict.ok or verdict.alert is None:
+            self._drop(verdict, held.via)
+            return
+        if held.via == "rf":
+            self.counters.heard += 1
+            self._accept(verdict, "rf", queue=False)
+        elif verdict.alert.kind is not Kind.REPORT:
+            self.counters.received += 1
+            self._accept(verdict, "mqtt", queue=True)
+
+    def _expire_reference_holds(self, now: float) -> None:
+        for held in self._ref_hold.expired(now):
+            self._offer_held(held)
+
+    def _reverify_queue(self) -> None:
+        """After a bundle change, what waits for the air must still verify: a revoked key's
+        queued alerts never go out."""
+        now = self.clock()
+        at = self._verification_at(now)
+        for alert_id, row in list(self._queued_rows.items()):
+            verdict = self.verifier.reverify(row.onair, now, at=at)
+            if not verdict.ok:
+                self._cancel_queued(alert_id, (verdict.reason or DropReason.MALFORMED).value)
+                self._drop(verdict, "queue")
 
     def _active_publishes(self, alert: SignedAlert, envelope: Envelope) -> list[tuple[str, bytes, bool]]:
         f = alert.fields
@@ -412,7 +526,11 @@ class Relay:
                 self._active_refs.pop(alert_id, None)
                 if f.kind is Kind.CANCEL:
                     self._cancel_queued(alert_id)
-        self.newest_issued_s = max(self.newest_issued_s or 0, f.issued_at_s)
+        # Only dispatcher and verifier alerts are evidence of the time (clockrule).
+        moves_floor = advances_floor(signer.role if signer else None)
+        if moves_floor and f.issued_at_s > (self.newest_issued_s or 0):
+            self.newest_issued_s = float(f.issued_at_s)
+            self.clock_assessment = self._assess_clock()
         window = self.verifier.replay.export().get(f.key_id)
         self._storage_call(
             lambda: self.storage.record_accepted(
@@ -427,7 +545,7 @@ class Relay:
                 onair=alert.onair,
                 queue=row,
                 active=f.kind in (Kind.ALERT, Kind.UPDATE, Kind.TEST),
-                newest_issued_s=f.issued_at_s,
+                newest_issued_s=f.issued_at_s if moves_floor else None,
                 publishes=publishes,
             )
         )
@@ -442,14 +560,16 @@ class Relay:
         if row is not None:
             self._event(EventKind.QUEUED, alert.id_hex, via)
         log.info("accepted %s %s %s via %s", f.kind.value, f.severity.value, alert.id_hex, via)
+        for held in self._ref_hold.release(alert.alert_id):
+            self._offer_held(held)
 
-    def _cancel_queued(self, alert_id: bytes) -> None:
+    def _cancel_queued(self, alert_id: bytes, outcome: str = "cancelled") -> None:
         self.suppressor.forget(alert_id)
         for scheduler in self.schedulers.values():
             scheduler.remove(alert_id)
         if self._queued_rows.pop(alert_id, None) is not None:
             self._pending_radios.pop(alert_id, None)
-            self._storage_call(lambda: self.storage.dequeue(alert_id, "cancelled"))
+            self._storage_call(lambda: self.storage.dequeue(alert_id, outcome))
 
     def _online_peers(self) -> list[str]:
         return [r for r, s in self.peers.items() if s is not RelayState.OFFLINE and r != self.config.relay_id]
@@ -474,6 +594,8 @@ class Relay:
             self._hold_report(rt, text)
             return
         verdict = self._verify(rt.payload, "rf")
+        if self._hold_for_reference(verdict, rt.payload, "rf"):
+            return
         if verdict.ok:
             self.counters.heard += 1
             self._accept(verdict, "rf", queue=False)
@@ -516,9 +638,7 @@ class Relay:
 
     def _remember_report(self, key: tuple[int, int]) -> None:
         """Handheld packets already reported (by us or a peer); bounded, oldest forgotten."""
-        self._reports_seen[key] = None
-        if len(self._reports_seen) > REPORTS_SEEN_MAX:
-            del self._reports_seen[next(iter(self._reports_seen))]
+        self._reports_seen.put(key, None)
 
     def _publish_report(self, rt: ReceivedText) -> None:
         text = rt.payload.decode("utf-8")
@@ -558,7 +678,9 @@ class Relay:
         self._publish_wake.set()
         self.counters.reports += 1
         self._event(EventKind.REPORT, alert.id_hex, "rf")
-        log.info("report %s from %s wrapped and queued for dispatchers", alert.id_hex, node_id(rt.from_node))
+        # The handheld's node id is DEBUG only: at INFO a seized relay's log would list who reported.
+        log.info("report %s wrapped and queued for dispatchers", alert.id_hex)
+        log.debug("report %s came from %s", alert.id_hex, node_id(rt.from_node))
         if self.config.ack_text:
             ack = QueueItem(
                 alert_id=b"ack" + rt.packet_id.to_bytes(4, "big") + rt.from_node.to_bytes(4, "big"),
@@ -619,6 +741,8 @@ class Relay:
             self._drop(Verdict(DropReason.MALFORMED, exc.detail), "mqtt")
             return
         verdict = self._verify(onair, "mqtt")
+        if self._hold_for_reference(verdict, onair, "mqtt"):
+            return
         if not verdict.ok:
             self._drop(verdict, "mqtt")
             return
@@ -697,6 +821,7 @@ class Relay:
             return
         self.verifier.replace_bundle(signed.bundle)
         self.signed_bundle = signed
+        self._reverify_queue()
         log.warning("trust bundle updated to version %d (from %s)", signed.bundle.version, source)
         with contextlib.suppress(OSError):
             save_bundle(signed, self.config.state_dir / "trust.json")
@@ -749,6 +874,7 @@ class Relay:
                 self._publish_report(rt)
 
     def _expire(self, now: float) -> None:
+        now = best_time_s(self.clock_assessment, now)
         for scheduler in self.schedulers.values():
             for item in scheduler.drop_expired(now):
                 if item.to_node is None and self._queued_rows.pop(item.alert_id, None) is not None:
@@ -1047,6 +1173,7 @@ class Relay:
         last_purge = 0.0
         while True:
             now = self.clock()
+            self._observe_clock()
             assessment = self._assess_clock()
             if assessment.warning != self.clock_assessment.warning:
                 if assessment.warning:
@@ -1054,7 +1181,8 @@ class Relay:
                 self._status_dirty.set()
             self.clock_assessment = assessment
             self._check_bundle_file()
-            self._expire_active(now)
+            self._expire_reference_holds(now)
+            self._expire_active(best_time_s(self.clock_assessment, now))
             if now - last_purge > 60:
                 last_purge = now
                 self._purge(now)
