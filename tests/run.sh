@@ -25,7 +25,18 @@ if [ ! -x .venv/bin/python ]; then
     python3 -m venv .venv
 fi
 .venv/bin/pip install -q --upgrade pip
-.venv/bin/pip install -q -e '.[dev]'
+
+# -- dependencies -----------------------------------------------------------------------------
+# The tested set (constraints.txt) by default; RELAYD_DEPS=newest installs the newest versions
+# pyproject.toml's bounds allow instead, to catch a release that breaks relayd before a relay
+# installs it.
+if [ "${RELAYD_DEPS:-pinned}" = newest ]; then
+    echo "== dependencies: newest allowed by pyproject.toml"
+    .venv/bin/pip install -q --upgrade --upgrade-strategy eager -e '.[dev]'
+else
+    .venv/bin/pip install -q -e '.[dev]' -c constraints.txt
+fi
+# -- end of dependencies ----------------------------------------------------------------------
 
 echo "== ruff"
 .venv/bin/ruff check .
