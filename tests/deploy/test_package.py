@@ -243,6 +243,7 @@ def test_a_wheel_only_venv_checks_and_doctors_the_installed_example_against_the_
         "hardware/profiles/relay-node.yaml",
         "hardware/udev/99-meshradio.rules",
         "hardware/apply-profile.sh",
+        "config/grafana-relayd.json",
     ):
         assert (wheel_venv.share / shipped).is_file(), shipped
     config = _installed_example(wheel_venv, tmp_path, sim, mosquitto.port)
