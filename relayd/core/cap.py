@@ -27,7 +27,7 @@ CAP_NAMESPACE = "urn:oasis:names:tc:emergency:cap:1.2"
 _XML_ILLEGAL_RE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
 
 
-def _xml_text(text: str) -> str:
+def xml_text(text: str) -> str:
     return _XML_ILLEGAL_RE.sub("\ufffd", text)
 
 
@@ -95,7 +95,7 @@ def to_cap_xml(
 
     def sub(parent: ET.Element, tag: str, text: str) -> ET.Element:
         el = ET.SubElement(parent, f"{{{CAP_NAMESPACE}}}{tag}")
-        el.text = _xml_text(text)
+        el.text = xml_text(text)
         return el
 
     references = [a for a in thread if a.alert_id != alert.alert_id]
