@@ -83,35 +83,10 @@ class _Monotonic:
         return high
 
 
-class _AirtimeTotals:
-    """Seconds on air per radio since start, from the scheduler's transmission log.
-
-    The scheduler keeps (time, airtime) for the duty-cycle window only; this adds up every
-    entry newer than the last one counted, so a scrape at least once per window (an hour of
-    radio time) misses nothing.
-    """
-
-    def __init__(self) -> None:
-        self._total: dict[str, float] = {}
-        self._last_t: dict[str, float] = {}
-
-    def update(self, radio: str, sent: Iterator[tuple[float, float]] | list[tuple[float, float]]) -> float:
-        last = self._last_t.get(radio, float("-inf"))
-        total = self._total.get(radio, 0.0)
-        for t, airtime in sent:
-            if t > last:
-                total += airtime
-                last = t
-        self._total[radio] = total
-        self._last_t[radio] = last
-        return total
-
-
 class RelayCollector(Collector):
     def __init__(self, relay: Relay) -> None:
         self.relay = relay
         self._monotonic = _Monotonic()
-        self._airtime = _AirtimeTotals()
 
     def _counter(self, name: str, help_text: str, labels: list[str] | None = None) -> CounterMetricFamily:
         return CounterMetricFamily(name, help_text, labels=labels or [])
@@ -164,8 +139,7 @@ class RelayCollector(Collector):
         )
         for radio in relay.radios:
             scheduler = relay.schedulers[radio.name]
-            sent = list(getattr(scheduler, "_sent", ()))
-            self._add(airtime, (radio.name,), self._airtime.update(radio.name, sent) * scale)
+            self._add(airtime, (radio.name,), scheduler.airtime_total_s * scale)
             self._add(duplicates, (radio.name,), float(radio.duplicate_packets))
             self._add(backlog, (radio.name,), float(radio.skipped_backlog))
         yield airtime
