@@ -40,7 +40,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     p.add_argument("--broker", default="mqtt://127.0.0.1:1883", help="mqtt://HOST:PORT or mqtts://HOST:PORT")
     p.add_argument("--trust", required=True, type=Path, help="the root-signed trust bundle (trust.json)")
-    p.add_argument("--root-pub", type=Path, help="pin the network root's public key (recommended)")
+    p.add_argument(
+        "--root-pub", required=True, type=Path, help="the network root's public key (root.pub), pinned"
+    )
     p.add_argument("--root", default=DEFAULT_ROOT, help=f"MQTT topic root (default {DEFAULT_ROOT})")
     p.add_argument("--username", help="MQTT username")
     p.add_argument("--password-file", type=Path, help="file holding the MQTT password")
@@ -80,8 +82,9 @@ def cmd_cap(args: argparse.Namespace) -> int:
             password = args.password_file.read_text().strip()
         except OSError as exc:
             raise CapUsageError(f"--password-file {args.password_file}: {exc.strerror}") from None
-    pinned = load_public_key(args.root_pub).public_key if args.root_pub is not None else None
-    signed = load_bundle(args.trust, pinned_root=pinned)
+    # Pinned, as on a relay: a bundle file signed by any other root is refused, and so is any
+    # newer bundle on <root>/trust that this root did not sign.
+    signed = load_bundle(args.trust, pinned_root=load_public_key(args.root_pub).public_key)
     host, listen_port = _listen(args.listen)
     config = CapFeedConfig(
         mqtt=MqttConfig(
