@@ -39,7 +39,7 @@ try:
     from amqtt.broker import Broker
     from amqtt.plugins.base import BaseAuthPlugin
     from amqtt.session import Session
-except ModuleNotFoundError as exc:  # pragma: no branch - which one depends on the install
+except ModuleNotFoundError as exc:
     if not (exc.name or "").startswith("amqtt"):
         raise
     raise DemoBrokerMissingError(
