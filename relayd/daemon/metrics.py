@@ -50,7 +50,7 @@ MAX_REQUEST_BYTES = 16 * 1024
 
 # Relay.counters fields exported as counters: (field, metric name, help).
 _EVENT_COUNTERS = (
-    ("transmitted", "relayd_transmitted_alerts", "Alerts handed to a radio and not reported unsent"),
+    ("transmitted", "relayd_transmitted_alerts", "Broadcasts the radio's firmware confirmed on air"),
     ("suppressed", "relayd_suppressed_alerts", "Transmissions cancelled: another relay was heard"),
     ("heard", "relayd_heard_alerts", "Alerts accepted from RF"),
     ("received", "relayd_received_alerts", "Alerts accepted from MQTT"),
@@ -66,11 +66,10 @@ _EVENT_COUNTERS = (
 class _Monotonic:
     """Counter values as Prometheus requires them: never lower than already exposed.
 
-    A counter only resets when the process restarts (Prometheus detects that). Inside one
-    process relayd's own tally may step back: `transmitted` is corrected downwards when the
-    radio reports a frame unsent after it was counted. Exposing that dip would read as a
-    counter reset and a burst of phantom increases in `rate()`, so the value is held until
-    the tally passes it again.
+    A counter only resets when the process restarts (Prometheus detects that). relayd's
+    tallies only grow today, but one corrected downwards (as `transmitted` once was, when the
+    radio reported a counted frame unsent) would read as a counter reset and a burst of
+    phantom increases in `rate()`; the value is held until the tally passes it again.
     """
 
     def __init__(self) -> None:
@@ -130,7 +129,9 @@ class RelayCollector(Collector):
             self._add(reconnects, ("radio", radio.name), float(max(radio.connects - 1, 0)))
         yield reconnects
 
-        airtime = self._counter("relayd_airtime_seconds", "Seconds on air since start", ["radio"])
+        airtime = self._counter(
+            "relayd_airtime_seconds", "Estimated seconds on air of frames handed to the radio", ["radio"]
+        )
         duplicates = self._counter(
             "relayd_radio_duplicate_packets", "Packets the radio delivered twice", ["radio"]
         )
