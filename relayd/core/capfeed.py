@@ -4,8 +4,9 @@ caller verifies alerts and passes the time; relayd/daemon/capfeed.py is the netw
 
 Active, in the index:
 
-* an alert, update or test until it expires, or until a cancel or all-clear closes its thread
-  (or a relay clears its retained `active/<id>` topic, which relays do on expiry and closure);
+* an alert, update or test until it expires, or until a verified cancel or all-clear closes
+  its thread. An emptied retained `active/<id>` topic is not believed: it is unsigned, and
+  anyone who may publish there could otherwise hide a live alert from the feed;
 * a cancel or all-clear until it expires itself, so that a consumer polling the index sees
   the message that closed the thread, not only the thread disappearing.
 
@@ -60,10 +61,6 @@ class CapFeed:
             self._closed.update(a.alert_id for a in self.thread(alert))
         self._evict(now_s)
         return True
-
-    def clear_active(self, alert_id: bytes) -> None:
-        """A relay cleared the alert's retained active topic: it expired or was closed."""
-        self._closed.add(alert_id)
 
     def thread(self, alert: SignedAlert) -> tuple[SignedAlert, ...]:
         """The earlier messages `alert` refers to, oldest first, as far as the feed knows them."""

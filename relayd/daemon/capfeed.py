@@ -83,10 +83,9 @@ class CapFeedService:
             self._ingest_trust(payload)
             return
         if topic.startswith(self._active_prefix):
-            alert_id = topic[len(self._active_prefix) :]
             if not payload:
-                with contextlib.suppress(ValueError):
-                    self.feed.clear_active(bytes.fromhex(alert_id))
+                # An emptied active topic is unsigned: only expiry or a verified cancel or
+                # all-clear ends an alert here (relayd.core.capfeed).
                 return
         elif topic not in (self.topics.outbox, self.topics.alerts):
             return

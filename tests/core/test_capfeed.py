@@ -76,7 +76,7 @@ def test_a_cancel_of_an_update_closes_the_whole_thread(net: Net) -> None:
     assert _atom_ids(feed, NOW_S) == [cancel.id_hex]
 
 
-def test_expiry_and_a_cleared_active_topic_end_activity_and_reports_never_enter(net: Net) -> None:
+def test_expiry_ends_activity_and_reports_never_enter(net: Net) -> None:
     feed = CapFeed()
     short = _alert(net, "Short", lifetime_s=60)
     other = _alert(net, "Other")
@@ -86,8 +86,6 @@ def test_expiry_and_a_cleared_active_topic_end_activity_and_reports_never_enter(
     assert not feed.add(report, None, NOW_S)
     assert set(_atom_ids(feed, NOW_S)) == {short.id_hex, other.id_hex}
     assert _atom_ids(feed, NOW_S + 61) == [other.id_hex]
-    feed.clear_active(other.alert_id)
-    assert _atom_ids(feed, NOW_S) == [short.id_hex]
 
 
 def test_the_index_is_well_formed_atom_even_for_text_xml_cannot_carry(net: Net) -> None:

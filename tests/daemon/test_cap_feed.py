@@ -134,6 +134,10 @@ async def test_an_alert_its_update_and_its_allclear_are_served_threaded_and_vali
     await site.publish(site.topic("outbox"), encode_alert(forged))
     await site.publish(site.topic("outbox"), encode_alert(update))
     await feed.wait_index({original.id_hex, update.id_hex})
+    # An emptied retained active topic is unsigned: it does not hide a live alert.
+    await site.publish(site.topic(f"active/{original.id_hex}"), b"", retain=True)
+    await asyncio.sleep(1.0)
+    assert set(await feed.index()) == {original.id_hex, update.id_hex}
 
     reference = cap_reference(original, SENDER)
     original_doc = await feed.document(original)
