@@ -157,6 +157,7 @@ class DiagnosticLine:
 class Diagnostics:
     malformed: dict[Topic, int] = field(default_factory=dict)
     messages: dict[Topic, int] = field(default_factory=dict)
+    handler_errors: int = 0  # messages that hit a bug (also counted as malformed)
     recent: deque[DiagnosticLine] = field(default_factory=lambda: deque(maxlen=MAX_DIAGNOSTIC_LINES))
 
     @property
@@ -277,6 +278,16 @@ class Model:
         kind = self.classify(topic)
         d = self.diagnostics
         d.messages[kind] = d.messages.get(kind, 0) + 1
+        try:
+            return self._dispatch(kind, topic, payload)
+        except MalformedMessage as exc:
+            return self._malformed(kind, exc.detail)
+        except Exception:  # the last fence: one message must not end the console
+            log.warning("could not handle a message on %s", kind.value, exc_info=True)
+            self.diagnostics.handler_errors += 1
+            return self._malformed(kind, "could not handle this message")
+
+    def _dispatch(self, kind: Topic, topic: str, payload: bytes) -> Change:
         if kind is Topic.STATUS:
             return self._ingest_status(topic, payload)
         if kind is Topic.EVENTS:

@@ -13,6 +13,7 @@ from prometheus_client.registry import Collector
 
 from relayd.core.model import DropReason
 from relayd.core.status import LinkState
+from relayd.core.topics import TopicKind
 
 if TYPE_CHECKING:
     from relayd.daemon.relay import Relay
@@ -31,6 +32,12 @@ class RelayCollector(Collector):
         for reason in DropReason:
             drops.add_metric([reason.value], status.drops.get(reason.value, 0))
         yield drops
+        malformed = CounterMetricFamily(
+            "relayd_malformed_messages", "MQTT messages that could not be used, by topic", labels=["topic"]
+        )
+        for kind in TopicKind:
+            malformed.add_metric([kind.value], status.malformed.get(kind.value, 0))
+        yield malformed
         for name, value, help_text in (
             ("relayd_transmitted_alerts", status.transmitted, "Alerts put on air"),
             (

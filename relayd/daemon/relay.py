@@ -40,12 +40,14 @@ from relayd.core.status import (
     RelayStatus,
     encode_event,
     encode_status,
+    load_json_object,
     offline_status,
     parse_event,
+    parse_node_id,
     parse_status,
 )
 from relayd.core.suppression import Suppressor
-from relayd.core.topics import Topics
+from relayd.core.topics import TopicKind, Topics
 from relayd.core.trust import SignedBundle, TrustBundleError, parse_signed_bundle, should_replace
 from relayd.core.verify import Verdict, Verifier, VerifyPolicy
 from relayd.daemon.config import Config
@@ -87,6 +89,8 @@ _CONTROL_RE = re.compile(r"[\x00-\x09\x0b-\x1f\x7f]")
 @dataclass
 class Counters:
     drops: Counter[str] = field(default_factory=Counter)
+    # MQTT messages that could not be used, by TopicKind value (status "malformed").
+    malformed: Counter[str] = field(default_factory=Counter)
     heard: int = 0
     received: int = 0
     transmitted: int = 0
@@ -97,6 +101,7 @@ class Counters:
     trust_refused: int = 0
     storage_errors: int = 0
     send_retries: int = 0
+    handler_errors: int = 0  # MQTT messages that hit a bug (also counted as malformed)
 
 
 class Relay:
@@ -545,43 +550,58 @@ class Relay:
         await self._publish_status()
 
     async def _on_mqtt(self, msg: Incoming) -> None:
+        """One message from the broker. Never raises: the link acknowledges it afterwards.
+
+        Whatever cannot be used is counted as malformed under its topic kind and dropped;
+        an exception escaping here would end the MQTT task (and the relay), and a retained
+        or unacknowledged message would do it again on every restart.
+        """
+        kind = self.topics.kind_of(msg.topic)
+        try:
+            self._dispatch_mqtt(kind, msg)
+        except MalformedMessage as exc:
+            self._malformed(kind, exc.detail)
+        except Exception:  # the last fence: a bug here must not stop the relay
+            log.warning("could not handle a message on %s", kind.value, exc_info=True)
+            self.counters.handler_errors += 1
+            self._malformed(kind, "handler error")
+
+    def _malformed(self, kind: TopicKind, detail: str) -> None:
+        self.counters.malformed[kind.value] += 1
+        log.debug("malformed message on %s: %s", kind.value, detail)
+        self._status_dirty.set()
+
+    def _dispatch_mqtt(self, kind: TopicKind, msg: Incoming) -> None:
         topic = msg.topic
-        if topic == self.topics.trust:
+        if kind is TopicKind.TRUST:
             self._on_trust(msg.payload)
             return
-        relay = self.topics.relay_of(topic)
-        if relay is not None:
-            if relay != self.config.relay_id and topic == self.topics.status(relay):
-                try:
-                    peer = parse_status(msg.payload)
-                    self.peers[relay] = peer.state
-                    if peer.radio_node.startswith("!"):
-                        with contextlib.suppress(ValueError):
-                            node = int(peer.radio_node[1:], 16)
-                            if self.peer_nodes.get(relay) != node:
-                                self.peer_nodes[relay] = node
-                                self._save_neighbours()
-                except MalformedMessage:
-                    self.peers.pop(relay, None)
-                    if msg.payload:
-                        self.counters.drops[DropReason.MALFORMED.value] += 1
-            if relay != self.config.relay_id and topic == self.topics.events(relay):
+        if kind in (TopicKind.STATUS, TopicKind.EVENTS):
+            relay = self.topics.relay_of(topic)
+            if relay is None or relay == self.config.relay_id:
+                return
+            if kind is TopicKind.STATUS:
+                self._on_peer_status(relay, msg.payload)
+            else:
                 self._on_peer_event(relay, msg.payload)
             return
-        if topic == self.topics.reports:
+        if kind is TopicKind.REPORTS:
             self._note_peer_report(msg.payload)
             return
-        if topic not in (self.topics.outbox, self.topics.alerts):
+        if kind not in (TopicKind.OUTBOX, TopicKind.ALERTS):
             return
-        if topic == self.topics.alerts and self._from_self(msg.payload):
+        if kind is TopicKind.ALERTS and self._from_self(msg.payload):
             return
         try:
             onair = onair_from_message(msg.payload)
         except MalformedMessage as exc:
+            self.counters.malformed[kind.value] += 1
             self._drop(Verdict(DropReason.MALFORMED, exc.detail), "mqtt")
             return
         verdict = self._verify(onair, "mqtt")
         if not verdict.ok:
+            if verdict.reason is DropReason.MALFORMED:
+                self.counters.malformed[kind.value] += 1
             self._drop(verdict, "mqtt")
             return
         if verdict.alert is not None and verdict.alert.kind is Kind.REPORT:
@@ -591,6 +611,23 @@ class Relay:
         self.counters.received += 1
         self._accept(verdict, "mqtt", queue=True)
 
+    def _on_peer_status(self, relay: str, payload: bytes) -> None:
+        if not payload:  # a cleared retained status: the relay was decommissioned
+            self.peers.pop(relay, None)
+            return
+        try:
+            peer = parse_status(payload)
+        except MalformedMessage:
+            self.peers.pop(relay, None)
+            raise
+        if peer.relay != relay:
+            raise MalformedMessage("status names another relay than its topic")
+        self.peers[relay] = peer.state
+        node = parse_node_id(peer.radio_node)
+        if node is not None and self.peer_nodes.get(relay) != node:
+            self.peer_nodes[relay] = node
+            self._save_neighbours()
+
     def _on_peer_event(self, relay: str, payload: bytes) -> None:
         """A neighbour relay handed an alert to its radio: its frame will reach our area.
 
@@ -599,14 +636,12 @@ class Relay:
         only for peers whose radio we have heard, so relays covering separate areas (on a
         bridged city broker) never silence each other.
         """
+        event = parse_event(payload)
+        if event.relay != relay:
+            raise MalformedMessage("event names another relay than its topic")
         node = self.peer_nodes.get(relay)
         if node is None or node not in self.heard_nodes:
             log.debug("event from %s ignored: its radio is not an RF neighbour", relay)
-            return
-        try:
-            event = parse_event(payload)
-        except MalformedMessage:
-            self.counters.drops[DropReason.MALFORMED.value] += 1
             return
         if event.event is EventKind.TRANSMITTED:
             with contextlib.suppress(ValueError):
@@ -618,23 +653,17 @@ class Relay:
 
     def _note_peer_report(self, payload: bytes) -> None:
         """Another relay published a report for a handheld packet we also heard: skip ours."""
-        try:
-            doc = json.loads(payload)
-        except (ValueError, RecursionError):
-            doc = None
-        if not isinstance(doc, dict):
-            self.counters.drops[DropReason.MALFORMED.value] += 1
-            self._status_dirty.set()
-            return
+        doc = load_json_object(payload)
         if doc.get("relay") == self.config.relay_id:
             return
-        origin = doc.get("origin_node")
+        origin = parse_node_id(doc.get("origin_node"))
         packet = doc.get("origin_packet")
-        if isinstance(origin, str) and origin.startswith("!") and isinstance(packet, int):
-            with contextlib.suppress(ValueError):
-                key = (int(origin[1:], 16), packet)
-                self._remember_report(key)
-                self._report_holds.pop(key, None)
+        if origin is not None and isinstance(packet, int) and not isinstance(packet, bool):
+            if not 0 <= packet < 2**32:
+                raise MalformedMessage("'origin_packet' is out of range")
+            key = (origin, packet)
+            self._remember_report(key)
+            self._report_holds.pop(key, None)
 
     def _on_trust(self, payload: bytes) -> None:
         if not payload:
@@ -644,6 +673,7 @@ class Relay:
         except TrustBundleError as exc:
             self.counters.trust_refused += 1
             self.counters.drops[DropReason.MALFORMED.value] += 1
+            self.counters.malformed[TopicKind.TRUST.value] += 1
             self._status_dirty.set()
             log.warning("refused trust bundle from MQTT: %s", exc)
             return
@@ -877,6 +907,7 @@ class Relay:
             heard=self.counters.heard,
             published=self.counters.published,
             drops=dict(self.counters.drops),
+            malformed=dict(self.counters.malformed),
             last_heard_s=self._last_heard_s,
             clock_warning=self.clock_assessment.warning,
             storage_error=self.storage_error,

@@ -6,6 +6,7 @@ from relayd.core.jsonform import Envelope, encode_alert
 from relayd.core.model import DropReason, Kind, Severity
 from relayd.core.status import EventKind, RelayEvent, encode_event
 from relayd.core.topics import Topics
+from relayd.testing.hostile import hostile_payloads
 from relayd.testing.keys import TestNetwork
 from tests.tui.support import FIXED_NOW_S
 from tui.fmt import relays_cell, sparkline
@@ -122,3 +123,26 @@ def test_filters(fixed_net: TestNetwork) -> None:
 def test_sparkline_scales_to_budget() -> None:
     assert sparkline((), 4) == "    "
     assert sparkline((0.0, 6.0, 3.0, 0.0), 4, ceiling=6.0) == " █▄ "
+
+
+def test_hostile_payloads_on_every_topic_are_counted_not_fatal(fixed_net: TestNetwork) -> None:
+    m = model(fixed_net)
+    topics = {
+        Topic.OUTBOX: T.outbox,
+        Topic.ALERTS: T.alerts,
+        Topic.ACTIVE: T.active("e70f58add945c0e0"),
+        Topic.REPORTS: T.reports,
+        Topic.TRUST: T.trust,
+        Topic.STATUS: T.status("mallory"),
+        Topic.EVENTS: T.events("mallory"),
+    }
+    payloads = {k: v for k, v in hostile_payloads("mallory").items() if v}
+    for kind, topic in topics.items():
+        for payload in payloads.values():
+            m.ingest(topic, payload)
+        assert m.diagnostics.malformed.get(kind, 0) == len(payloads), kind
+    assert not m.relays
+    assert not m.feed
+    # Still working: a genuine alert is shown.
+    alert = fixed_net.sign("dispatcher", "Raid at 5th", now_s=FIXED_NOW_S - 10)
+    assert m.ingest(T.outbox, encode_alert(alert)).feed_new
