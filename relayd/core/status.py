@@ -18,6 +18,9 @@ from relayd.core.model import DropReason
 from relayd.core.topics import valid_relay_id
 
 STATUS_FORMAT_VERSION = 1
+# Status and events travel sealed (relayd/core/control.py); `parse_*` unwrap the seal without
+# checking it, for tools that only display. Whatever decides anything verifies it first.
+CONTROL_FORMAT: Final = "relayd-control/1"
 _ALERT_ID_RE = re.compile(r"[0-9a-f]{16}")
 _COUNTER_NAME_RE = re.compile(r"[a-z_]{1,32}")
 _E = TypeVar("_E", bound=enum.Enum)
@@ -65,12 +68,14 @@ class RelayStatus:
     heard: int = 0
     published: int = 0
     drops: dict[str, int] = field(default_factory=dict)
-    # Messages this relay could not use, by topic kind (outbox, status, events, ...).
-    malformed: dict[str, int] = field(default_factory=dict)
     last_heard_s: float | None = None
     clock_warning: str | None = None
     storage_error: str | None = None
     trust_version: int | None = None
+    # Messages this relay could not use, by topic kind (outbox, status, events, ...).
+    malformed: dict[str, int] = field(default_factory=dict)
+    # Control messages (peers' status, events, report notes) not believed, by ControlRejection.
+    unverified: dict[str, int] = field(default_factory=dict)
 
     @property
     def alarming(self) -> bool:
@@ -109,6 +114,7 @@ def encode_status(s: RelayStatus) -> bytes:
         },
         "drops": dict(sorted(s.drops.items())),
         "malformed": dict(sorted(s.malformed.items())),
+        "unverified": dict(sorted(s.unverified.items())),
         "last_heard": s.last_heard_s,
         "clock_warning": s.clock_warning,
         "storage_error": s.storage_error,
@@ -152,6 +158,11 @@ def load_json_object(payload: bytes) -> dict[str, object]:
 
 def _load(payload: bytes) -> dict[str, object]:
     doc = load_json_object(payload)
+    if doc.get("format") == CONTROL_FORMAT:
+        body = doc.get("body")
+        if not isinstance(body, str):
+            raise MalformedMessage("sealed message without a body")
+        doc = load_json_object(checked_str(body, "body", MAX_MESSAGE_BYTES).encode("utf-8"))
     if doc.get("v") != STATUS_FORMAT_VERSION:
         raise MalformedMessage("unsupported message version")
     return doc
@@ -233,6 +244,7 @@ def parse_status(payload: bytes) -> RelayStatus:
     counters = _obj(doc, "counters")
     drops = _counts(_obj(doc, "drops"), "drops", {r.value for r in DropReason})
     malformed = _counts(_obj(doc, "malformed"), "malformed", None)
+    unverified = _counts(_obj(doc, "unverified"), "unverified", None)
     history = airtime.get("history_s", [])
     if not isinstance(history, list) or len(history) > MAX_HISTORY_POINTS:
         raise MalformedMessage("'airtime.history_s' must be a list of numbers")
@@ -263,6 +275,7 @@ def parse_status(payload: bytes) -> RelayStatus:
         published=_int(counters, "published"),
         drops=drops,
         malformed=malformed,
+        unverified=unverified,
         last_heard_s=_finite(last_heard, "last_heard", MAX_TIMESTAMP_S) if last_heard is not None else None,
         clock_warning=_opt_str(doc, "clock_warning"),
         storage_error=_opt_str(doc, "storage_error"),

@@ -21,15 +21,16 @@ import re
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from relayd import BUILD_EPOCH_S, __version__
 from relayd.core.airtime import MAX_DATA_PAYLOAD_BYTES, mesh_frame_time_on_air_s
 from relayd.core.clockrule import ClockAssessment, assess_clock, verification_time_s
 from relayd.core.codec import compose
+from relayd.core.control import MAX_PEERS, ControlKind, ControlRejection, PeerTable, open_sealed, seal
 from relayd.core.dedup import DedupSet
 from relayd.core.jsonform import Envelope, MalformedMessage, alert_to_dict, encode_alert, onair_from_message
-from relayd.core.model import AlertFields, DropReason, Kind, Severity, SignedAlert
+from relayd.core.model import AlertFields, DropReason, Kind, Role, Severity, SignedAlert
 from relayd.core.ratelimit import RateLimit, TokenBuckets
 from relayd.core.replay import ReplayWindows
 from relayd.core.scheduler import AirtimeScheduler, QueueItem, Ready, Wait
@@ -91,6 +92,8 @@ class Counters:
     drops: Counter[str] = field(default_factory=Counter)
     # MQTT messages that could not be used, by TopicKind value (status "malformed").
     malformed: Counter[str] = field(default_factory=Counter)
+    # Control messages not believed, by ControlRejection value (status "unverified").
+    unverified: Counter[str] = field(default_factory=Counter)
     heard: int = 0
     received: int = 0
     transmitted: int = 0
@@ -140,7 +143,8 @@ class Relay:
             config.suppression.enabled,
             self._rng,
         )
-        self.peers: dict[str, RelayState] = {}
+        # Verified peers only (signed statuses), bounded; see relayd/core/control.py.
+        self.peers = PeerTable()
         # Peer relay -> its radio's node number (from its status), and the node numbers this
         # relay's radio has heard: a peer whose radio we hear covers our area too.
         self.peer_nodes: dict[str, int] = {}
@@ -182,6 +186,7 @@ class Relay:
         # Write-ahead packet ids of frames that may have gone out just before a crash.
         self._resend_ids: dict[bytes, int] = {}
         self._restore_queue()
+        self._check_own_key()
         from relayd.daemon.mqtt import MqttLink  # noqa: PLC0415 - keep aiomqtt out of `relayd check`
 
         self.mqtt = MqttLink(
@@ -196,7 +201,7 @@ class Relay:
             ],
             handler=self._on_mqtt,
             will_topic=self.topics.status(config.relay_id),
-            will_payload=encode_status(offline_status(config.relay_id)),
+            will_payload=self._offline_status_payload,
             on_state=self._on_link_state,
             on_connect=self._on_mqtt_connect,
         )
@@ -241,6 +246,24 @@ class Relay:
                 delay = self.suppressor.delay_s(row.alert_id, self.peer_nodes) + 2 * self.suppressor.slot_s
                 self.suppressor.restore(row.alert_id, max(row.release_at_s, now + delay))
 
+    def _check_own_key(self) -> None:
+        """Peers and consoles believe our status and events only if the bundle binds our key
+        to our relay id; say so at startup rather than be silently ignored."""
+        listed = self.verifier.bundle.key(self.identity.key_id)
+        if (
+            listed is None
+            or listed.public_key != self.identity.public_key
+            or listed.role is not Role.RELAY
+            or listed.name != self.config.relay_id
+        ):
+            log.warning(
+                "this relay's key %s is not listed in the trust bundle as relay %r: peers and "
+                "consoles will ignore its status and events (relayd trust add --role relay --name %s)",
+                self.identity.key_id.hex(),
+                self.config.relay_id,
+                self.config.relay_id,
+            )
+
     def _load_neighbours(self) -> None:
         """Peers' radio nodes and the nodes our radio has heard, kept across restarts."""
         try:
@@ -251,7 +274,8 @@ class Relay:
             return
         with contextlib.suppress(ValueError, TypeError, AttributeError):
             doc = json.loads(raw)
-            self.peer_nodes = {str(k): int(v) for k, v in doc.get("peers", {}).items()}
+            peers = list(doc.get("peers", {}).items())[:MAX_PEERS]
+            self.peer_nodes = {str(k): int(v) for k, v in peers}
             self.heard_nodes = {int(n) for n in doc.get("heard", [])}
 
     def _save_neighbours(self) -> None:
@@ -308,8 +332,9 @@ class Relay:
     ) -> None:
         event = RelayEvent(self.config.relay_id, kind, alert_id, self.clock(), via, reason)
         if self.mqtt.connected:
+            payload = self._seal(ControlKind.EVENT, encode_event(event))
             task = asyncio.get_running_loop().create_task(
-                self.mqtt.publish(self.topics.events(self.config.relay_id), encode_event(event))
+                self.mqtt.publish(self.topics.events(self.config.relay_id), payload)
             )
             task.add_done_callback(lambda t: t.exception() if not t.cancelled() else None)
 
@@ -611,21 +636,46 @@ class Relay:
         self.counters.received += 1
         self._accept(verdict, "mqtt", queue=True)
 
+    def _open_control(self, kind: ControlKind, relay: str, payload: bytes) -> bytes | None:
+        """The body of a peer's signed control message, or None (counted) if not believed."""
+        verdict = open_sealed(
+            payload, kind=kind, topic_relay=relay, bundle=self.verifier.bundle, now_s=self.clock()
+        )
+        if verdict.rejection is ControlRejection.MALFORMED:
+            raise MalformedMessage(verdict.detail)
+        if verdict.rejection is not None:
+            self._unverified(verdict.rejection, relay, verdict.detail)
+            return None
+        return verdict.body
+
+    def _unverified(self, rejection: ControlRejection, relay: str, detail: str) -> None:
+        self.counters.unverified[rejection.value] += 1
+        log.debug("not believed: %s message for %s: %s", rejection.value, relay, detail)
+        self._status_dirty.set()
+
     def _on_peer_status(self, relay: str, payload: bytes) -> None:
-        if not payload:  # a cleared retained status: the relay was decommissioned
-            self.peers.pop(relay, None)
+        """A peer's status: who is online (suppression order) and which radio is theirs.
+
+        Only a status signed by that relay's own key counts; anyone else's claim about a
+        relay (a fake peer, a fake "online", a radio node it does not own) is dropped.
+        """
+        if not payload:
+            # An unsigned empty retained message proves nothing: anyone with write access to
+            # the topic could send it. A decommissioned relay's will already said "offline".
             return
-        try:
-            peer = parse_status(payload)
-        except MalformedMessage:
-            self.peers.pop(relay, None)
-            raise
+        body = self._open_control(ControlKind.STATUS, relay, payload)
+        if body is None:
+            return
+        peer = parse_status(body)
         if peer.relay != relay:
             raise MalformedMessage("status names another relay than its topic")
-        self.peers[relay] = peer.state
-        node = parse_node_id(peer.radio_node)
-        if node is not None and self.peer_nodes.get(relay) != node:
-            self.peer_nodes[relay] = node
+        refused = self.peers.update(peer)
+        if refused is not None:
+            self._unverified(refused, relay, "peer status not taken")
+            return
+        node = self.peers.get(relay)
+        if node is not None and node.node is not None and self.peer_nodes.get(relay) != node.node:
+            self.peer_nodes[relay] = node.node
             self._save_neighbours()
 
     def _on_peer_event(self, relay: str, payload: bytes) -> None:
@@ -636,9 +686,15 @@ class Relay:
         only for peers whose radio we have heard, so relays covering separate areas (on a
         bridged city broker) never silence each other.
         """
-        event = parse_event(payload)
+        body = self._open_control(ControlKind.EVENT, relay, payload)
+        if body is None:
+            return
+        event = parse_event(body)
         if event.relay != relay:
             raise MalformedMessage("event names another relay than its topic")
+        if relay not in self.peers:
+            log.debug("event from %s ignored: no signed status from it yet", relay)
+            return
         node = self.peer_nodes.get(relay)
         if node is None or node not in self.heard_nodes:
             log.debug("event from %s ignored: its radio is not an RF neighbour", relay)
@@ -908,15 +964,27 @@ class Relay:
             published=self.counters.published,
             drops=dict(self.counters.drops),
             malformed=dict(self.counters.malformed),
+            unverified=dict(self.counters.unverified),
             last_heard_s=self._last_heard_s,
             clock_warning=self.clock_assessment.warning,
             storage_error=self.storage_error,
             trust_version=self.verifier.bundle.version,
         )
 
+    def _seal(self, kind: ControlKind, body: bytes) -> bytes:
+        """Sign a status, event or report note as this relay (relayd/core/control.py)."""
+        return seal(kind, self.config.relay_id, body, self.identity.key_id, self.identity.sign)
+
+    def _offline_status_payload(self) -> bytes:
+        """The signed "offline" status: the last will (signed at each connect) and the final word."""
+        status = replace(offline_status(self.config.relay_id), ts_s=self.clock())
+        return self._seal(ControlKind.STATUS, encode_status(status))
+
     async def _publish_status(self) -> None:
         await self.mqtt.publish(
-            self.topics.status(self.config.relay_id), encode_status(self.status()), retain=True
+            self.topics.status(self.config.relay_id),
+            self._seal(ControlKind.STATUS, encode_status(self.status())),
+            retain=True,
         )
 
     async def _status_loop(self) -> None:
@@ -1015,7 +1083,7 @@ class Relay:
                 await asyncio.wait_for(
                     self.mqtt.publish(
                         self.topics.status(self.config.relay_id),
-                        encode_status(offline_status(self.config.relay_id)),
+                        self._offline_status_payload(),
                         retain=True,
                     ),
                     1.0,
