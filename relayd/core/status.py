@@ -351,3 +351,38 @@ def parse_node_id(value: object) -> int | None:
     if not isinstance(value, str) or not _NODE_ID_RE.fullmatch(value):
         return None
     return int(value[1:], 16)
+
+
+@dataclass(frozen=True, slots=True)
+class ReportNote:
+    """ "I have published the report of this handheld packet": peers then skip their copy."""
+
+    relay: str
+    report_id: str  # the relay-signed report frame's alert id
+    origin_node: int
+    origin_packet: int
+
+
+def encode_report_note(n: ReportNote) -> bytes:
+    doc = {
+        "v": STATUS_FORMAT_VERSION,
+        "relay": n.relay,
+        "report_id": n.report_id,
+        "origin_node": f"!{n.origin_node:08x}",
+        "origin_packet": n.origin_packet,
+    }
+    return json.dumps(doc, separators=(",", ":")).encode()
+
+
+def parse_report_note(payload: bytes) -> ReportNote:
+    doc = _load(payload)
+    report_id = doc.get("report_id")
+    if not isinstance(report_id, str) or not _ALERT_ID_RE.fullmatch(report_id):
+        raise MalformedMessage("'report_id' must be 16 hex digits")
+    origin = parse_node_id(doc.get("origin_node"))
+    packet = doc.get("origin_packet")
+    if origin is None:
+        raise MalformedMessage("'origin_node' must be a node id")
+    if isinstance(packet, bool) or not isinstance(packet, int) or not 0 <= packet < 2**32:
+        raise MalformedMessage("'origin_packet' must be a packet id")
+    return ReportNote(_relay_id(doc), report_id, origin, packet)

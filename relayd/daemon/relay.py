@@ -26,10 +26,17 @@ from dataclasses import dataclass, field, replace
 from relayd import BUILD_EPOCH_S, __version__
 from relayd.core.airtime import MAX_DATA_PAYLOAD_BYTES, mesh_frame_time_on_air_s
 from relayd.core.clockrule import ClockAssessment, assess_clock, verification_time_s
-from relayd.core.codec import compose
+from relayd.core.codec import MalformedFrame, compose, decode
 from relayd.core.control import MAX_PEERS, ControlKind, ControlRejection, PeerTable, open_sealed, seal
 from relayd.core.dedup import DedupSet
-from relayd.core.jsonform import Envelope, MalformedMessage, alert_to_dict, encode_alert, onair_from_message
+from relayd.core.jsonform import (
+    MAX_MESSAGE_BYTES,
+    Envelope,
+    MalformedMessage,
+    alert_to_dict,
+    encode_alert,
+    onair_from_message,
+)
 from relayd.core.model import AlertFields, DropReason, Kind, Role, Severity, SignedAlert
 from relayd.core.ratelimit import RateLimit, TokenBuckets
 from relayd.core.replay import ReplayWindows
@@ -39,12 +46,15 @@ from relayd.core.status import (
     RelayEvent,
     RelayState,
     RelayStatus,
+    ReportNote,
+    checked_str,
     encode_event,
+    encode_report_note,
     encode_status,
     load_json_object,
     offline_status,
     parse_event,
-    parse_node_id,
+    parse_report_note,
     parse_status,
 )
 from relayd.core.suppression import Suppressor
@@ -543,6 +553,9 @@ class Relay:
         )
         doc = alert_to_dict(alert, envelope)
         doc["origin_packet"] = rt.packet_id
+        # Peers that heard the same packet skip their copy, on the strength of this signed note.
+        note = ReportNote(self.config.relay_id, alert.id_hex, rt.from_node, rt.packet_id)
+        doc["note"] = self._seal(ControlKind.REPORT_NOTE, encode_report_note(note)).decode("utf-8")
         payload = json.dumps(doc, ensure_ascii=False, separators=(",", ":")).encode()
         self._storage_call(lambda: self.storage.add_pending(self.topics.reports, payload, False))
         if self.storage_error is not None:
@@ -708,18 +721,52 @@ class Relay:
         return marker in payload
 
     def _note_peer_report(self, payload: bytes) -> None:
-        """Another relay published a report for a handheld packet we also heard: skip ours."""
+        """Another relay published a report for a handheld packet we also heard: skip ours.
+
+        Only on its signed note (relayd/core/control.py), and only if the message carries the
+        report itself, signed by the same relay key, about the same handheld: a relay cannot
+        make us swallow a report without publishing it to dispatchers.
+        """
         doc = load_json_object(payload)
         if doc.get("relay") == self.config.relay_id:
             return
-        origin = parse_node_id(doc.get("origin_node"))
-        packet = doc.get("origin_packet")
-        if origin is not None and isinstance(packet, int) and not isinstance(packet, bool):
-            if not 0 <= packet < 2**32:
-                raise MalformedMessage("'origin_packet' is out of range")
-            key = (origin, packet)
-            self._remember_report(key)
-            self._report_holds.pop(key, None)
+        note_text = doc.get("note")
+        if note_text is None:
+            if "origin_packet" in doc:  # an unsigned note (an old relay, or a forgery)
+                self._unverified(ControlRejection.UNSIGNED, "reports", "unsigned report note")
+            return
+        if not isinstance(note_text, str):
+            raise MalformedMessage("'note' must be a string")
+        sealed = checked_str(note_text, "note", MAX_MESSAGE_BYTES).encode("utf-8")
+        claimed = load_json_object(sealed).get("relay")
+        if not isinstance(claimed, str):
+            raise MalformedMessage("report note without a relay")
+        body = self._open_control(ControlKind.REPORT_NOTE, claimed, sealed)
+        if body is None:
+            return
+        note = parse_report_note(body)
+        if note.relay != claimed:
+            raise MalformedMessage("report note names another relay than its seal")
+        try:
+            frame = decode(onair_from_message(payload))
+        except MalformedFrame as exc:
+            raise MalformedMessage(f"report frame: {exc.detail}") from None
+        verdict = self.verifier.authenticate(frame, self.clock())
+        if (
+            not verdict.ok
+            or verdict.signer is None
+            or verdict.signer.name != note.relay
+            or frame.fields.kind is not Kind.REPORT
+            or frame.alert_id.hex() != note.report_id
+            or frame.fields.origin_node != note.origin_node
+        ):
+            self._unverified(
+                ControlRejection.WRONG_RELAY, note.relay, "report note does not match its report"
+            )
+            return
+        key = (note.origin_node, note.origin_packet)
+        self._remember_report(key)
+        self._report_holds.pop(key, None)
 
     def _on_trust(self, payload: bytes) -> None:
         if not payload:
