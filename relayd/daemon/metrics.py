@@ -38,6 +38,7 @@ from prometheus_client.registry import Collector
 from relayd import __version__
 from relayd.core.model import DropReason
 from relayd.core.status import LinkState
+from relayd.core.topics import TopicKind
 
 if TYPE_CHECKING:
     from relayd.daemon.relay import Relay
@@ -112,6 +113,13 @@ class RelayCollector(Collector):
         for reason in DropReason:
             self._add(drops, (reason.value,), float(counters.drops.get(reason.value, 0)))
         yield drops
+
+        malformed_messages = self._counter(
+            "relayd_malformed_messages", "MQTT messages that could not be used, by topic", ["topic"]
+        )
+        for kind in TopicKind:
+            self._add(malformed_messages, (kind.value,), float(counters.malformed.get(kind.value, 0)))
+        yield malformed_messages
 
         malformed = self._counter(
             "relayd_malformed_frames", "Input that could not be parsed, by source", ["source", "radio"]

@@ -80,7 +80,7 @@ class MqttLink(LinkStateTracker):
         subscriptions: list[str],
         handler: Handler,
         will_topic: str,
-        will_payload: bytes,
+        will_payload: Callable[[], bytes],
         on_state: Callable[[LinkStateTracker], None] | None = None,
         on_connect: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
@@ -88,7 +88,9 @@ class MqttLink(LinkStateTracker):
         self.config = config
         self._subscriptions = subscriptions
         self._handler = handler
-        self._will = aiomqtt.Will(will_topic, will_payload, qos=1, retain=True)
+        # Built at each connect: the will is a signed status, and its signature covers a time.
+        self._will_topic = will_topic
+        self._will_payload = will_payload
         self._on_connect = on_connect
         self._client: aiomqtt.Client | None = None
         self.connects = 0
@@ -113,7 +115,7 @@ class MqttLink(LinkStateTracker):
             clean_session=False,
             protocol=aiomqtt.ProtocolVersion.V311,
             keepalive=self.config.keepalive_s,
-            will=self._will,
+            will=aiomqtt.Will(self._will_topic, self._will_payload(), qos=1, retain=True),
             tls_params=self._tls(),
             max_queued_incoming_messages=10_000,
             timeout=10,

@@ -21,7 +21,7 @@ import re
 import time
 from collections import Counter, OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from relayd import BUILD_EPOCH_S, __version__
 from relayd.core.airtime import MAX_DATA_PAYLOAD_BYTES, mesh_frame_time_on_air_s
@@ -35,10 +35,18 @@ from relayd.core.clockrule import (
     clamped_floor,
     verification_time_s,
 )
-from relayd.core.codec import compose
+from relayd.core.codec import MalformedFrame, compose, decode
+from relayd.core.control import MAX_PEERS, ControlKind, ControlRejection, PeerTable, open_sealed, seal
 from relayd.core.dedup import BoundedMap, DedupSet
-from relayd.core.jsonform import Envelope, MalformedMessage, alert_to_dict, encode_alert, onair_from_message
-from relayd.core.model import AlertFields, DropReason, Kind, Severity, SignedAlert
+from relayd.core.jsonform import (
+    MAX_MESSAGE_BYTES,
+    Envelope,
+    MalformedMessage,
+    alert_to_dict,
+    encode_alert,
+    onair_from_message,
+)
+from relayd.core.model import AlertFields, DropReason, Kind, Role, Severity, SignedAlert
 from relayd.core.ratelimit import RateLimit, TokenBuckets
 from relayd.core.replay import ReplayWindows
 from relayd.core.scheduler import AirtimeScheduler, QueueItem, Ready, Wait
@@ -47,14 +55,19 @@ from relayd.core.status import (
     RelayEvent,
     RelayState,
     RelayStatus,
+    ReportNote,
+    checked_str,
     encode_event,
+    encode_report_note,
     encode_status,
+    load_json_object,
     offline_status,
     parse_event,
+    parse_report_note,
     parse_status,
 )
 from relayd.core.suppression import Suppressor
-from relayd.core.topics import Topics
+from relayd.core.topics import TopicKind, Topics
 from relayd.core.trust import SignedBundle, TrustBundleError, parse_signed_bundle, should_replace
 from relayd.core.verify import Verdict, Verifier, VerifyPolicy
 from relayd.daemon.clocksync import kernel_clock_synchronised
@@ -116,6 +129,10 @@ _CONTROL_RE = re.compile(r"[\x00-\x09\x0b-\x1f\x7f]")
 @dataclass
 class Counters:
     drops: Counter[str] = field(default_factory=Counter)
+    # MQTT messages that could not be used, by TopicKind value (status "malformed").
+    malformed: Counter[str] = field(default_factory=Counter)
+    # Control messages not believed, by ControlRejection value (status "unverified").
+    unverified: Counter[str] = field(default_factory=Counter)
     heard: int = 0
     received: int = 0
     transmitted: int = 0
@@ -126,6 +143,7 @@ class Counters:
     trust_refused: int = 0
     storage_errors: int = 0
     send_retries: int = 0
+    handler_errors: int = 0  # MQTT messages that hit a bug (also counted as malformed)
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,7 +209,8 @@ class Relay:
             config.suppression.enabled,
             self._rng,
         )
-        self.peers: dict[str, RelayState] = {}
+        # Verified peers only (signed statuses), bounded; see relayd/core/control.py.
+        self.peers = PeerTable()
         # Peer relay -> its radio's node number (from its status), and the node numbers this
         # relay's radio has heard: a peer whose radio we hear covers our area too.
         self.peer_nodes: dict[str, int] = {}
@@ -241,6 +260,7 @@ class Relay:
         self._clock_steps.observe(self.clock(), self._monotonic())
         self.clock_assessment = self._assess_clock()
         self._restore_queue()
+        self._check_own_key()
         from relayd.daemon.mqtt import MqttLink  # noqa: PLC0415 - keep aiomqtt out of `relayd check`
 
         self.mqtt = MqttLink(
@@ -255,7 +275,7 @@ class Relay:
             ],
             handler=self._on_mqtt,
             will_topic=self.topics.status(config.relay_id),
-            will_payload=encode_status(offline_status(config.relay_id)),
+            will_payload=self._offline_status_payload,
             on_state=self._on_link_state,
             on_connect=self._on_mqtt_connect,
         )
@@ -313,6 +333,24 @@ class Relay:
                 delay = self.suppressor.delay_s(row.alert_id, self.peer_nodes) + 2 * self.suppressor.slot_s
                 self.suppressor.restore(row.alert_id, max(row.release_at_s, now + delay))
 
+    def _check_own_key(self) -> None:
+        """Peers and consoles believe our status and events only if the bundle binds our key
+        to our relay id; say so at startup rather than be silently ignored."""
+        listed = self.verifier.bundle.key(self.identity.key_id)
+        if (
+            listed is None
+            or listed.public_key != self.identity.public_key
+            or listed.role is not Role.RELAY
+            or listed.name != self.config.relay_id
+        ):
+            log.warning(
+                "this relay's key %s is not listed in the trust bundle as relay %r: peers and "
+                "consoles will ignore its status and events (relayd trust add --role relay --name %s)",
+                self.identity.key_id.hex(),
+                self.config.relay_id,
+                self.config.relay_id,
+            )
+
     def _load_neighbours(self) -> None:
         """Peers' radio nodes and the nodes our radio has heard, kept across restarts."""
         try:
@@ -323,7 +361,8 @@ class Relay:
             return
         with contextlib.suppress(ValueError, TypeError, AttributeError):
             doc = json.loads(raw)
-            self.peer_nodes = {str(k): int(v) for k, v in doc.get("peers", {}).items()}
+            peers = list(doc.get("peers", {}).items())[:MAX_PEERS]
+            self.peer_nodes = {str(k): int(v) for k, v in peers}
             stored = {int(n) for n in doc.get("heard", [])}
             self.heard_nodes = stored & set(self.peer_nodes.values())
             if stored != self.heard_nodes:
@@ -410,8 +449,9 @@ class Relay:
     ) -> None:
         event = RelayEvent(self.config.relay_id, kind, alert_id, self.clock(), via, reason)
         if self.mqtt.connected:
+            payload = self._seal(ControlKind.EVENT, encode_event(event))
             task = asyncio.get_running_loop().create_task(
-                self.mqtt.publish(self.topics.events(self.config.relay_id), encode_event(event))
+                self.mqtt.publish(self.topics.events(self.config.relay_id), payload)
             )
             task.add_done_callback(lambda t: t.exception() if not t.cancelled() else None)
 
@@ -671,6 +711,9 @@ class Relay:
         )
         doc = alert_to_dict(alert, envelope)
         doc["origin_packet"] = rt.packet_id
+        # Peers that heard the same packet skip their copy, on the strength of this signed note.
+        note = ReportNote(self.config.relay_id, alert.id_hex, rt.from_node, rt.packet_id)
+        doc["note"] = self._seal(ControlKind.REPORT_NOTE, encode_report_note(note)).decode("utf-8")
         payload = json.dumps(doc, ensure_ascii=False, separators=(",", ":")).encode()
         self._storage_call(lambda: self.storage.add_pending(self.topics.reports, payload, False))
         if self.storage_error is not None:
@@ -705,45 +748,60 @@ class Relay:
         await self._publish_status()
 
     async def _on_mqtt(self, msg: Incoming) -> None:
+        """One message from the broker. Never raises: the link acknowledges it afterwards.
+
+        Whatever cannot be used is counted as malformed under its topic kind and dropped;
+        an exception escaping here would end the MQTT task (and the relay), and a retained
+        or unacknowledged message would do it again on every restart.
+        """
+        kind = self.topics.kind_of(msg.topic)
+        try:
+            self._dispatch_mqtt(kind, msg)
+        except MalformedMessage as exc:
+            self._malformed(kind, exc.detail)
+        except Exception:  # the last fence: a bug here must not stop the relay
+            log.warning("could not handle a message on %s", kind.value, exc_info=True)
+            self.counters.handler_errors += 1
+            self._malformed(kind, "handler error")
+
+    def _malformed(self, kind: TopicKind, detail: str) -> None:
+        self.counters.malformed[kind.value] += 1
+        log.debug("malformed message on %s: %s", kind.value, detail)
+        self._status_dirty.set()
+
+    def _dispatch_mqtt(self, kind: TopicKind, msg: Incoming) -> None:
         topic = msg.topic
-        if topic == self.topics.trust:
+        if kind is TopicKind.TRUST:
             self._on_trust(msg.payload)
             return
-        relay = self.topics.relay_of(topic)
-        if relay is not None:
-            if relay != self.config.relay_id and topic == self.topics.status(relay):
-                try:
-                    peer = parse_status(msg.payload)
-                    self.peers[relay] = peer.state
-                    if peer.radio_node.startswith("!"):
-                        with contextlib.suppress(ValueError):
-                            node = int(peer.radio_node[1:], 16)
-                            if self.peer_nodes.get(relay) != node:
-                                self.peer_nodes[relay] = node
-                                self._save_neighbours()
-                except MalformedMessage:
-                    self.peers.pop(relay, None)
-                    if msg.payload:
-                        self.counters.drops[DropReason.MALFORMED.value] += 1
-            if relay != self.config.relay_id and topic == self.topics.events(relay):
+        if kind in (TopicKind.STATUS, TopicKind.EVENTS):
+            relay = self.topics.relay_of(topic)
+            if relay is None or relay == self.config.relay_id:
+                return
+            if kind is TopicKind.STATUS:
+                self._on_peer_status(relay, msg.payload)
+            else:
                 self._on_peer_event(relay, msg.payload)
             return
-        if topic == self.topics.reports:
+        if kind is TopicKind.REPORTS:
             self._note_peer_report(msg.payload)
             return
-        if topic not in (self.topics.outbox, self.topics.alerts):
+        if kind not in (TopicKind.OUTBOX, TopicKind.ALERTS):
             return
-        if topic == self.topics.alerts and self._from_self(msg.payload):
+        if kind is TopicKind.ALERTS and self._from_self(msg.payload):
             return
         try:
             onair = onair_from_message(msg.payload)
         except MalformedMessage as exc:
+            self.counters.malformed[kind.value] += 1
             self._drop(Verdict(DropReason.MALFORMED, exc.detail), "mqtt")
             return
         verdict = self._verify(onair, "mqtt")
         if self._hold_for_reference(verdict, onair, "mqtt"):
             return
         if not verdict.ok:
+            if verdict.reason is DropReason.MALFORMED:
+                self.counters.malformed[kind.value] += 1
             self._drop(verdict, "mqtt")
             return
         if verdict.alert is not None and verdict.alert.kind is Kind.REPORT:
@@ -753,6 +811,48 @@ class Relay:
         self.counters.received += 1
         self._accept(verdict, "mqtt", queue=True)
 
+    def _open_control(self, kind: ControlKind, relay: str, payload: bytes) -> bytes | None:
+        """The body of a peer's signed control message, or None (counted) if not believed."""
+        verdict = open_sealed(
+            payload, kind=kind, topic_relay=relay, bundle=self.verifier.bundle, now_s=self.clock()
+        )
+        if verdict.rejection is ControlRejection.MALFORMED:
+            raise MalformedMessage(verdict.detail)
+        if verdict.rejection is not None:
+            self._unverified(verdict.rejection, relay, verdict.detail)
+            return None
+        return verdict.body
+
+    def _unverified(self, rejection: ControlRejection, relay: str, detail: str) -> None:
+        self.counters.unverified[rejection.value] += 1
+        log.debug("not believed: %s message for %s: %s", rejection.value, relay, detail)
+        self._status_dirty.set()
+
+    def _on_peer_status(self, relay: str, payload: bytes) -> None:
+        """A peer's status: who is online (suppression order) and which radio is theirs.
+
+        Only a status signed by that relay's own key counts; anyone else's claim about a
+        relay (a fake peer, a fake "online", a radio node it does not own) is dropped.
+        """
+        if not payload:
+            # An unsigned empty retained message proves nothing: anyone with write access to
+            # the topic could send it. A decommissioned relay's will already said "offline".
+            return
+        body = self._open_control(ControlKind.STATUS, relay, payload)
+        if body is None:
+            return
+        peer = parse_status(body)
+        if peer.relay != relay:
+            raise MalformedMessage("status names another relay than its topic")
+        refused = self.peers.update(peer)
+        if refused is not None:
+            self._unverified(refused, relay, "peer status not taken")
+            return
+        node = self.peers.get(relay)
+        if node is not None and node.node is not None and self.peer_nodes.get(relay) != node.node:
+            self.peer_nodes[relay] = node.node
+            self._save_neighbours()
+
     def _on_peer_event(self, relay: str, payload: bytes) -> None:
         """A neighbour relay handed an alert to its radio: its frame will reach our area.
 
@@ -761,14 +861,18 @@ class Relay:
         only for peers whose radio we have heard, so relays covering separate areas (on a
         bridged city broker) never silence each other.
         """
+        body = self._open_control(ControlKind.EVENT, relay, payload)
+        if body is None:
+            return
+        event = parse_event(body)
+        if event.relay != relay:
+            raise MalformedMessage("event names another relay than its topic")
+        if relay not in self.peers:
+            log.debug("event from %s ignored: no signed status from it yet", relay)
+            return
         node = self.peer_nodes.get(relay)
         if node is None or node not in self.heard_nodes:
             log.debug("event from %s ignored: its radio is not an RF neighbour", relay)
-            return
-        try:
-            event = parse_event(payload)
-        except MalformedMessage:
-            self.counters.drops[DropReason.MALFORMED.value] += 1
             return
         if event.event in (EventKind.TAKEN, EventKind.TRANSMITTED):
             with contextlib.suppress(ValueError):
@@ -779,24 +883,52 @@ class Relay:
         return marker in payload
 
     def _note_peer_report(self, payload: bytes) -> None:
-        """Another relay published a report for a handheld packet we also heard: skip ours."""
-        try:
-            doc = json.loads(payload)
-        except (ValueError, RecursionError):
-            doc = None
-        if not isinstance(doc, dict):
-            self.counters.drops[DropReason.MALFORMED.value] += 1
-            self._status_dirty.set()
-            return
+        """Another relay published a report for a handheld packet we also heard: skip ours.
+
+        Only on its signed note (relayd/core/control.py), and only if the message carries the
+        report itself, signed by the same relay key, about the same handheld: a relay cannot
+        make us swallow a report without publishing it to dispatchers.
+        """
+        doc = load_json_object(payload)
         if doc.get("relay") == self.config.relay_id:
             return
-        origin = doc.get("origin_node")
-        packet = doc.get("origin_packet")
-        if isinstance(origin, str) and origin.startswith("!") and isinstance(packet, int):
-            with contextlib.suppress(ValueError):
-                key = (int(origin[1:], 16), packet)
-                self._remember_report(key)
-                self._report_holds.pop(key, None)
+        note_text = doc.get("note")
+        if note_text is None:
+            if "origin_packet" in doc:  # an unsigned note (an old relay, or a forgery)
+                self._unverified(ControlRejection.UNSIGNED, "reports", "unsigned report note")
+            return
+        if not isinstance(note_text, str):
+            raise MalformedMessage("'note' must be a string")
+        sealed = checked_str(note_text, "note", MAX_MESSAGE_BYTES).encode("utf-8")
+        claimed = load_json_object(sealed).get("relay")
+        if not isinstance(claimed, str):
+            raise MalformedMessage("report note without a relay")
+        body = self._open_control(ControlKind.REPORT_NOTE, claimed, sealed)
+        if body is None:
+            return
+        note = parse_report_note(body)
+        if note.relay != claimed:
+            raise MalformedMessage("report note names another relay than its seal")
+        try:
+            frame = decode(onair_from_message(payload))
+        except MalformedFrame as exc:
+            raise MalformedMessage(f"report frame: {exc.detail}") from None
+        verdict = self.verifier.authenticate(frame, self.clock())
+        if (
+            not verdict.ok
+            or verdict.signer is None
+            or verdict.signer.name != note.relay
+            or frame.fields.kind is not Kind.REPORT
+            or frame.alert_id.hex() != note.report_id
+            or frame.fields.origin_node != note.origin_node
+        ):
+            self._unverified(
+                ControlRejection.WRONG_RELAY, note.relay, "report note does not match its report"
+            )
+            return
+        key = (note.origin_node, note.origin_packet)
+        self._remember_report(key)
+        self._report_holds.pop(key, None)
 
     def _on_trust(self, payload: bytes) -> None:
         if not payload:
@@ -806,6 +938,7 @@ class Relay:
         except TrustBundleError as exc:
             self.counters.trust_refused += 1
             self.counters.drops[DropReason.MALFORMED.value] += 1
+            self.counters.malformed[TopicKind.TRUST.value] += 1
             self._status_dirty.set()
             log.warning("refused trust bundle from MQTT: %s", exc)
             return
@@ -1148,15 +1281,28 @@ class Relay:
             heard=self.counters.heard,
             published=self.counters.published,
             drops=dict(self.counters.drops),
+            malformed=dict(self.counters.malformed),
+            unverified=dict(self.counters.unverified),
             last_heard_s=self._last_heard_s,
             clock_warning=self.clock_assessment.warning,
             storage_error=self.storage_error,
             trust_version=self.verifier.bundle.version,
         )
 
+    def _seal(self, kind: ControlKind, body: bytes) -> bytes:
+        """Sign a status, event or report note as this relay (relayd/core/control.py)."""
+        return seal(kind, self.config.relay_id, body, self.identity.key_id, self.identity.sign)
+
+    def _offline_status_payload(self) -> bytes:
+        """The signed "offline" status: the last will (signed at each connect) and the final word."""
+        status = replace(offline_status(self.config.relay_id), ts_s=self.clock())
+        return self._seal(ControlKind.STATUS, encode_status(status))
+
     async def _publish_status(self) -> None:
         await self.mqtt.publish(
-            self.topics.status(self.config.relay_id), encode_status(self.status()), retain=True
+            self.topics.status(self.config.relay_id),
+            self._seal(ControlKind.STATUS, encode_status(self.status())),
+            retain=True,
         )
 
     async def _status_loop(self) -> None:
@@ -1257,7 +1403,7 @@ class Relay:
                 await asyncio.wait_for(
                     self.mqtt.publish(
                         self.topics.status(self.config.relay_id),
-                        encode_status(offline_status(self.config.relay_id)),
+                        self._offline_status_payload(),
                         retain=True,
                     ),
                     1.0,
