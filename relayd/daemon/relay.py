@@ -1100,6 +1100,11 @@ class Relay:
         scheduler.record_transmission(item.airtime_s, self.clock())
         self._track_in_flight(radio.name, packet_id, item)
 
+    @property
+    def in_flight(self) -> dict[int, InFlight]:
+        """Frames taken by a radio and not yet confirmed on air (read-only view for metrics)."""
+        return dict(self._in_flight)
+
     def _track_in_flight(self, radio_name: str, packet_id: int, item: QueueItem) -> None:
         """Taken by the radio, not yet known to be on air (a broadcast waits for its ACK;
         an ack DM only for a late refusal such as the text rate limit)."""
