@@ -112,13 +112,7 @@ class DeviceApiClient:
         """Skip messages until one matches (a FromRadio variant name, or a predicate)."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout_s
-        if isinstance(match, str):
-            variant = match
-
-            def pred(m: FromRadio) -> bool:
-                return from_radio_variant(m) == variant
-        else:
-            pred = match
+        pred: Callable[[FromRadio], bool] = match if callable(match) else _variant_is(match)
         while True:
             remaining = deadline - loop.time()
             if remaining <= 0:
@@ -173,6 +167,13 @@ class DeviceApiClient:
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await self._reader_task
         self._closed = True
+
+
+def _variant_is(variant: str) -> Callable[[FromRadio], bool]:
+    def pred(m: FromRadio) -> bool:
+        return from_radio_variant(m) == variant
+
+    return pred
 
 
 def variants(msgs: list[Any]) -> list[str]:
