@@ -35,9 +35,12 @@ def meshtasticd_path() -> Path:
 
 
 @pytest.fixture(scope="module")
-def fw_cluster(meshtasticd_path: Path) -> Iterator[MeshtasticdCluster]:
-    """Nodes started by the tests of one module; every one is stopped (by PID) at its end."""
-    with MeshtasticdCluster(binary=meshtasticd_path) as cluster:
+def fw_cluster(
+    meshtasticd_path: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[MeshtasticdCluster]:
+    """Nodes started by the tests of one module; every one is stopped (by PID) at its end. Their
+    state folders and logs stay in pytest's temporary directory for a post-mortem."""
+    with MeshtasticdCluster(binary=meshtasticd_path, root=tmp_path_factory.mktemp("meshtasticd")) as cluster:
         yield cluster
 
 
