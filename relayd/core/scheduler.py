@@ -13,8 +13,11 @@ import itertools
 from collections import deque
 from dataclasses import dataclass, field
 
-# The firmware rejects a client TEXT_MESSAGE_APP less than 2 s after the previous one.
-FIRMWARE_TEXT_INTERVAL_S = 2.0
+# The firmware rejects a client TEXT_MESSAGE_APP less than 2 s after the previous one it
+# accepted (PhoneAPI::handleToRadioPacket, measured against its wall clock when its API loop
+# reads the packet). Its serial and TCP loops may poll only every ~250 ms, so two texts we
+# write 2.0 s apart can reach it 1.75 s apart: keep a 500 ms margin (two polls).
+FIRMWARE_TEXT_INTERVAL_S = 2.5
 DEFAULT_BUDGET_WINDOW_S = 3600.0
 
 

@@ -19,7 +19,7 @@ import logging
 import random
 import re
 import time
-from collections import Counter
+from collections import Counter, OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -50,11 +50,18 @@ from relayd.core.trust import SignedBundle, TrustBundleError, parse_signed_bundl
 from relayd.core.verify import Verdict, Verifier, VerifyPolicy
 from relayd.daemon.config import Config
 from relayd.daemon.notify import sd_notify, watchdog_interval_s
-from relayd.daemon.radio import RadioLink, RadioUnavailableError, ReceivedText, SendRejectedError
+from relayd.daemon.radio import (
+    PacketIgnoredError,
+    RadioLink,
+    RadioUnavailableError,
+    ReceivedText,
+    SendRejectedError,
+)
 from relayd.daemon.storage import QueuedRow, Storage, StorageError
 from relayd.errors import RelaydError
 from relayd.keystore import load_private_key, load_public_key
 from relayd.meshapi.packets import BROADCAST_NUM, node_id
+from relayd.meshapi.routing import Answer, Disposition
 from relayd.trustfile import load_bundle, save_bundle
 
 log = logging.getLogger("relayd.relay")
@@ -79,6 +86,19 @@ STALE_AFTER_S = 2.0
 RADIO_QUEUE_RESERVE = 4
 ACK_RANK = 1  # acks go after urgent alerts, before the rest
 HOUSEKEEPING_INTERVAL_S = 5.0
+# A broadcast sent with want_ack is answered by the firmware when it hears a neighbour repeat
+# it, or with MAX_RETRANSMIT after three tries (ReliableRouter; each try waits a couple of
+# max-size LongFast frames plus the rebroadcast contention window: well under a minute).
+# No answer in this long means the radio lost it: it goes again with the same packet id.
+ACK_WAIT_S = 90.0
+# An ack DM counts as taken once this long has passed without a late refusal (the text
+# rate limit's Routing error follows its queue status within milliseconds).
+REFUSAL_GRACE_S = 3.0
+# Refusals that may clear (rate limit, duty cycle, full queue) are retried this many times
+# per frame; a frame that still cannot go is given up and its alert reported not sent.
+MAX_SEND_ATTEMPTS = 6
+REFUSED_BY_RADIO = "refused_by_radio"
+HEARD_ON_AIR_MAX = 1024
 STATUS_MIN_INTERVAL_S = 1.0
 # A handheld's free text may hold characters the signed form forbids.
 _CONTROL_RE = re.compile(r"[\x00-\x09\x0b-\x1f\x7f]")
@@ -97,6 +117,15 @@ class Counters:
     trust_refused: int = 0
     storage_errors: int = 0
     send_retries: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class InFlight:
+    """A frame our radio has taken but not yet confirmed on air."""
+
+    radio: str
+    item: QueueItem
+    deadline_s: float
 
 
 class Relay:
@@ -146,12 +175,18 @@ class Relay:
                 rc,
                 self._on_radio_text,
                 self._on_link_state,
-                on_send_error=functools.partial(self._on_send_error, rc.name),
+                on_answer=functools.partial(self._on_radio_answer, rc.name),
+                clock=self.clock,
+                clock_trusted=lambda: self.clock_assessment.warning is None,
             )
             for rc in config.radios
         ]
-        # Recently handed-over frames by packet id, in case the radio reports them unsent.
-        self._sent_recently: dict[int, tuple[str, QueueItem]] = {}
+        # Frames a radio has taken, by packet id, until it says they were on air.
+        self._in_flight: dict[int, InFlight] = {}
+        self._send_attempts: dict[bytes, int] = {}
+        self._radio_paused_until: dict[str, float] = {}
+        # Alerts another relay was heard transmitting: an in-doubt resend of ours is moot.
+        self._heard_on_air: OrderedDict[bytes, None] = OrderedDict()
         self.schedulers = {
             r.name: AirtimeScheduler(
                 duty_cycle=config.airtime.duty_cycle,
@@ -453,6 +488,9 @@ class Relay:
 
     def _heard_copy(self, alert_id: bytes, source: str = "rf") -> None:
         """Another relay put this alert on air: stand down if we were going to."""
+        self._heard_on_air[alert_id] = None
+        if len(self._heard_on_air) > HEARD_ON_AIR_MAX:
+            self._heard_on_air.popitem(last=False)
         held = self.suppressor.heard_on_rf(alert_id)
         queued = False
         for scheduler in self.schedulers.values():
@@ -608,7 +646,7 @@ class Relay:
         except MalformedMessage:
             self.counters.drops[DropReason.MALFORMED.value] += 1
             return
-        if event.event is EventKind.TRANSMITTED:
+        if event.event in (EventKind.TAKEN, EventKind.TRANSMITTED):
             with contextlib.suppress(ValueError):
                 self._heard_copy(bytes.fromhex(event.alert_id), f"{relay} transmitted it")
 
@@ -731,8 +769,13 @@ class Relay:
             now = self.clock()
             self._release_holds(now)
             self._expire(now)
+            self._sweep_in_flight(now)
             action = scheduler.next_action(now)
             timeout: float | None = None
+            paused_until = self._radio_paused_until.get(radio.name, 0.0)
+            if now < paused_until:
+                # The radio refused for a limit of its own (rate, duty cycle, full queue).
+                action = Wait(paused_until - now, "radio") if isinstance(action, Ready) else action
             if isinstance(action, Ready):
                 if not radio.connected:
                     if await radio.wait_connected(5.0):
@@ -755,14 +798,17 @@ class Relay:
                 timeout = min(timeout if timeout is not None else 3600.0, max(0.0, nxt - now))
             for release, _ in self._report_holds.values():
                 timeout = min(timeout if timeout is not None else 3600.0, max(0.0, release - now))
+            for flight in self._in_flight.values():
+                timeout = min(timeout if timeout is not None else 3600.0, max(0.0, flight.deadline_s - now))
             self._wake.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout if timeout is not None else 1.0)
 
     async def _transmit(self, radio: RadioLink, scheduler: AirtimeScheduler, item: QueueItem) -> None:
         is_ack = item.to_node is not None
-        packet_id = self._resend_ids.pop(item.alert_id, None) or radio.fresh_packet_id()
-        if not is_ack:
+        resend_id = self._resend_ids.pop(item.alert_id, None)
+        packet_id = resend_id or radio.fresh_packet_id()
+        if not is_ack and resend_id is None:
             self._storage_call(lambda: self.storage.mark_transmitting(item.alert_id, packet_id))
         try:
             await radio.send_text(
@@ -770,25 +816,60 @@ class Relay:
                 to=item.to_node if item.to_node is not None else BROADCAST_NUM,
                 channel=item.channel_index,
                 packet_id=packet_id,
+                # Broadcasts ask the firmware to tell us when they were on air; an ack DM
+                # needs no receipt of its own.
+                want_ack=not is_ack,
             )
         except RadioUnavailableError:
-            # Not sent: keep it queued; the retry will use a fresh packet id.
+            # Not taken (link down, or the radio stopped answering). The write may have
+            # reached the radio, so a broadcast keeps its packet id: if it did go out, the
+            # mesh drops the resend as a duplicate.
             self.counters.send_retries += 1
+            if not is_ack:
+                self._resend_ids[item.alert_id] = packet_id
+            return
+        except PacketIgnoredError:
+            # The radio already holds this id (an in-doubt resend it had taken before):
+            # its ACK or MAX_RETRANSMIT for the id will say when it was on air.
+            scheduler.pop(item.alert_id)
+            self._track_in_flight(radio.name, packet_id, item)
             return
         except SendRejectedError as exc:
-            self.counters.send_retries += 1
-            log.warning("%s; will retry", exc)
-            scheduler.record_transmission(0.0, self.clock())
+            self._on_refused(radio.name, item, exc.answer)
             return
         scheduler.pop(item.alert_id)
         scheduler.record_transmission(item.airtime_s, self.clock())
-        self._sent_recently[packet_id] = (radio.name, item)
-        if len(self._sent_recently) > SENT_RECENTLY_MAX:
-            del self._sent_recently[next(iter(self._sent_recently))]
-        if is_ack:
+        self._track_in_flight(radio.name, packet_id, item)
+
+    def _track_in_flight(self, radio_name: str, packet_id: int, item: QueueItem) -> None:
+        """Taken by the radio, not yet known to be on air (a broadcast waits for its ACK;
+        an ack DM only for a late refusal such as the text rate limit)."""
+        wait_s = (ACK_WAIT_S if item.to_node is None else REFUSAL_GRACE_S) / self.time_scale
+        self._in_flight[packet_id] = InFlight(radio_name, item, self.clock() + wait_s)
+        if item.to_node is None:
+            # Peers stand down now rather than after the firmware's confirmation, which may
+            # come several frames later on a busy channel; we own the frame until then.
+            self._event(EventKind.TAKEN, item.alert_id.hex(), f"radio:{radio_name}")
+        self._wake.set()
+
+    def _on_radio_answer(self, radio_name: str, packet_id: int, answer: Answer) -> None:
+        """Our radio's verdict on a frame it had taken: on air, or refused after all."""
+        flight = self._in_flight.get(packet_id)
+        if flight is None or flight.radio != radio_name:
+            return
+        del self._in_flight[packet_id]
+        if answer.sent:
+            self._on_air(flight, answer)
+        else:
+            self._on_refused(radio_name, flight.item, answer)
+
+    def _on_air(self, flight: InFlight, answer: Answer) -> None:
+        item = flight.item
+        self._send_attempts.pop(item.alert_id, None)
+        if item.to_node is not None:
             return
         remaining = self._pending_radios.get(item.alert_id, set())
-        remaining.discard(radio.name)
+        remaining.discard(flight.radio)
         if not remaining:
             self._pending_radios.pop(item.alert_id, None)
             self._queued_rows.pop(item.alert_id, None)
@@ -796,38 +877,100 @@ class Relay:
         self.counters.transmitted += 1
         self._event(EventKind.TRANSMITTED, item.alert_id.hex(), "rf")
         self._status_dirty.set()
-        log.info("transmitted %s on %s", item.alert_id.hex(), radio.name)
+        log.info("transmitted %s on %s (%s)", item.alert_id.hex(), flight.radio, answer.name)
 
-    def _on_send_error(self, radio_name: str, packet_id: int, error: int) -> None:
-        """The radio refused a frame it had queued (rate limit, duty cycle): send it again."""
-        sent = self._sent_recently.pop(packet_id, None)
-        if sent is None:
-            return
-        name, item = sent
-        scheduler = self.schedulers.get(name)
-        if scheduler is None or self.clock() >= item.expires_at_s:
-            return
-        log.warning(
-            "radio %s refused %s (routing error %d); sending it again", radio_name, item.alert_id.hex(), error
-        )
+    def _on_refused(self, radio_name: str, item: QueueItem, answer: Answer) -> None:
+        """The radio did not send a frame. Retry what can succeed later, a bounded number
+        of times; give up at once on what cannot (too large, no such channel)."""
+        now = self.clock()
+        scheduler = self.schedulers.get(radio_name)
+        attempts = self._send_attempts.get(item.alert_id, 0) + 1
+        self._send_attempts[item.alert_id] = attempts
         self.counters.send_retries += 1
-        if item.to_node is None:
-            self.counters.transmitted = max(0, self.counters.transmitted - 1)
-            row = QueuedRow(
-                item.alert_id,
-                item.onair,
-                item.severity_rank,
-                item.issued_at_s,
-                item.expires_at_s,
-                self.clock(),
-                None,
+        retry = answer.disposition is Disposition.RETRY and attempts < MAX_SEND_ATTEMPTS
+        if retry and scheduler is not None and now < item.expires_at_s:
+            log.warning(
+                "radio %s refused %s (%s); retrying in %.1f s",
+                radio_name,
+                item.alert_id.hex(),
+                answer.name,
+                answer.retry_after_s,
             )
-            self._queued_rows[item.alert_id] = row
-            self._pending_radios.setdefault(item.alert_id, set()).add(name)
-            self._storage_call(lambda: self.storage.record_requeue(row))
-        scheduler.push(item)
-        self._wake.set()
+            # The limits behind a retry (rate, duty cycle, full queue) are the radio's,
+            # not the frame's: hold the whole radio back.
+            pause_s = answer.retry_after_s / self.time_scale
+            paused_until = max(self._radio_paused_until.get(radio_name, 0.0), now + pause_s)
+            self._radio_paused_until[radio_name] = paused_until
+            scheduler.remove(item.alert_id)
+            scheduler.push(item)
+            if item.to_node is None and item.alert_id not in self._queued_rows:
+                row = QueuedRow(
+                    item.alert_id,
+                    item.onair,
+                    item.severity_rank,
+                    item.issued_at_s,
+                    item.expires_at_s,
+                    now,
+                    None,
+                )
+                self._queued_rows[item.alert_id] = row
+                self._storage_call(lambda: self.storage.record_requeue(row))
+            self._pending_radios.setdefault(item.alert_id, set()).add(radio_name)
+            self._wake.set()
+            self._status_dirty.set()
+            return
+        # Final: not sent, and never will be by this radio.
+        if scheduler is not None:
+            scheduler.remove(item.alert_id)
+        self._send_attempts.pop(item.alert_id, None)
+        self.counters.drops[REFUSED_BY_RADIO] += 1
+        log.warning(
+            "radio %s refused %s (%s) after %d attempt(s); not sent",
+            radio_name,
+            item.alert_id.hex(),
+            answer.name,
+            attempts,
+        )
+        if item.to_node is None:
+            remaining = self._pending_radios.get(item.alert_id, set())
+            remaining.discard(radio_name)
+            if not remaining:
+                self._pending_radios.pop(item.alert_id, None)
+                self._queued_rows.pop(item.alert_id, None)
+                self._storage_call(lambda: self.storage.dequeue(item.alert_id, REFUSED_BY_RADIO))
+            self._event(EventKind.DROPPED, item.alert_id.hex(), f"radio:{radio_name}", REFUSED_BY_RADIO)
         self._status_dirty.set()
+
+    def _sweep_in_flight(self, now: float) -> None:
+        """Frames whose answer never came: an ack DM was taken (no refusal arrived); a
+        broadcast is in doubt and goes again with the same packet id."""
+        for packet_id, flight in list(self._in_flight.items()):
+            if now < flight.deadline_s:
+                continue
+            del self._in_flight[packet_id]
+            if flight.item.to_node is not None:
+                continue
+            self._resend_in_doubt(packet_id, flight)
+
+    def _on_radio_lost(self, radio: RadioLink) -> None:
+        """The link dropped: what that radio held but had not confirmed is in doubt (a
+        reboot empties its transmit queue). Resend with the same ids once it is back."""
+        for packet_id, flight in list(self._in_flight.items()):
+            if flight.radio != radio.name:
+                continue
+            del self._in_flight[packet_id]
+            if flight.item.to_node is None:
+                self._resend_in_doubt(packet_id, flight)
+            else:
+                self.schedulers[radio.name].push(flight.item)
+
+    def _resend_in_doubt(self, packet_id: int, flight: InFlight) -> None:
+        item = flight.item
+        if self.clock() >= item.expires_at_s or item.alert_id in self._heard_on_air:
+            return
+        self._resend_ids[item.alert_id] = packet_id
+        self.schedulers[flight.radio].push(item)
+        self._wake.set()
 
     # -- MQTT publishing ----------------------------------------------------------------
 
@@ -852,7 +995,9 @@ class Relay:
 
     # -- status -------------------------------------------------------------------------
 
-    def _on_link_state(self, _link: object) -> None:
+    def _on_link_state(self, link: object) -> None:
+        if isinstance(link, RadioLink) and not link.connected:
+            self._on_radio_lost(link)
         self._status_dirty.set()
 
     def status(self) -> RelayStatus:

@@ -26,8 +26,8 @@ def link_for(
     endpoint = hood.endpoints["relay"]
     assert endpoint.tcp_port is not None
     config = RadioConfig("main", "tcp", host="127.0.0.1", port=endpoint.tcp_port)
-    on_error = (lambda pid, err: errors.append((pid, err))) if errors is not None else None
-    return RadioLink(config, got.append, on_send_error=on_error)
+    on_answer = (lambda pid, answer: errors.append((pid, answer.code))) if errors is not None else None
+    return RadioLink(config, got.append, on_answer=on_answer)
 
 
 async def test_backlog_replayed_on_connect_is_skipped(hood: Neighborhood) -> None:
