@@ -38,7 +38,7 @@ from relayd.meshapi.packets import (
     node_id,
     parse_to_radio,
 )
-from relayd.sim.medium import AirPacket, Delivery, SendResult
+from relayd.sim.medium import CW_MAX, CW_MIN, AirPacket, Delivery, SendResult, slot_time_s
 from relayd.sim.scenario import NodeSpec, Role, Scenario
 
 log = logging.getLogger(__name__)
@@ -126,9 +126,11 @@ _MODULE_SECTION = {
 # ReliableRouter: a want_ack packet goes out NUM_RELIABLE_RETX times in all until an
 # (implicit) ACK is heard, then the client gets MAX_RETRANSMIT.
 NUM_RELIABLE_RETX = 3
-# RadioInterface::getRetransmissionMsec: about two of the packet's airtimes plus the
-# contention window and processing time (~2 s on LongFast); we use 2 x airtime + 2 s.
-RETRANSMIT_EXTRA_S = 2.0
+# RadioInterface::getRetransmissionMsec: two of the packet's airtimes, (2^CW + 2*CWmax +
+# 2^((CWmax+CWmin)/2)) slots (CW = CWmin on an idle channel) and PROCESSING_TIME_MSEC (4.5 s):
+# about 6.9 s between transmissions on LONG_FAST, as meshtasticd 2.8.0 does it.
+RETRANSMIT_SLOTS = 2**CW_MIN + 2 * CW_MAX + 2 ** ((CW_MAX + CW_MIN) // 2)
+RETRANSMIT_PROCESSING_S = 4.5
 
 
 class MeshPort(Protocol):
@@ -818,7 +820,8 @@ class SimRadio:
 
     def _schedule_retransmission(self, air: AirPacket) -> None:
         airtime_s = time_on_air_s(MESHTASTIC_HEADER_BYTES + len(air.data), self.scenario.preset)
-        at_s = self.port.sim_now_s() + 2 * airtime_s + RETRANSMIT_EXTRA_S
+        slots_s = RETRANSMIT_SLOTS * slot_time_s(self.scenario.preset)
+        at_s = self.port.sim_now_s() + 2 * airtime_s + slots_s + RETRANSMIT_PROCESSING_S
         self.port.call_at(at_s, lambda: self._retransmit(air.packet_id))
 
     def _retransmit(self, packet_id: int) -> None:

@@ -45,13 +45,16 @@ MAX_TX_QUEUE = 16
 SEEN_CAPACITY = 4096
 
 
-def slot_time_s(preset: LoRaPreset) -> float:
-    """RadioInterface::applyModemConfig: slotTimeMsec = 8.5 * 2^sf / bw_kHz + 0.2 + 0.4 + 7.
+# RadioInterface::computeSlotTimeMsec (2.8): the SX126x CAD lasts NUM_SYM_CAD + 0.5 symbols
+# (at least 2.25), RadioLib's default NUM_SYM_CAD being 2.
+CAD_SYMBOLS = max(2.25, 2 + 0.5)
 
-    (CAD duration + propagation + turnaround + MAC processing.)
-    """
-    symbols_ms = 8.5 * float(2**preset.spreading_factor) / (preset.bandwidth_hz / 1000.0)
-    return (symbols_ms + 0.2 + 0.4 + 7.0) / 1000.0
+
+def slot_time_s(preset: LoRaPreset) -> float:
+    """RadioInterface::computeSlotTimeMsec: CAD duration + 0.2 + 0.4 + 7 ms (propagation,
+    turnaround, MAC processing): 28 ms on LONG_FAST, as meshtasticd 2.8.0 logs at start."""
+    symbol_ms = float(2**preset.spreading_factor) / (preset.bandwidth_hz / 1000.0)
+    return (CAD_SYMBOLS * symbol_ms + 0.2 + 0.4 + 7.0) / 1000.0
 
 
 def _arduino_map(x: float, in_lo: int, in_hi: int, out_lo: int, out_hi: int) -> int:

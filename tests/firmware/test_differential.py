@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -196,6 +197,18 @@ class Session:
         self._got: list[Any] = []
         self.values: dict[str, Any] = {}
         self.expect_unsolicited: set[str] = set()
+        self.arrivals: list[tuple[float, Any]] = []  # (monotonic time, FromRadio) of timed probes
+        self.tx_times: Callable[[int], list[float]] = self._frames_heard_at
+
+    def _frames_heard_at(self, pid: int) -> list[float]:
+        """When the radio handed over frames of packet `pid` (SimRadio: the moment it sends)."""
+        return [
+            t
+            for t, m in self.arrivals
+            if from_radio_variant(m) == "packet"
+            and m.packet.decoded.portnum == SIMULATOR_APP
+            and m.packet.id == pid
+        ]
 
     @property
     def me(self) -> int:
@@ -305,7 +318,9 @@ class ModelRadio:
         self.hood = hood
         self.port = hood.endpoints["radio"].tcp_port or 0
         self._air: list[Transmitted] = []
+        self.air_times: list[tuple[float, Transmitted]] = []
         hood.on_air.append(self._air.append)
+        hood.on_air.append(lambda ev: self.air_times.append((time.monotonic(), ev)))
 
     @contextlib.asynccontextmanager
     async def session(self, nonce: int = model_fw.NONCE_ONLY_CONFIG) -> AsyncIterator[Session]:
@@ -333,6 +348,8 @@ class ModelRadio:
                 return out
 
             s = Session(client, _my_num(msgs), air)
+            mark = len(self.air_times)
+            s.tx_times = lambda pid: [t for t, ev in self.air_times[mark:] if ev.packet.packet_id == pid]
             s.values["handshake"] = msgs
             yield s
         finally:
@@ -361,7 +378,7 @@ class FirmwareRadio:
         # The firmware serves one client: while it is still tearing down the previous probe's
         # connection it may drop the new one. Try again; any other failure is the test's.
         for attempt in range(3):
-            client = await DeviceApiClient.connect(self.port)
+            client = await self._connect_socket()
             try:
                 msgs = await client.handshake(nonce)
                 await client.collect(0.3)
@@ -373,6 +390,17 @@ class FirmwareRadio:
             else:
                 return client, msgs
         raise AssertionError("unreachable")
+
+    async def _connect_socket(self) -> DeviceApiClient:
+        # After a reboot the API port comes back within a few seconds.
+        deadline = time.monotonic() + 15.0
+        while True:
+            try:
+                return await DeviceApiClient.connect(self.port)
+            except ConnectionRefusedError:
+                if time.monotonic() > deadline:
+                    raise
+                await asyncio.sleep(0.2)
 
 
 def _my_num(msgs: list[Any]) -> int:
@@ -489,12 +517,41 @@ async def probe_heartbeat_nonce(s: Session) -> None:
 
 
 async def probe_heartbeat_nodeinfo_ping(s: Session) -> None:
-    """Heartbeat nonce 1 (2.8): a "nodeinfo ping": a NodeInfo broadcast, no answer to the client."""
+    """Heartbeat nonce 1 (2.8): a "nodeinfo ping": no answer to the client. (The NodeInfo broadcast
+    it asks for is subject to NodeInfoModule's cooldown since the radio's last one, so it counts
+    among the frames a radio sends on its own.)"""
     hb = mesh_pb2.ToRadio()
     hb.heartbeat.nonce = 1
-    s.expect_unsolicited.add("NODEINFO_APP")
     await s.client.send(hb.SerializeToString())
     await s.settle()
+
+
+async def probe_want_ack_broadcast_unheard(s: Session) -> None:
+    """A want_ack broadcast that no one repeats: ReliableRouter sends it 3 times in all, then
+    reports MAX_RETRANSMIT to the client. Also records when (compared with a tolerance)."""
+    p = _text(s, "wa", "anyone?", from_me=True, hop_limit=3, want_ack=True)
+    t0 = time.monotonic()
+    await s.send(p)
+    nak_at: float | None = None
+    loop_deadline = t0 + 30.0
+    while time.monotonic() < loop_deadline and (nak_at is None or time.monotonic() < nak_at + 0.5):
+        try:
+            m = await s.client.next(max(0.05, loop_deadline - time.monotonic()))
+        except TimeoutError:
+            break
+        s._got.append(m)
+        now = time.monotonic()
+        s.arrivals.append((now, m))
+        if (
+            from_radio_variant(m) == "packet"
+            and m.packet.decoded.portnum == ROUTING_APP
+            and m.packet.decoded.request_id == p.id
+        ):
+            nak_at = now
+    s.values["timing"] = {
+        "tx_s": [round(t - t0, 1) for t in s.tx_times(p.id)],
+        "nak_s": None if nak_at is None else round(nak_at - t0, 1),
+    }
 
 
 def _admin_packet(s: Session, label: str, msg: Any, *, want_response: bool) -> Any:
@@ -559,6 +616,18 @@ async def probe_admin_set_and_read_back(s: Session) -> None:
     lora.lora.hop_limit = 3
     set_lora.set_config.CopyFrom(lora)
     await _admin(s, "restore-lora", set_lora, want_response=False)
+    # AdminModule reboots the radio 7 s after a commit (the process restarts in place).
+    closed = False
+    deadline = time.monotonic() + 9.0
+    while time.monotonic() < deadline:
+        try:
+            s._got.append(await s.client.next(max(0.05, deadline - time.monotonic())))
+        except TimeoutError:
+            break
+        except ApiClosedError:
+            closed = True
+            break
+    s.values["rebooted_after_commit"] = closed
 
 
 PROBES: dict[str, Probe] = {
@@ -604,10 +673,12 @@ PROBES: dict[str, Probe] = {
         True,
         lambda r: (r.WhichOneof("payload_variant"), r.get_device_metadata_response.device_state_version),
     ),
-    "admin_set_and_read_back": probe_admin_set_and_read_back,
-    # Last: with nobody to rebroadcast it, the firmware retransmits this broadcast and finally
+    # With nobody to rebroadcast it, the firmware retransmits this broadcast and finally
     # reports MAX_RETRANSMIT (not modelled, see docs/simulator.md); later probes filter that out.
     "hop_limit_0_want_ack": probe_hop_limit_zero_with_ack,
+    "want_ack_broadcast_unheard": probe_want_ack_broadcast_unheard,
+    # Last: it ends with the firmware rebooting.
+    "admin_set_and_read_back": probe_admin_set_and_read_back,
 }
 
 # Where the model deliberately differs from meshtasticd (docs/simulator.md, "Differences from the
@@ -628,8 +699,36 @@ def _duplicate_ignored_by_model(model: Comparable, fw: Comparable) -> None:
     assert len(f_client) == 2 * len(m_client)
 
 
+# Radio timing compares within this (the firmware's own scheduling adds jitter of a few slots
+# and its loop granularity; the intervals under test are ~7 s).
+TIMING_TOLERANCE_S = 1.5
+
+
+def _same_timing(model: dict[str, Any], fw: dict[str, Any]) -> None:
+    assert len(model["tx_s"]) == len(fw["tx_s"]), (model, fw)
+    for m, f in zip(model["tx_s"], fw["tx_s"], strict=True):
+        assert abs(m - f) <= TIMING_TOLERANCE_S, (model, fw)
+    assert (model["nak_s"] is None) == (fw["nak_s"] is None), (model, fw)
+    if fw["nak_s"] is not None:
+        assert abs(model["nak_s"] - fw["nak_s"]) <= TIMING_TOLERANCE_S, (model, fw)
+
+
+def _commit_reboots_only_the_firmware(model: Comparable, fw: Comparable) -> None:
+    # AdminModule::saveChanges reboots 7 s after commit_edit_settings; the model applies the
+    # settings at once and stays up (its reboots are the neighborhood's `reboot`).
+    m_values = dict(model[2])
+    f_values = dict(fw[2])
+    assert (m_values.pop("rebooted_after_commit"), f_values.pop("rebooted_after_commit")) == (False, True)
+    assert model[0] == fw[0]
+    assert model[1] == fw[1]
+    assert {k: v for k, v in m_values.items() if k != "handshake"} == {
+        k: v for k, v in f_values.items() if k != "handshake"
+    }
+
+
 DOCUMENTED: dict[str, Callable[[Comparable, Comparable], None]] = {
     "duplicate_packet_id": _duplicate_ignored_by_model,
+    "admin_set_and_read_back": _commit_reboots_only_the_firmware,
 }
 
 
@@ -650,6 +749,9 @@ async def test_probe_matches_firmware(name: str, model: ModelRadio, firmware: Fi
     if name in DOCUMENTED:
         DOCUMENTED[name](mc, fc)
         return
+    timing = (mc[2].pop("timing", None), fc[2].pop("timing", None))
+    if timing != (None, None):
+        _same_timing(*timing)
     assert mc[0] == fc[0], f"client stream differs: model {mc[0]} firmware {fc[0]}"
     assert mc[1] == fc[1], f"air differs: model {mc[1]} firmware {fc[1]}"
     assert {k: v for k, v in mc[2].items() if k != "handshake"} == {
