@@ -16,6 +16,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
+import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -23,6 +26,7 @@ from typing import Any
 
 import pytest
 import pytest_asyncio
+import yaml
 from meshtastic.protobuf import admin_pb2, mesh_pb2, portnums_pb2
 
 from relayd.meshapi.packets import BROADCAST_NUM, ROUTING_APP, from_radio_variant, text_packet
@@ -788,3 +792,49 @@ async def test_model_reports_the_firmware_version_it_follows(
     assert m.firmware_version == f"{f.firmware_version}.relayd-sim"
     assert m.device_state_version == f.device_state_version
     assert (m.hw_model, m.hasPKC) == (f.hw_model, f.hasPKC)
+
+
+def _official_cli(port: int, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "meshtastic", "--host", f"127.0.0.1:{port}", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+async def test_official_client_export_set_get_match_firmware(
+    model: ModelRadio, firmware: FirmwareRadio
+) -> None:
+    """What hardware/apply-profile.sh and an operator run: `meshtastic --export-config`, `--set`,
+    `--get`, with the official client, against both radios."""
+    async with firmware.session():
+        pass  # the node is up (an earlier probe may have rebooted it)
+    await asyncio.sleep(0.3)
+    loop = asyncio.get_running_loop()
+
+    async def run(radio: Radio, *args: str) -> subprocess.CompletedProcess[str]:
+        return await loop.run_in_executor(None, functools.partial(_official_cli, radio.port, *args))
+
+    async def export(radio: Radio) -> dict[str, Any]:
+        r = await run(radio, "--export-config")
+        assert r.returncode == 0, r.stderr[-2000:]
+        doc = yaml.safe_load(r.stdout)
+        assert isinstance(doc, dict), r.stdout
+        return doc
+
+    m_doc, f_doc = await export(model), await export(firmware)
+    assert set(m_doc) == set(f_doc)
+    assert set(m_doc["config"]) == set(f_doc["config"])
+    assert m_doc["canned_messages"] == f_doc["canned_messages"]
+    for radio in (model, firmware):
+        r = await run(radio, "--set", "lora.hop_limit", "4")
+        assert r.returncode == 0, r.stderr[-2000:]
+        await asyncio.sleep(0.3)
+        r = await run(radio, "--get", "lora.hop_limit")
+        assert r.returncode == 0, r.stderr[-2000:]
+        assert "lora.hop_limit: 4" in r.stdout, (radio.name, r.stdout)
+        r = await run(radio, "--set", "lora.hop_limit", "3")
+        assert r.returncode == 0, r.stderr[-2000:]
+        await asyncio.sleep(0.3)
