@@ -1230,7 +1230,13 @@ class Relay:
 
     def _resend_in_doubt(self, packet_id: int, flight: InFlight) -> None:
         item = flight.item
-        if self.clock() >= item.expires_at_s or item.alert_id in self._heard_on_air:
+        expired = self.clock() >= item.expires_at_s
+        if expired or item.alert_id in self._heard_on_air:
+            # Moot: too late, or another relay was heard putting it on air.
+            outcome = DropReason.EXPIRED.value if expired else "suppressed"
+            self._pending_radios.pop(item.alert_id, None)
+            if self._queued_rows.pop(item.alert_id, None) is not None:
+                self._storage_call(lambda: self.storage.dequeue(item.alert_id, outcome))
             return
         self._resend_ids[item.alert_id] = packet_id
         self.schedulers[flight.radio].push(item)
