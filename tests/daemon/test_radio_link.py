@@ -134,9 +134,9 @@ def _tap_client_packets(hood: Neighborhood, radio_name: str) -> list[Any]:
     originate = radio.originate
     seen: list[Any] = []
 
-    def tapped(p: Any) -> Any:
+    def tapped(p: Any, **kwargs: Any) -> Any:
         seen.append(p)
-        return originate(p)
+        return originate(p, **kwargs)
 
     radio.originate = tapped  # type: ignore[method-assign]
     return seen

@@ -72,7 +72,8 @@ def test_an_answer_naming_a_packet_we_did_not_send_changes_nothing(
     alert = network.sign("dispatcher", "Observers needed at Elm & 3rd")
     _queue(relay, alert)
     _taken(relay, alert)
-    relay._on_radio_answer(relay.radios[0].name, PACKET_ID + 1, classify_routing(routing.NONE, broadcast=True))
+    ack = classify_routing(routing.NONE, broadcast=True)
+    relay._on_radio_answer(relay.radios[0].name, PACKET_ID + 1, ack)
     assert relay.counters.transmitted == 0
     assert PACKET_ID in relay.in_flight
     relay.storage.close()
