@@ -86,6 +86,9 @@ class Config:
     metrics_host: str | None = "127.0.0.1"
     metrics_port: int | None = 9108
     status_interval_s: float = 30.0
+    # A handheld silent this long and then heard again is sent the active alerts it missed,
+    # by DM (relayd/core/catchup.py); 0 turns that off.
+    catchup_after_s: float = 1800.0
     ack_text: str = "relayd: report received, thank you"
     rate_limits: tuple[tuple[Role, RateLimit], ...] = ()
 
@@ -298,6 +301,7 @@ def load_config(path: Path) -> Config:
     retention = relay.duration("history_retention", 72 * 3600.0)
     ack_text = relay.str_("ack_text", "relayd: report received, thank you") or ""
     status_interval = relay.duration("status_interval", 30.0)
+    catchup_after = relay.duration("catchup_after", 1800.0)
     relay.check_unknown()
 
     trust = top.table("trust")
@@ -388,6 +392,7 @@ def load_config(path: Path) -> Config:
         metrics_host=metrics_host,
         metrics_port=metrics_port,
         status_interval_s=status_interval,
+        catchup_after_s=catchup_after,
         ack_text=ack_text,
         rate_limits=tuple(rate_limits),
     )

@@ -282,9 +282,12 @@ class RadioLink(LinkStateTracker):
         on_answer: Callable[[int, Answer], None] | None = None,
         clock: Callable[[], float] = time.time,
         clock_trusted: Callable[[], bool] | None = None,
+        on_node: Callable[[int, int], None] | None = None,
     ) -> None:
         super().__init__(on_state)
         self._on_answer = on_answer
+        # (node, portnum) of every live packet another node sent: who is on the air now.
+        self._on_node = on_node
         self.config = config
         self.name = config.name
         self._on_text = on_text
@@ -552,12 +555,14 @@ class RadioLink(LinkStateTracker):
         if portnum == ROUTING_APP:
             self._on_routing(p)
             return
-        if portnum != TEXT_MESSAGE_APP:
-            return
         from_node = int(getattr(p, "from"))
         if from_node == self.my_node:
             # The firmware shows a client its own broadcasts: not something we heard.
             self.own_echoes += 1
+            return
+        if portnum != TEXT_MESSAGE_APP:
+            if self._on_node is not None and not self._is_backlog(float(p.rx_time)):
+                self._on_node(from_node, portnum)
             return
         key = (from_node, int(p.id))
         if key in self._seen:
@@ -590,6 +595,11 @@ class RadioLink(LinkStateTracker):
                 hop_limit=int(p.hop_limit),
             )
         )
+
+    def _is_backlog(self, rx_time: float) -> bool:
+        if rx_time == 0.0:
+            return self.clock_set
+        return rx_time < self.connected_at_s - BACKLOG_GRACE_S
 
     def _on_routing(self, p: MeshPacket) -> None:
         """Our radio's answer about one of our packets (an ACK, MAX_RETRANSMIT, a refusal).

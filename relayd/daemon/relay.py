@@ -24,8 +24,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 from relayd import BUILD_EPOCH_S, __version__
-from relayd.core.airtime import MAX_DATA_PAYLOAD_BYTES, mesh_frame_time_on_air_s
+from relayd.core.airtime import MAX_DATA_PAYLOAD_BYTES, MAX_PKI_DM_PAYLOAD_BYTES, mesh_frame_time_on_air_s
 from relayd.core.authority import Held, ReferenceHold
+from relayd.core.catchup import ActiveFrame, CatchupPolicy, LateJoiners
 from relayd.core.clockrule import (
     ClockAssessment,
     StepDetector,
@@ -122,6 +123,7 @@ REFUSAL_GRACE_S = 3.0
 MAX_SEND_ATTEMPTS = 6
 REFUSED_BY_RADIO = "refused_by_radio"
 HEARD_ON_AIR_MAX = 1024
+ACTIVE_FRAMES_MAX = 64
 STATUS_MIN_INTERVAL_S = 1.0
 # A handheld's free text may hold characters the signed form forbids.
 _CONTROL_RE = re.compile(r"[\x00-\x09\x0b-\x1f\x7f]")
@@ -142,6 +144,7 @@ class Counters:
     reports: int = 0
     ignored_text: int = 0
     forgery_notices: int = 0  # notices broadcast about forgeries heard on RF
+    catchup_dms: int = 0  # active alerts sent by DM to handhelds switched on late
     trust_refused: int = 0
     storage_errors: int = 0
     send_retries: int = 0
@@ -226,6 +229,7 @@ class Relay:
                 on_answer=functools.partial(self._on_radio_answer, rc.name),
                 clock=self.clock,
                 clock_trusted=lambda: self.clock_assessment.warning is None,
+                on_node=functools.partial(self._on_radio_node, rc.name),
             )
             for rc in config.radios
         ]
@@ -247,6 +251,11 @@ class Relay:
         self._pending_radios: dict[bytes, set[str]] = {}
         self._active_refs: dict[bytes, bytes | None] = {}
         self._report_holds: dict[tuple[int, int], tuple[float, ReceivedText]] = {}
+        # Active alerts a late-joining handheld is sent by DM (relayd/core/catchup.py).
+        self.late_joiners = LateJoiners(
+            self.clock(), CatchupPolicy(absent_s=config.catchup_after_s / time_scale)
+        )
+        self._active_frames: dict[bytes, ActiveFrame] = {}
         # Notices about forgeries heard on RF, by the notice's id, until their turn comes.
         self.notices = ForgeryNotices()
         self._notice_holds: dict[bytes, tuple[float, str]] = {}
@@ -570,8 +579,17 @@ class Relay:
         elif f.kind in (Kind.CANCEL, Kind.ALLCLEAR) and f.ref is not None:
             for alert_id in self._chain_of(f.ref):
                 self._active_refs.pop(alert_id, None)
+                self._active_frames.pop(alert_id, None)
                 if f.kind is Kind.CANCEL:
                     self._cancel_queued(alert_id)
+        if f.kind in (Kind.ALERT, Kind.UPDATE) and len(alert.onair.encode()) <= MAX_PKI_DM_PAYLOAD_BYTES:
+            # What a handheld switched on later may be sent (a DM the firmware may encrypt
+            # with PKI, so it must fit that frame).
+            self._active_frames[alert.alert_id] = ActiveFrame(
+                alert.alert_id, alert.onair, f.severity, f.issued_at_s, f.expires_at_s
+            )
+            if len(self._active_frames) > ACTIVE_FRAMES_MAX:
+                self._active_frames.pop(next(iter(self._active_frames)))
         # Only dispatcher and verifier alerts are evidence of the time (clockrule).
         moves_floor = advances_floor(signer.role if signer else None)
         if moves_floor and f.issued_at_s > (self.newest_issued_s or 0):
@@ -622,8 +640,39 @@ class Relay:
 
     # -- from the radio ---------------------------------------------------------------
 
+    def _on_radio_node(self, radio_name: str, node: int, _portnum: int = 0) -> None:
+        """Another node was heard on the air: a handheld back after a while gets the active
+        alerts it missed, by DM (relayd/core/catchup.py)."""
+        if not self.config.catchup_after_s or node in self.peer_nodes.values() or node == BROADCAST_NUM:
+            return  # off, or a relay's radio: relays are not responders
+        now = self.clock()
+        frames = self.late_joiners.heard(
+            node, now, [f for f in self._active_frames.values() if now < f.expires_at_s]
+        )
+        scheduler = self.schedulers.get(radio_name)
+        if not frames or scheduler is None:
+            return
+        for frame in frames:
+            scheduler.push(
+                QueueItem(
+                    alert_id=b"cu" + hashlib.sha256(node.to_bytes(4, "big") + frame.alert_id).digest()[:8],
+                    onair=frame.onair,
+                    severity_rank=frame.severity.rank,
+                    issued_at_s=int(now),
+                    expires_at_s=frame.expires_at_s,
+                    airtime_s=self._airtime(frame.onair),
+                    channel_index=self.config.alerts_channel,
+                    to_node=node,
+                )
+            )
+        self.counters.catchup_dms += len(frames)
+        # Never the node id at INFO (privacy): who was where, when, is not the log's business.
+        log.info("a handheld back on air gets %d active alert(s) it missed, by DM", len(frames))
+        self._wake.set()
+
     def _on_radio_text(self, rt: ReceivedText) -> None:
         self._last_heard_s = self.clock()
+        self._on_radio_node(rt.radio, rt.from_node)
         if rt.from_node not in self.heard_nodes:
             self.heard_nodes.add(rt.from_node)
             if rt.from_node in self.peer_nodes.values():

@@ -317,6 +317,17 @@ class Neighborhood:
         await self._unplug_transports(name)
         self._later(for_s, self._replug_transports(name), f"replug-{name}")
 
+    def switch(self, name: str, *, on: bool) -> None:
+        """A person switches a handheld off (it hears nothing) or on again: at boot the
+        firmware announces the node with a NodeInfo broadcast."""
+        self._catch_up()
+        self.medium.set_enabled(name, on)
+        if on:
+            radio = self.radios[name]
+            radio._last_nodeinfo_s = None  # a fresh boot, not a ping within the cooldown
+            radio.nodeinfo_ping()
+        self._wake.set()
+
     async def reboot(self, name: str, down_s: float = DEFAULT_REBOOT_S) -> None:
         """Reboot the radio: off the air and off the API for `down_s` wall seconds; the next
         client connection first receives FromRadio.rebooted."""

@@ -31,6 +31,7 @@ def write_relay_config(
     metrics_port: int | None = None,
     topic_root: str = "relayd",
     extra: str = "",
+    catchup_after: str = "30m",
 ) -> Path:
     """A relay config whose key, trust and state live under `directory`."""
     directory.mkdir(parents=True, exist_ok=True)
@@ -43,6 +44,7 @@ id = "{relay_id}"
 key = "{network.key_path(relay_id)}"
 state_dir = "{state}"
 status_interval = "5s"
+catchup_after = "{catchup_after}"
 
 [trust]
 root = "{network.pub_path("root")}"
