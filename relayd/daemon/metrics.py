@@ -11,6 +11,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from relayd.core.control import ControlRejection
 from relayd.core.model import DropReason
 from relayd.core.status import LinkState
 from relayd.core.topics import TopicKind
@@ -38,6 +39,14 @@ class RelayCollector(Collector):
         for kind in TopicKind:
             malformed.add_metric([kind.value], status.malformed.get(kind.value, 0))
         yield malformed
+        unverified = CounterMetricFamily(
+            "relayd_unverified_control_messages",
+            "Peers' status, events and report notes not believed, by reason",
+            labels=["reason"],
+        )
+        for rejection in ControlRejection:
+            unverified.add_metric([rejection.value], status.unverified.get(rejection.value, 0))
+        yield unverified
         for name, value, help_text in (
             ("relayd_transmitted_alerts", status.transmitted, "Alerts put on air"),
             (

@@ -27,7 +27,15 @@ from relayd import BUILD_EPOCH_S, __version__
 from relayd.core.airtime import MAX_DATA_PAYLOAD_BYTES, mesh_frame_time_on_air_s
 from relayd.core.clockrule import ClockAssessment, assess_clock, verification_time_s
 from relayd.core.codec import MalformedFrame, compose, decode
-from relayd.core.control import MAX_PEERS, ControlKind, ControlRejection, PeerTable, open_sealed, seal
+from relayd.core.control import (
+    MAX_PEERS,
+    ControlKind,
+    ControlRejection,
+    PeerTable,
+    open_sealed,
+    relay_ids,
+    seal,
+)
 from relayd.core.dedup import DedupSet
 from relayd.core.jsonform import (
     MAX_MESSAGE_BYTES,
@@ -792,6 +800,10 @@ class Relay:
             return
         self.verifier.replace_bundle(signed.bundle)
         self.signed_bundle = signed
+        # A peer whose relay key was revoked (a seized relay) stops steering us at once.
+        for relay in self.peers.retain(relay_ids(signed.bundle, self.clock())):
+            self.peer_nodes.pop(relay, None)
+            log.warning("peer %s forgotten: its key is no longer a trusted relay key", relay)
         log.warning("trust bundle updated to version %d (from %s)", signed.bundle.version, source)
         with contextlib.suppress(OSError):
             save_bundle(signed, self.config.state_dir / "trust.json")
