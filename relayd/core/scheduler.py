@@ -13,8 +13,11 @@ import itertools
 from collections import deque
 from dataclasses import dataclass, field
 
-# The firmware rejects a client TEXT_MESSAGE_APP less than 2 s after the previous one.
-FIRMWARE_TEXT_INTERVAL_S = 2.0
+# The firmware rejects a client TEXT_MESSAGE_APP less than 2 s after the previous one it
+# accepted (PhoneAPI::handleToRadioPacket, measured against its wall clock when its API loop
+# reads the packet). Its serial and TCP loops may poll only every ~250 ms, so two texts we
+# write 2.0 s apart can reach it 1.75 s apart: keep a 500 ms margin (two polls).
+FIRMWARE_TEXT_INTERVAL_S = 2.5
 DEFAULT_BUDGET_WINDOW_S = 3600.0
 
 
@@ -59,6 +62,9 @@ class AirtimeScheduler:
     _counter: itertools.count[int] = field(default_factory=itertools.count)
     _sent: deque[tuple[float, float]] = field(default_factory=deque)  # (time, airtime)
     _last_tx_s: float | None = None
+    # Every transmission ever recorded, never forgotten with the window: the metrics'
+    # airtime counter (Prometheus takes the rate itself).
+    airtime_total_s: float = 0.0
 
     @property
     def budget_s(self) -> float:
@@ -130,6 +136,7 @@ class AirtimeScheduler:
     def record_transmission(self, airtime_s: float, now_s: float) -> None:
         self._sent.append((now_s, airtime_s))
         self._last_tx_s = now_s
+        self.airtime_total_s += airtime_s
 
     def airtime_history_s(
         self, now_s: float, buckets: int = 60, bucket_s: float | None = None

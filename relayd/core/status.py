@@ -42,7 +42,10 @@ class EventKind(enum.Enum):
     HEARD = "heard"  # accepted from RF
     RECEIVED = "received"  # accepted from MQTT (outbox or another relay)
     QUEUED = "queued"
-    TRANSMITTED = "transmitted"
+    # The relay's radio took the frame and will put it on air next; the relay keeps it until
+    # the firmware confirms (a neighbour's repeat, or MAX_RETRANSMIT). Peers stand down on it.
+    TAKEN = "taken"
+    TRANSMITTED = "transmitted"  # the firmware confirmed it was on air
     SUPPRESSED = "suppressed"  # another relay's transmission was heard first
     DROPPED = "dropped"  # rejected or expired; `reason` says why
     REPORT = "report"  # a handheld's text wrapped into a signed report

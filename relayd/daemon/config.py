@@ -14,6 +14,7 @@ from urllib.parse import unquote, urlsplit
 from relayd.core.airtime import LoRaPreset, preset_by_name
 from relayd.core.model import Role
 from relayd.core.ratelimit import RateLimit
+from relayd.core.scheduler import FIRMWARE_TEXT_INTERVAL_S
 from relayd.core.timefmt import parse_duration_s
 from relayd.core.topics import DEFAULT_ROOT, valid_relay_id
 from relayd.errors import ConfigError
@@ -52,7 +53,7 @@ class MqttConfig:
 class AirtimeConfig:
     preset: LoRaPreset
     duty_cycle: float = 0.10
-    min_text_interval_s: float = 2.0
+    min_text_interval_s: float = FIRMWARE_TEXT_INTERVAL_S
     window_s: float = 3600.0
 
 
@@ -327,7 +328,7 @@ def load_config(path: Path) -> Config:
     airtime = AirtimeConfig(
         preset=preset,
         duty_cycle=air.float_("duty_cycle", 0.10, 0.001, 1.0),
-        min_text_interval_s=air.duration("min_text_interval", 2.0),
+        min_text_interval_s=air.duration("min_text_interval", FIRMWARE_TEXT_INTERVAL_S),
         window_s=air.duration("window", 3600.0),
     )
     air.check_unknown()

@@ -4,11 +4,29 @@ Why not the official threaded interface (design brief §6): it has no reconnect 
 unplug, half-reconnects over TCP and can register duplicate listeners. This link speaks the
 framing and protobufs directly and, across reconnects:
 
-* reconnects by itself with jittered exponential backoff (unplug, reboot, TCP reset);
+* reconnects by itself with jittered exponential backoff (unplug, reboot, TCP reset, a radio
+  that stops answering);
 * skips the backlog the radio replays on connect (packets received before we connected);
 * never delivers the same (from, id) packet twice;
-* gives every send attempt a fresh packet id unless the caller pins one (the in-doubt
-  resend after a crash reuses the write-ahead id so the mesh drops it if it went out).
+* gives every send attempt a fresh packet id unless the caller pins one (an in-doubt resend
+  reuses the id so the mesh drops it if it went out).
+
+What the real firmware (meshtasticd 2.8, ``PhoneAPI`` / ``Router``) requires of a client, and
+why each rule is here:
+
+* ``hop_limit`` must be set by the client: the firmware fills in its configured hop limit
+  only for ``want_ack`` packets (``Router::sendLocal``), so a 0 goes on air as 0 and nobody
+  repeats it. We use the radio's own ``lora.hop_limit`` from the handshake.
+* ``from`` must be the radio's own node number: the firmware addresses its Routing errors
+  (the text rate limit, TOO_LARGE) to the packet's ``from``; with 0 they go on air instead
+  of back to us. The firmware zeroes ``from`` itself before transmitting.
+* A ``QueueStatus`` with ``res = 0`` only means "not refused yet": the rate limit answers
+  ``res = 0`` and then a Routing error. Broadcasts ask for ``want_ack`` so the firmware says
+  when the frame was really on air (the implicit ACK of hearing a neighbour repeat it, or
+  MAX_RETRANSMIT after its three tries); that answer reaches the caller through ``on_answer``.
+* No ``QueueStatus`` at all means the radio did not take the packet (or is hung): never
+  "sent". Liveness is checked with heartbeats, which the firmware answers with a
+  ``QueueStatus``.
 """
 
 from __future__ import annotations
@@ -24,13 +42,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from google.protobuf.message import DecodeError
-from meshtastic.protobuf import mesh_pb2
+from meshtastic.protobuf import admin_pb2, mesh_pb2
 
 from relayd.core.status import LinkState
 from relayd.daemon.config import RadioConfig
 from relayd.daemon.linkstate import LinkStateTracker
-from relayd.meshapi.framing import StreamDecoder, encode_frame
+from relayd.meshapi import routing
+from relayd.meshapi.framing import START2, StreamDecoder, encode_frame
 from relayd.meshapi.packets import (
+    ADMIN_APP,
     BROADCAST_NUM,
     ROUTING_APP,
     TEXT_MESSAGE_APP,
@@ -41,36 +61,70 @@ from relayd.meshapi.packets import (
     node_id,
     parse_from_radio,
     text_packet,
+    to_radio_disconnect,
     to_radio_heartbeat,
     to_radio_packet,
     to_radio_want_config,
 )
+from relayd.meshapi.routing import Answer
 
 log = logging.getLogger("relayd.radio")
 
 HANDSHAKE_TIMEOUT_S = 15.0
+# A radio that reboots while we ask for its config says "rebooted"; ask again, a few times.
+HANDSHAKE_ATTEMPTS = 3
+# The firmware answers a packet with a QueueStatus as soon as its router has looked at it;
+# over serial its API loop may poll every ~250 ms. No answer in this long: not taken.
 SEND_CONFIRM_TIMEOUT_S = 5.0
 # The firmware drops an API client that stays silent for 15 minutes; the official client
-# sends a heartbeat every 5 minutes. We send one a minute so a dead TCP link shows sooner.
-HEARTBEAT_INTERVAL_S = 60.0
+# sends a heartbeat every 5 minutes. We send one every 30 s and expect its QueueStatus
+# reply, so a radio that hangs with its socket open is found within about 35 s.
+HEARTBEAT_INTERVAL_S = 30.0
+HEARTBEAT_REPLY_TIMEOUT_S = 5.0
 BACKOFF_INITIAL_S = 0.5
 BACKOFF_MAX_S = 30.0
 # A packet whose rx_time is older than our connection by more than this is backlog.
 BACKLOG_GRACE_S = 2.0
 SEEN_PACKETS_MAX = 4096
+# Packet ids we sent, kept so the radio's later answers (ACK, MAX_RETRANSMIT, a refusal)
+# can be matched to them; answers about other ids are not ours.
+SENT_IDS_MAX = 1024
+# The official client opens a serial radio with a burst of START2 bytes so a radio in
+# its debug console switches to the protobuf API (meshtastic StreamInterface).
+WAKE_BURST = bytes([START2]) * 32
+# The radio's hop limit when it does not tell us (firmware default, Default::getConfiguredOrDefaultHopLimit).
+DEFAULT_HOP_LIMIT = 3
+# Before this (2024-01-01) a clock is not worth giving to the radio.
+PLAUSIBLE_EPOCH_S = 1_704_067_200
 
 
 class RadioUnavailableError(Exception):
-    """The radio is not connected (or dropped while sending)."""
+    """The radio is not connected, dropped while sending, or stopped answering."""
+
+
+class PacketIgnoredError(Exception):
+    """The radio answers heartbeats but said nothing about this packet.
+
+    The firmware ignores, without any answer, a client packet whose id it saw recently
+    (``PhoneAPI::wasSeenRecently``): a resend of a frame it already has. Its fate arrives
+    later as an ACK or MAX_RETRANSMIT for that id."""
+
+    def __init__(self, packet_id: int) -> None:
+        super().__init__(f"radio ignored packet {packet_id:#x} (id seen recently)")
+        self.packet_id = packet_id
 
 
 class SendRejectedError(Exception):
-    """The radio refused a packet (queue full, too large, rate limited)."""
+    """The radio refused a packet; ``answer`` says why and whether a retry can help."""
 
-    def __init__(self, packet_id: int, code: int) -> None:
-        super().__init__(f"radio rejected packet {packet_id:#x} (code {code})")
+    def __init__(self, packet_id: int, answer: Answer) -> None:
+        super().__init__(f"radio refused packet {packet_id:#x}: {answer.name}")
         self.packet_id = packet_id
-        self.code = code
+        self.answer = answer
+
+    @property
+    def code(self) -> int:
+        return self.answer.code
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,6 +191,7 @@ class _SerialTransport(_Transport):
         except serial.SerialException as exc:
             raise ConnectionError(f"cannot open {device}: {exc}") from exc
         self._fd: int = self._serial.fileno()
+        _clear_hupcl(self._fd)
         self._queue: asyncio.Queue[bytes | None] = asyncio.Queue()
         loop = asyncio.get_running_loop()
         loop.add_reader(self._fd, self._on_readable)
@@ -183,8 +238,39 @@ class _SerialTransport(_Transport):
             self._serial.close()
 
 
+def _clear_hupcl(fd: int) -> None:
+    """Keep DTR up when the port closes: on many ESP32 boards a DTR drop resets the radio
+    (the official client clears HUPCL for the same reason)."""
+    try:
+        import termios  # noqa: PLC0415 - POSIX only
+
+        attrs = termios.tcgetattr(fd)
+        attrs[2] &= ~termios.HUPCL
+        termios.tcsetattr(fd, termios.TCSAFLUSH, attrs)
+    except (ImportError, OSError, termios.error):
+        log.debug("could not clear HUPCL on the radio's serial port")
+
+
+def admin_set_time_packet(my_node: int, epoch_s: int) -> MeshPacket:
+    """AdminMessage.set_time_only to our own radio: sets its clock so that ``rx_time`` on
+    received packets is meaningful (it is 0 on a radio without GPS, NTP or a client's time)."""
+    admin = admin_pb2.AdminMessage()
+    admin.set_time_only = epoch_s
+    pkt = mesh_pb2.MeshPacket()
+    pkt.to = my_node
+    setattr(pkt, "from", my_node)
+    pkt.decoded.portnum = ADMIN_APP
+    pkt.decoded.payload = admin.SerializeToString()
+    return pkt
+
+
 class RadioLink(LinkStateTracker):
-    """One radio. `run()` keeps it connected forever; `send_text()` transmits."""
+    """One radio. `run()` keeps it connected forever; `send_text()` hands it a frame.
+
+    ``on_answer(packet_id, answer)`` reports what the radio later says about a packet we sent:
+    on air (implicit ACK or MAX_RETRANSMIT for a broadcast), or refused after all. Only our
+    own radio's answers count: a Routing packet from another node is never taken as one.
+    """
 
     def __init__(
         self,
@@ -193,24 +279,41 @@ class RadioLink(LinkStateTracker):
         on_state: Callable[[LinkStateTracker], None] | None = None,
         *,
         rng: random.Random | None = None,
-        on_send_error: Callable[[int, int], None] | None = None,
+        on_answer: Callable[[int, Answer], None] | None = None,
+        clock: Callable[[], float] = time.time,
+        clock_trusted: Callable[[], bool] | None = None,
     ) -> None:
         super().__init__(on_state)
-        self._on_send_error = on_send_error
+        self._on_answer = on_answer
         self.config = config
         self.name = config.name
         self._on_text = on_text
         self._rng = rng or random.Random()
+        self._clock = clock
+        self._clock_trusted = clock_trusted
         self._transport: _Transport | None = None
         self._send_lock = asyncio.Lock()
         self._confirmations: dict[int, asyncio.Future[int]] = {}
+        self._sent: OrderedDict[int, bool] = OrderedDict()  # packet id -> was a broadcast
         self._seen: OrderedDict[tuple[int, int], None] = OrderedDict()
+        self._last_rx_monotonic = 0.0
+        self._rx_event = asyncio.Event()
         self.my_node: int | None = None
+        self.hop_limit = DEFAULT_HOP_LIMIT
+        self.firmware_version = ""
         self.connected_at_s: float = 0.0
+        # True once we set the radio's clock in this session: packets it received before
+        # then carry rx_time 0, so they are backlog.
+        self.clock_set = False
         self.connects = 0
         self.skipped_backlog = 0
         self.duplicate_packets = 0
         self.malformed_frames = 0
+        self.own_echoes = 0
+        self.foreign_routing = 0
+        self.unresponsive = 0
+        self.notifications = 0
+        self.last_notification: str | None = None
         self.last_error: str | None = None
         # Free slots in the radio's transmit queue, from its last QueueStatus (None: unknown).
         self.tx_queue_free: int | None = None
@@ -221,7 +324,9 @@ class RadioLink(LinkStateTracker):
                 asyncio.open_connection(self.config.host, self.config.port), HANDSHAKE_TIMEOUT_S
             )
             return _TcpTransport(reader, writer)
-        return _SerialTransport(self.config.device)
+        transport = _SerialTransport(self.config.device)
+        await transport.write(WAKE_BURST)
+        return transport
 
     async def run(self) -> None:
         backoff = BACKOFF_INITIAL_S
@@ -235,7 +340,7 @@ class RadioLink(LinkStateTracker):
                 try:
                     await self._session(transport)
                     backoff = BACKOFF_INITIAL_S
-                except (OSError, TimeoutError, ConnectionError) as exc:
+                except (OSError, TimeoutError, ConnectionError, RadioUnavailableError) as exc:
                     self._fail(f"radio {self.name} link lost: {exc}")
                     if self.connected_at_s and time.time() - self.connected_at_s > 10:
                         backoff = BACKOFF_INITIAL_S
@@ -243,7 +348,9 @@ class RadioLink(LinkStateTracker):
                     await self._teardown(transport)
             # Jittered exponential backoff: relays that lost power together must not
             # hammer a shared TCP radio in lockstep.
-            await asyncio.sleep(backoff * self._rng.uniform(0.5, 1.5))
+            delay = backoff * self._rng.uniform(0.5, 1.5)
+            log.info("radio %s: reconnecting in %.1f s", self.name, delay)
+            await asyncio.sleep(delay)
             backoff = min(backoff * 2, BACKOFF_MAX_S)
 
     def _fail(self, message: str) -> None:
@@ -253,61 +360,160 @@ class RadioLink(LinkStateTracker):
         self._set_state(LinkState.DISCONNECTED)
 
     async def _teardown(self, transport: _Transport) -> None:
+        was_current = self._transport is transport
         self._transport = None
         for fut in self._confirmations.values():
             if not fut.done():
                 fut.set_exception(RadioUnavailableError("radio link dropped"))
         self._confirmations.clear()
+        if was_current:
+            # Tell the firmware we are going (the official client does): it then stops
+            # queueing packets for a client that is gone.
+            with contextlib.suppress(OSError, ConnectionError, TimeoutError):
+                await asyncio.wait_for(transport.write(encode_frame(to_radio_disconnect())), 1.0)
         await transport.close()
         self._set_state(LinkState.DISCONNECTED)
 
-    async def _session(self, transport: _Transport) -> None:
-        decoder = StreamDecoder()
-        nonce = self._rng.randrange(1, 2**32)
-        await transport.write(encode_frame(to_radio_want_config(nonce)))
+    async def _handshake(self, transport: _Transport, decoder: StreamDecoder) -> list[FromRadio]:
+        """Ask for the radio's config; returns what it sent after the handshake's end."""
+        for _attempt in range(HANDSHAKE_ATTEMPTS):
+            nonce = self._rng.randrange(1, 2**32)
+            # 69420 and 69421 select the firmware's config-only and nodes-only handshakes.
+            while nonce in (69420, 69421):
+                nonce = self._rng.randrange(1, 2**32)
+            await transport.write(encode_frame(to_radio_want_config(nonce)))
+            after = await self._await_config(transport, decoder, nonce)
+            if after is not None:
+                return after
+        raise ConnectionResetError(f"radio rebooted {HANDSHAKE_ATTEMPTS} times during the handshake")
+
+    async def _await_config(
+        self, transport: _Transport, decoder: StreamDecoder, nonce: int
+    ) -> list[FromRadio] | None:
+        """Read the handshake to its end; None if the radio rebooted meanwhile, else the
+        messages that came after the end in the same read (they are live traffic)."""
         deadline = time.monotonic() + HANDSHAKE_TIMEOUT_S
-        complete = False
-        while not complete:
+        while True:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise TimeoutError("radio did not finish the config handshake")
             data = await asyncio.wait_for(transport.read(), remaining)
+            complete = False
+            after: list[FromRadio] = []
             for frame in decoder.feed(data):
                 msg = self._parse(frame)
                 if msg is None:
                     continue
                 variant = from_radio_variant(msg)
-                if variant == "my_info":
+                if complete:
+                    after.append(msg)
+                elif variant == "my_info":
                     self.my_node = int(msg.my_info.my_node_num)
+                elif variant == "config" and msg.config.WhichOneof("payload_variant") == "lora":
+                    hop_limit = int(msg.config.lora.hop_limit)
+                    self.hop_limit = hop_limit if 1 <= hop_limit <= 7 else DEFAULT_HOP_LIMIT
+                elif variant == "metadata":
+                    self.firmware_version = str(msg.metadata.firmware_version)
+                elif variant == "rebooted":
+                    log.info("radio %s rebooted during the handshake; asking again", self.name)
+                    return None
                 elif variant == "config_complete_id" and int(msg.config_complete_id) == nonce:
                     complete = True
                 elif variant == "packet":
                     # Backlog delivered during the handshake: never ours to relay.
                     self.skipped_backlog += 1
+            if complete:
+                return after
+
+    async def _session(self, transport: _Transport) -> None:
+        decoder = StreamDecoder()
+        self.clock_set = False
+        after_handshake = await self._handshake(transport, decoder)
+        if self.my_node is None:
+            raise ConnectionResetError("radio sent no my_info in its handshake")
         self._transport = transport
         self.connected_at_s = time.time()
+        self._last_rx_monotonic = time.monotonic()
         self.connects += 1
         self.last_error = None
+        await self._set_radio_clock(transport)
         self._set_state(LinkState.CONNECTED)
-        log.info("radio %s connected (%s, node %s)", self.name, self.config.label, node_id(self.my_node or 0))
+        log.info(
+            "radio %s connected (%s, firmware %s, hop limit %d)",
+            self.name,
+            self.config.label,
+            self.firmware_version or "unknown",
+            self.hop_limit,
+        )
+        for msg in after_handshake:
+            if from_radio_variant(msg) == "packet":
+                # Read together with the handshake's end: queued for a client before we
+                # connected (the firmware drains that queue right after the handshake).
+                self.skipped_backlog += 1
+            else:
+                self._dispatch(msg)
+        reader = asyncio.create_task(self._read_loop(transport, decoder), name=f"radio-{self.name}-read")
         heartbeat = asyncio.create_task(self._heartbeat(transport), name=f"radio-{self.name}-heartbeat")
         try:
-            while True:
-                data = await transport.read()
-                for frame in decoder.feed(data):
-                    msg = self._parse(frame)
-                    if msg is not None:
-                        self._dispatch(msg)
+            done, _ = await asyncio.wait({reader, heartbeat}, return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                task.result()  # raises why the session ended
         finally:
-            heartbeat.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await heartbeat
+            for task in (reader, heartbeat):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+
+    async def _read_loop(self, transport: _Transport, decoder: StreamDecoder) -> None:
+        while True:
+            data = await transport.read()
+            self._last_rx_monotonic = time.monotonic()
+            self._rx_event.set()
+            for frame in decoder.feed(data):
+                msg = self._parse(frame)
+                if msg is not None:
+                    self._dispatch(msg)
+
+    async def _set_radio_clock(self, transport: _Transport) -> None:
+        """Give the radio our time when ours is trustworthy, so rx_time means something."""
+        if self._clock_trusted is None or not self._clock_trusted() or self.my_node is None:
+            return
+        now_s = int(self._clock())
+        if now_s < PLAUSIBLE_EPOCH_S:
+            return
+        pkt = admin_set_time_packet(self.my_node, now_s)
+        pkt.id = self.fresh_packet_id()
+        with contextlib.suppress(OSError, ConnectionError):
+            await transport.write(encode_frame(to_radio_packet(pkt)))
+            self.clock_set = True
 
     async def _heartbeat(self, transport: _Transport) -> None:
         while True:
             await asyncio.sleep(HEARTBEAT_INTERVAL_S)
-            with contextlib.suppress(OSError, ConnectionError):
-                await transport.write(encode_frame(to_radio_heartbeat()))
+            if not await self._probe(transport):
+                self.unresponsive += 1
+                raise RadioUnavailableError(
+                    f"radio did not answer a heartbeat within {HEARTBEAT_REPLY_TIMEOUT_S:.0f} s"
+                )
+
+    async def _probe(self, transport: _Transport) -> bool:
+        """Send a heartbeat; True if the radio says anything within the deadline (the
+        firmware answers a heartbeat with a QueueStatus)."""
+        sent_at = time.monotonic()
+        self._rx_event.clear()
+        try:
+            await transport.write(encode_frame(to_radio_heartbeat()))
+        except (OSError, ConnectionError):
+            return False
+        deadline = sent_at + HEARTBEAT_REPLY_TIMEOUT_S
+        while self._last_rx_monotonic < sent_at:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._rx_event.wait(), remaining)
+            self._rx_event.clear()
+        return True
 
     def _parse(self, frame: bytes) -> FromRadio | None:
         try:
@@ -326,6 +532,11 @@ class RadioLink(LinkStateTracker):
                 fut.set_result(int(qs.res))
         elif variant == "rebooted":
             raise ConnectionResetError("radio rebooted")
+        elif variant == "clientNotification":
+            note = msg.clientNotification
+            self.notifications += 1
+            self.last_notification = str(note.message)[:200]
+            log.warning("radio %s says: %s", self.name, self.last_notification)
         elif variant == "packet":
             self._on_packet(msg.packet)
 
@@ -338,14 +549,26 @@ class RadioLink(LinkStateTracker):
             return
         if portnum != TEXT_MESSAGE_APP:
             return
-        key = (int(getattr(p, "from")), int(p.id))
+        from_node = int(getattr(p, "from"))
+        if from_node == self.my_node:
+            # The firmware shows a client its own broadcasts: not something we heard.
+            self.own_echoes += 1
+            return
+        key = (from_node, int(p.id))
         if key in self._seen:
             self.duplicate_packets += 1
             return
         self._seen[key] = None
         if len(self._seen) > SEEN_PACKETS_MAX:
             self._seen.popitem(last=False)
-        rx_time = float(p.rx_time) or time.time()
+        rx_time = float(p.rx_time)
+        if rx_time == 0.0:
+            if self.clock_set:
+                # The radio's clock is set now; a packet without a receive time was
+                # received before we set it, so before we connected.
+                self.skipped_backlog += 1
+                return
+            rx_time = time.time()
         if rx_time < self.connected_at_s - BACKLOG_GRACE_S:
             self.skipped_backlog += 1
             return
@@ -364,41 +587,78 @@ class RadioLink(LinkStateTracker):
         )
 
     def _on_routing(self, p: MeshPacket) -> None:
-        """A Routing error about one of our packets: it was NOT sent, whatever the queue
-        status said. The firmware answers a text sent within 2 s of the previous one with
-        QueueStatus res 0 *and* Routing RATE_LIMIT_EXCEEDED (PhoneAPI::handleToRadioPacket)."""
+        """Our radio's answer about one of our packets (an ACK, MAX_RETRANSMIT, a refusal).
+
+        Only our own radio's answers count: the firmware sends them from its own node number,
+        while one heard on air from another node could be anyone's."""
         request_id = int(p.decoded.request_id)
-        if not request_id or self._on_send_error is None:
+        if not request_id:
             return
-        routing = mesh_pb2.Routing()
+        if self.my_node is None or int(getattr(p, "from")) != self.my_node or request_id not in self._sent:
+            self.foreign_routing += 1
+            return
+        msg = mesh_pb2.Routing()
         try:
-            routing.ParseFromString(bytes(p.decoded.payload))
+            msg.ParseFromString(bytes(p.decoded.payload))
         except DecodeError:
             self.malformed_frames += 1
             return
-        error = int(routing.error_reason)
-        if error != 0:
-            self._on_send_error(request_id, error)
+        broadcast = self._sent[request_id]
+        answer = routing.classify_routing(int(msg.error_reason), broadcast=broadcast)
+        fut = self._confirmations.get(request_id)
+        if fut is not None and not fut.done() and not answer.sent:
+            # A refusal before (or instead of) the queue status.
+            self._confirmations.pop(request_id, None)
+            fut.set_result(answer.code)
+            return
+        if self._on_answer is not None:
+            self._on_answer(request_id, answer)
 
     def fresh_packet_id(self) -> int:
         return self._rng.randrange(1, 2**32)
 
-    async def send_text(
-        self, text: str, *, to: int = BROADCAST_NUM, channel: int = 0, packet_id: int | None = None
-    ) -> int:
-        """Hand one text frame to the radio and wait for its queue confirmation.
+    def _remember_sent(self, packet_id: int, broadcast: bool) -> None:
+        self._sent[packet_id] = broadcast
+        self._sent.move_to_end(packet_id)
+        if len(self._sent) > SENT_IDS_MAX:
+            self._sent.popitem(last=False)
 
-        Returns the packet id. Raises RadioUnavailableError if the link is down or drops,
-        SendRejectedError if the radio refuses the packet.
+    async def send_text(
+        self,
+        text: str,
+        *,
+        to: int = BROADCAST_NUM,
+        channel: int = 0,
+        packet_id: int | None = None,
+        want_ack: bool | None = None,
+    ) -> int:
+        """Hand one text frame to the radio and wait for its queue status.
+
+        Returns the packet id once the radio has taken it. That is not yet "on air": the
+        radio's answer for a ``want_ack`` packet comes later through ``on_answer``.
+        Raises RadioUnavailableError if the link is down, drops, or the radio stopped
+        answering; PacketIgnoredError if the radio is alive but ignored a recently used id;
+        SendRejectedError if the radio refused the packet.
         """
+        broadcast = to == BROADCAST_NUM
+        ack = broadcast if want_ack is None else want_ack
         async with self._send_lock:
             transport = self._transport
-            if transport is None or not self.connected:
+            if transport is None or not self.connected or self.my_node is None:
                 raise RadioUnavailableError(f"radio {self.name} is not connected")
             pid = packet_id if packet_id is not None else self.fresh_packet_id()
             fut: asyncio.Future[int] = asyncio.get_running_loop().create_future()
             self._confirmations[pid] = fut
-            pkt = text_packet(text, to=to, channel_index=channel, packet_id=pid)
+            self._remember_sent(pid, broadcast)
+            pkt = text_packet(
+                text,
+                to=to,
+                channel_index=channel,
+                packet_id=pid,
+                from_node=self.my_node,
+                hop_limit=self.hop_limit,
+                want_ack=ack,
+            )
             try:
                 await transport.write(encode_frame(to_radio_packet(pkt)))
             except (OSError, ConnectionError) as exc:
@@ -407,10 +667,14 @@ class RadioLink(LinkStateTracker):
             try:
                 code = await asyncio.wait_for(fut, SEND_CONFIRM_TIMEOUT_S)
             except TimeoutError:
-                # Older firmware sends no queue status: assume it went out rather than
-                # risk a duplicate on every handheld.
                 self._confirmations.pop(pid, None)
-                return pid
-            if code != 0:
-                raise SendRejectedError(pid, code)
+                if await self._probe(transport):
+                    raise PacketIgnoredError(pid) from None
+                self.unresponsive += 1
+                # A hung radio: drop the link so run() reconnects.
+                await self._teardown(transport)
+                raise RadioUnavailableError(f"radio {self.name} did not answer a packet") from None
+            answer = routing.classify_queue_result(code, broadcast=broadcast)
+            if answer is not None:
+                raise SendRejectedError(pid, answer)
             return pid

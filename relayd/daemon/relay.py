@@ -19,13 +19,22 @@ import logging
 import random
 import re
 import time
-from collections import Counter
+from collections import Counter, OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 from relayd import BUILD_EPOCH_S, __version__
 from relayd.core.airtime import MAX_DATA_PAYLOAD_BYTES, mesh_frame_time_on_air_s
-from relayd.core.clockrule import ClockAssessment, assess_clock, verification_time_s
+from relayd.core.authority import Held, ReferenceHold
+from relayd.core.clockrule import (
+    ClockAssessment,
+    StepDetector,
+    advances_floor,
+    assess_clock,
+    best_time_s,
+    clamped_floor,
+    verification_time_s,
+)
 from relayd.core.codec import MalformedFrame, compose, decode
 from relayd.core.control import (
     MAX_PEERS,
@@ -36,7 +45,7 @@ from relayd.core.control import (
     relay_ids,
     seal,
 )
-from relayd.core.dedup import DedupSet
+from relayd.core.dedup import BoundedMap, DedupSet
 from relayd.core.jsonform import (
     MAX_MESSAGE_BYTES,
     Envelope,
@@ -69,13 +78,21 @@ from relayd.core.suppression import Suppressor
 from relayd.core.topics import TopicKind, Topics
 from relayd.core.trust import SignedBundle, TrustBundleError, parse_signed_bundle, should_replace
 from relayd.core.verify import Verdict, Verifier, VerifyPolicy
+from relayd.daemon.clocksync import kernel_clock_synchronised
 from relayd.daemon.config import Config
 from relayd.daemon.notify import sd_notify, watchdog_interval_s
-from relayd.daemon.radio import RadioLink, RadioUnavailableError, ReceivedText, SendRejectedError
+from relayd.daemon.radio import (
+    PacketIgnoredError,
+    RadioLink,
+    RadioUnavailableError,
+    ReceivedText,
+    SendRejectedError,
+)
 from relayd.daemon.storage import QueuedRow, Storage, StorageError
 from relayd.errors import RelaydError
 from relayd.keystore import load_private_key, load_public_key
 from relayd.meshapi.packets import BROADCAST_NUM, node_id
+from relayd.meshapi.routing import Answer, Disposition
 from relayd.trustfile import load_bundle, save_bundle
 
 log = logging.getLogger("relayd.relay")
@@ -88,7 +105,6 @@ REPORT_LIFETIME_S = 2 * 3600
 SLOT_FRAMES = 4
 DROP_LOG_INTERVAL_S = 10.0
 REPORTS_SEEN_MAX = 4096
-SENT_RECENTLY_MAX = 256
 _UNAUTHENTICATED = frozenset(
     {DropReason.MALFORMED, DropReason.BAD_SIGNATURE, DropReason.UNKNOWN_KEY, DropReason.DUPLICATE}
 )
@@ -100,6 +116,19 @@ STALE_AFTER_S = 2.0
 RADIO_QUEUE_RESERVE = 4
 ACK_RANK = 1  # acks go after urgent alerts, before the rest
 HOUSEKEEPING_INTERVAL_S = 5.0
+# A broadcast sent with want_ack is answered by the firmware when it hears a neighbour repeat
+# it, or with MAX_RETRANSMIT after three tries (ReliableRouter; each try waits a couple of
+# max-size LongFast frames plus the rebroadcast contention window: well under a minute).
+# No answer in this long means the radio lost it: it goes again with the same packet id.
+ACK_WAIT_S = 90.0
+# An ack DM counts as taken once this long has passed without a late refusal (the text
+# rate limit's Routing error follows its queue status within milliseconds).
+REFUSAL_GRACE_S = 3.0
+# Refusals that may clear (rate limit, duty cycle, full queue) are retried this many times
+# per frame; a frame that still cannot go is given up and its alert reported not sent.
+MAX_SEND_ATTEMPTS = 6
+REFUSED_BY_RADIO = "refused_by_radio"
+HEARD_ON_AIR_MAX = 1024
 STATUS_MIN_INTERVAL_S = 1.0
 # A handheld's free text may hold characters the signed form forbids.
 _CONTROL_RE = re.compile(r"[\x00-\x09\x0b-\x1f\x7f]")
@@ -125,12 +154,36 @@ class Counters:
     handler_errors: int = 0  # MQTT messages that hit a bug (also counted as malformed)
 
 
+@dataclass(frozen=True, slots=True)
+class InFlight:
+    """A frame our radio has taken but not yet confirmed on air."""
+
+    radio: str
+    item: QueueItem
+    deadline_s: float
+
+
 class Relay:
-    def __init__(self, config: Config, *, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        config: Config,
+        *,
+        clock: Callable[[], float] = time.time,
+        clock_synced: Callable[[], bool | None] | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.config = config
         self.clock = clock
+        # Whether the system vouches for `clock` (NTP); a clock injected by a test or a
+        # simulation is not the kernel's, so the kernel's word says nothing about it.
+        if clock_synced is None:
+            clock_synced = kernel_clock_synchronised if clock is time.time else (lambda: None)
+        self._clock_synced = clock_synced
+        self._monotonic = monotonic
+        self._clock_steps = StepDetector(config.clock_skew_s)
+        self._clock_was_set = False
         self.topics = Topics(config.mqtt.topic_root)
-        self.identity = load_private_key(config.key_path)
+        self.identity = load_private_key(config.key_path, unattended=True)
         self.pinned_root = load_public_key(config.root_pub).public_key
         self.storage = Storage(config.db_path)
         self.counters = Counters()
@@ -143,11 +196,14 @@ class Relay:
         for alert_id in self.storage.seen_ids(now - 2 * dedup.generation_s):
             dedup.add(alert_id, now)
         replay.restore(self.storage.replay_windows())
-        policy = VerifyPolicy(clock_skew_s=config.clock_skew_s)
+        # What goes on air must end only alerts this relay knows the author of.
+        policy = VerifyPolicy(clock_skew_s=config.clock_skew_s, require_known_reference=True)
         policy.rate_limits.update(dict(config.rate_limits))
         self.verifier = Verifier(self.signed_bundle.bundle, policy, dedup=dedup, replay=replay)
+        with contextlib.suppress(StorageError):
+            self.verifier.restore_known(self.storage.known_onairs())
+        self._ref_hold = ReferenceHold()
         self.newest_issued_s = self.storage.newest_issued_s()
-        self.clock_assessment = self._assess_clock()
         time_scale = config.radios[0].time_scale
         self.time_scale = time_scale
         max_airtime_s = mesh_frame_time_on_air_s(MAX_DATA_PAYLOAD_BYTES, config.airtime.preset) / time_scale
@@ -173,12 +229,18 @@ class Relay:
                 rc,
                 self._on_radio_text,
                 self._on_link_state,
-                on_send_error=functools.partial(self._on_send_error, rc.name),
+                on_answer=functools.partial(self._on_radio_answer, rc.name),
+                clock=self.clock,
+                clock_trusted=lambda: self.clock_assessment.warning is None,
             )
             for rc in config.radios
         ]
-        # Recently handed-over frames by packet id, in case the radio reports them unsent.
-        self._sent_recently: dict[int, tuple[str, QueueItem]] = {}
+        # Frames a radio has taken, by packet id, until it says they were on air.
+        self._in_flight: dict[int, InFlight] = {}
+        self._send_attempts: dict[bytes, int] = {}
+        self._radio_paused_until: dict[str, float] = {}
+        # Alerts another relay was heard transmitting: an in-doubt resend of ours is moot.
+        self._heard_on_air: OrderedDict[bytes, None] = OrderedDict()
         self.schedulers = {
             r.name: AirtimeScheduler(
                 duty_cycle=config.airtime.duty_cycle,
@@ -191,7 +253,7 @@ class Relay:
         self._pending_radios: dict[bytes, set[str]] = {}
         self._active_refs: dict[bytes, bytes | None] = {}
         self._report_holds: dict[tuple[int, int], tuple[float, ReceivedText]] = {}
-        self._reports_seen: dict[tuple[int, int], None] = {}
+        self._reports_seen: BoundedMap[tuple[int, int], None] = BoundedMap(REPORTS_SEEN_MAX)
         self._drops_since_log: Counter[str] = Counter()
         self._drops_logged_at = 0.0
         self._event_budget = TokenBuckets()
@@ -203,6 +265,8 @@ class Relay:
         self._bundle_mtime = self._file_mtime()
         # Write-ahead packet ids of frames that may have gone out just before a crash.
         self._resend_ids: dict[bytes, int] = {}
+        self._clock_steps.observe(self.clock(), self._monotonic())
+        self.clock_assessment = self._assess_clock()
         self._restore_queue()
         self._check_own_key()
         from relayd.daemon.mqtt import MqttLink  # noqa: PLC0415 - keep aiomqtt out of `relayd check`
@@ -248,9 +312,22 @@ class Relay:
 
     def _restore_queue(self) -> None:
         now = self.clock()
+        # A relay back after a long absence with a clock that reads 1970 judges expiry by
+        # its newest signed evidence of the time, not by the clock.
+        expiry_now = best_time_s(self.clock_assessment, now)
+        at = self._verification_at(now)
         for row in self.storage.queued():
-            if now >= row.expires_at_s:
+            if expiry_now >= row.expires_at_s:
                 self._storage_call(lambda a=row.alert_id: self.storage.dequeue(a, "expired"))  # type: ignore[misc]
+                continue
+            # Accepted before the restart, but the bundle may have changed since (a revoked
+            # key), or the database been tampered with: it must still verify.
+            verdict = self.verifier.reverify(row.onair, now, at=at)
+            if not verdict.ok:
+                outcome = (verdict.reason or DropReason.MALFORMED).value
+                self._storage_call(lambda a=row.alert_id, o=outcome: self.storage.dequeue(a, o))  # type: ignore[misc]
+                self.counters.drops[outcome] += 1
+                log.warning("queued alert %s no longer verifies: %s", row.alert_id.hex(), outcome)
                 continue
             self._queued_rows[row.alert_id] = row
             if row.packet_id is not None:
@@ -294,14 +371,44 @@ class Relay:
             doc = json.loads(raw)
             peers = list(doc.get("peers", {}).items())[:MAX_PEERS]
             self.peer_nodes = {str(k): int(v) for k, v in peers}
-            self.heard_nodes = {int(n) for n in doc.get("heard", [])}
+            stored = {int(n) for n in doc.get("heard", [])}
+            self.heard_nodes = stored & set(self.peer_nodes.values())
+            if stored != self.heard_nodes:
+                # An older relay kept every handheld it heard: forget them now.
+                with contextlib.suppress(StorageError):
+                    self.storage.set_meta("neighbours", self._neighbours_doc())
+
+    def _neighbours_doc(self) -> str:
+        # Only peer relays' radios: a seized relay must not list the handhelds it heard.
+        peers = set(self.peer_nodes.values())
+        return json.dumps({"peers": self.peer_nodes, "heard": sorted(self.heard_nodes & peers)})
 
     def _save_neighbours(self) -> None:
-        doc = json.dumps({"peers": self.peer_nodes, "heard": sorted(self.heard_nodes)[-256:]})
+        doc = self._neighbours_doc()
         self._storage_call(lambda: self.storage.set_meta("neighbours", doc))
 
     def _assess_clock(self) -> ClockAssessment:
-        return assess_clock(self.clock(), BUILD_EPOCH_S, self.newest_issued_s, self.config.clock_skew_s)
+        """The clock rule's view now; once the clock is known to be set, the persisted floor
+        is clamped to it (a floor pushed ahead must not outlive NTP)."""
+        now = self.clock()
+        skew = self.config.clock_skew_s
+        evidence = max(self.newest_issued_s or 0.0, float(self.verifier.bundle.issued_at_s))
+        clock_set = self._clock_was_set or self._clock_synced() is True
+        assessment = assess_clock(now, BUILD_EPOCH_S, evidence, skew, clock_set=clock_set)
+        clamped = clamped_floor(self.newest_issued_s, assessment, now, skew)
+        if clamped is not None and self.newest_issued_s is not None and clamped < self.newest_issued_s:
+            log.warning(
+                "clock: floor was %.0f s ahead of the set clock; clamped", self.newest_issued_s - clamped
+            )
+            self.newest_issued_s = clamped
+            self._storage_call(lambda: self.storage.clamp_newest_issued(clamped))
+        return assessment
+
+    def _observe_clock(self) -> None:
+        """Called periodically: a wall-clock step while running means the clock was set."""
+        if self._clock_steps.observe(self.clock(), self._monotonic()) and self.clock() >= BUILD_EPOCH_S:
+            self._clock_was_set = True
+            log.warning("clock: the system clock was set while running; trusting it from now on")
 
     # -- helpers ----------------------------------------------------------------------
 
@@ -356,13 +463,55 @@ class Relay:
             )
             task.add_done_callback(lambda t: t.exception() if not t.cancelled() else None)
 
-    def _verify(self, payload: bytes | str, via: str) -> Verdict:
-        now = self.clock()
-
+    def _verification_at(self, now: float) -> Callable[[int], float]:
         def at(issued_at_s: int) -> float:
             return verification_time_s(self.clock_assessment, now, issued_at_s, self.config.clock_skew_s)
 
-        return self.verifier.verify(payload, now, at=at)
+        return at
+
+    def _verify(self, payload: bytes | str, via: str) -> Verdict:
+        now = self.clock()
+        return self.verifier.verify(payload, now, at=self._verification_at(now))
+
+    def _hold_for_reference(self, verdict: Verdict, payload: bytes | str, via: str) -> bool:
+        """An update, cancel or all-clear naming an alert not known yet waits for it
+        (bounded in count and time; docs/protocol.md, "Authority")."""
+        ref = verdict.alert.fields.ref if verdict.alert is not None else None
+        if verdict.reason is not DropReason.UNKNOWN_REFERENCE or ref is None:
+            return False
+        raw = payload.encode("utf-8", "surrogateescape") if isinstance(payload, str) else payload
+        evicted = self._ref_hold.hold(ref, raw, via, self.clock())
+        if evicted is not None:
+            self._offer_held(evicted)
+        return True
+
+    def _offer_held(self, held: Held) -> None:
+        """A held frame, once its reference is known or its wait is over; never held again."""
+        verdict = self._verify(held.payload, held.via)
+        if not verdict.ok or verdict.alert is None:
+            self._drop(verdict, held.via)
+            return
+        if held.via == "rf":
+            self.counters.heard += 1
+            self._accept(verdict, "rf", queue=False)
+        elif verdict.alert.kind is not Kind.REPORT:
+            self.counters.received += 1
+            self._accept(verdict, "mqtt", queue=True)
+
+    def _expire_reference_holds(self, now: float) -> None:
+        for held in self._ref_hold.expired(now):
+            self._offer_held(held)
+
+    def _reverify_queue(self) -> None:
+        """After a bundle change, what waits for the air must still verify: a revoked key's
+        queued alerts never go out."""
+        now = self.clock()
+        at = self._verification_at(now)
+        for alert_id, row in list(self._queued_rows.items()):
+            verdict = self.verifier.reverify(row.onair, now, at=at)
+            if not verdict.ok:
+                self._cancel_queued(alert_id, (verdict.reason or DropReason.MALFORMED).value)
+                self._drop(verdict, "queue")
 
     def _active_publishes(self, alert: SignedAlert, envelope: Envelope) -> list[tuple[str, bytes, bool]]:
         f = alert.fields
@@ -425,7 +574,11 @@ class Relay:
                 self._active_refs.pop(alert_id, None)
                 if f.kind is Kind.CANCEL:
                     self._cancel_queued(alert_id)
-        self.newest_issued_s = max(self.newest_issued_s or 0, f.issued_at_s)
+        # Only dispatcher and verifier alerts are evidence of the time (clockrule).
+        moves_floor = advances_floor(signer.role if signer else None)
+        if moves_floor and f.issued_at_s > (self.newest_issued_s or 0):
+            self.newest_issued_s = float(f.issued_at_s)
+            self.clock_assessment = self._assess_clock()
         window = self.verifier.replay.export().get(f.key_id)
         self._storage_call(
             lambda: self.storage.record_accepted(
@@ -440,7 +593,7 @@ class Relay:
                 onair=alert.onair,
                 queue=row,
                 active=f.kind in (Kind.ALERT, Kind.UPDATE, Kind.TEST),
-                newest_issued_s=f.issued_at_s,
+                newest_issued_s=f.issued_at_s if moves_floor else None,
                 publishes=publishes,
             )
         )
@@ -455,14 +608,16 @@ class Relay:
         if row is not None:
             self._event(EventKind.QUEUED, alert.id_hex, via)
         log.info("accepted %s %s %s via %s", f.kind.value, f.severity.value, alert.id_hex, via)
+        for held in self._ref_hold.release(alert.alert_id):
+            self._offer_held(held)
 
-    def _cancel_queued(self, alert_id: bytes) -> None:
+    def _cancel_queued(self, alert_id: bytes, outcome: str = "cancelled") -> None:
         self.suppressor.forget(alert_id)
         for scheduler in self.schedulers.values():
             scheduler.remove(alert_id)
         if self._queued_rows.pop(alert_id, None) is not None:
             self._pending_radios.pop(alert_id, None)
-            self._storage_call(lambda: self.storage.dequeue(alert_id, "cancelled"))
+            self._storage_call(lambda: self.storage.dequeue(alert_id, outcome))
 
     def _online_peers(self) -> list[str]:
         return [r for r, s in self.peers.items() if s is not RelayState.OFFLINE and r != self.config.relay_id]
@@ -487,6 +642,8 @@ class Relay:
             self._hold_report(rt, text)
             return
         verdict = self._verify(rt.payload, "rf")
+        if self._hold_for_reference(verdict, rt.payload, "rf"):
+            return
         if verdict.ok:
             self.counters.heard += 1
             self._accept(verdict, "rf", queue=False)
@@ -501,6 +658,9 @@ class Relay:
 
     def _heard_copy(self, alert_id: bytes, source: str = "rf") -> None:
         """Another relay put this alert on air: stand down if we were going to."""
+        self._heard_on_air[alert_id] = None
+        if len(self._heard_on_air) > HEARD_ON_AIR_MAX:
+            self._heard_on_air.popitem(last=False)
         held = self.suppressor.heard_on_rf(alert_id)
         queued = False
         for scheduler in self.schedulers.values():
@@ -526,9 +686,7 @@ class Relay:
 
     def _remember_report(self, key: tuple[int, int]) -> None:
         """Handheld packets already reported (by us or a peer); bounded, oldest forgotten."""
-        self._reports_seen[key] = None
-        if len(self._reports_seen) > REPORTS_SEEN_MAX:
-            del self._reports_seen[next(iter(self._reports_seen))]
+        self._reports_seen.put(key, None)
 
     def _publish_report(self, rt: ReceivedText) -> None:
         text = rt.payload.decode("utf-8")
@@ -571,7 +729,9 @@ class Relay:
         self._publish_wake.set()
         self.counters.reports += 1
         self._event(EventKind.REPORT, alert.id_hex, "rf")
-        log.info("report %s from %s wrapped and queued for dispatchers", alert.id_hex, node_id(rt.from_node))
+        # The handheld's node id is DEBUG only: at INFO a seized relay's log would list who reported.
+        log.info("report %s wrapped and queued for dispatchers", alert.id_hex)
+        log.debug("report %s came from %s", alert.id_hex, node_id(rt.from_node))
         if self.config.ack_text:
             ack = QueueItem(
                 alert_id=b"ack" + rt.packet_id.to_bytes(4, "big") + rt.from_node.to_bytes(4, "big"),
@@ -645,6 +805,8 @@ class Relay:
             self._drop(Verdict(DropReason.MALFORMED, exc.detail), "mqtt")
             return
         verdict = self._verify(onair, "mqtt")
+        if self._hold_for_reference(verdict, onair, "mqtt"):
+            return
         if not verdict.ok:
             if verdict.reason is DropReason.MALFORMED:
                 self.counters.malformed[kind.value] += 1
@@ -720,7 +882,7 @@ class Relay:
         if node is None or node not in self.heard_nodes:
             log.debug("event from %s ignored: its radio is not an RF neighbour", relay)
             return
-        if event.event is EventKind.TRANSMITTED:
+        if event.event in (EventKind.TAKEN, EventKind.TRANSMITTED):
             with contextlib.suppress(ValueError):
                 self._heard_copy(bytes.fromhex(event.alert_id), f"{relay} transmitted it")
 
@@ -800,6 +962,7 @@ class Relay:
             return
         self.verifier.replace_bundle(signed.bundle)
         self.signed_bundle = signed
+        self._reverify_queue()
         # A peer whose relay key was revoked (a seized relay) stops steering us at once.
         for relay in self.peers.retain(relay_ids(signed.bundle, self.clock())):
             self.peer_nodes.pop(relay, None)
@@ -856,6 +1019,7 @@ class Relay:
                 self._publish_report(rt)
 
     def _expire(self, now: float) -> None:
+        now = best_time_s(self.clock_assessment, now)
         for scheduler in self.schedulers.values():
             for item in scheduler.drop_expired(now):
                 if item.to_node is None and self._queued_rows.pop(item.alert_id, None) is not None:
@@ -876,8 +1040,13 @@ class Relay:
             now = self.clock()
             self._release_holds(now)
             self._expire(now)
+            self._sweep_in_flight(now)
             action = scheduler.next_action(now)
             timeout: float | None = None
+            paused_until = self._radio_paused_until.get(radio.name, 0.0)
+            if now < paused_until:
+                # The radio refused for a limit of its own (rate, duty cycle, full queue).
+                action = Wait(paused_until - now, "radio") if isinstance(action, Ready) else action
             if isinstance(action, Ready):
                 if not radio.connected:
                     if await radio.wait_connected(5.0):
@@ -900,14 +1069,17 @@ class Relay:
                 timeout = min(timeout if timeout is not None else 3600.0, max(0.0, nxt - now))
             for release, _ in self._report_holds.values():
                 timeout = min(timeout if timeout is not None else 3600.0, max(0.0, release - now))
+            for flight in self._in_flight.values():
+                timeout = min(timeout if timeout is not None else 3600.0, max(0.0, flight.deadline_s - now))
             self._wake.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout if timeout is not None else 1.0)
 
     async def _transmit(self, radio: RadioLink, scheduler: AirtimeScheduler, item: QueueItem) -> None:
         is_ack = item.to_node is not None
-        packet_id = self._resend_ids.pop(item.alert_id, None) or radio.fresh_packet_id()
-        if not is_ack:
+        resend_id = self._resend_ids.pop(item.alert_id, None)
+        packet_id = resend_id or radio.fresh_packet_id()
+        if not is_ack and resend_id is None:
             self._storage_call(lambda: self.storage.mark_transmitting(item.alert_id, packet_id))
         try:
             await radio.send_text(
@@ -915,25 +1087,60 @@ class Relay:
                 to=item.to_node if item.to_node is not None else BROADCAST_NUM,
                 channel=item.channel_index,
                 packet_id=packet_id,
+                # Broadcasts ask the firmware to tell us when they were on air; an ack DM
+                # needs no receipt of its own.
+                want_ack=not is_ack,
             )
         except RadioUnavailableError:
-            # Not sent: keep it queued; the retry will use a fresh packet id.
+            # Not taken (link down, or the radio stopped answering). The write may have
+            # reached the radio, so a broadcast keeps its packet id: if it did go out, the
+            # mesh drops the resend as a duplicate.
             self.counters.send_retries += 1
+            if not is_ack:
+                self._resend_ids[item.alert_id] = packet_id
+            return
+        except PacketIgnoredError:
+            # The radio already holds this id (an in-doubt resend it had taken before):
+            # its ACK or MAX_RETRANSMIT for the id will say when it was on air.
+            scheduler.pop(item.alert_id)
+            self._track_in_flight(radio.name, packet_id, item)
             return
         except SendRejectedError as exc:
-            self.counters.send_retries += 1
-            log.warning("%s; will retry", exc)
-            scheduler.record_transmission(0.0, self.clock())
+            self._on_refused(radio.name, item, exc.answer)
             return
         scheduler.pop(item.alert_id)
         scheduler.record_transmission(item.airtime_s, self.clock())
-        self._sent_recently[packet_id] = (radio.name, item)
-        if len(self._sent_recently) > SENT_RECENTLY_MAX:
-            del self._sent_recently[next(iter(self._sent_recently))]
-        if is_ack:
+        self._track_in_flight(radio.name, packet_id, item)
+
+    def _track_in_flight(self, radio_name: str, packet_id: int, item: QueueItem) -> None:
+        """Taken by the radio, not yet known to be on air (a broadcast waits for its ACK;
+        an ack DM only for a late refusal such as the text rate limit)."""
+        wait_s = (ACK_WAIT_S if item.to_node is None else REFUSAL_GRACE_S) / self.time_scale
+        self._in_flight[packet_id] = InFlight(radio_name, item, self.clock() + wait_s)
+        if item.to_node is None:
+            # Peers stand down now rather than after the firmware's confirmation, which may
+            # come several frames later on a busy channel; we own the frame until then.
+            self._event(EventKind.TAKEN, item.alert_id.hex(), f"radio:{radio_name}")
+        self._wake.set()
+
+    def _on_radio_answer(self, radio_name: str, packet_id: int, answer: Answer) -> None:
+        """Our radio's verdict on a frame it had taken: on air, or refused after all."""
+        flight = self._in_flight.get(packet_id)
+        if flight is None or flight.radio != radio_name:
+            return
+        del self._in_flight[packet_id]
+        if answer.sent:
+            self._on_air(flight, answer)
+        else:
+            self._on_refused(radio_name, flight.item, answer)
+
+    def _on_air(self, flight: InFlight, answer: Answer) -> None:
+        item = flight.item
+        self._send_attempts.pop(item.alert_id, None)
+        if item.to_node is not None:
             return
         remaining = self._pending_radios.get(item.alert_id, set())
-        remaining.discard(radio.name)
+        remaining.discard(flight.radio)
         if not remaining:
             self._pending_radios.pop(item.alert_id, None)
             self._queued_rows.pop(item.alert_id, None)
@@ -941,38 +1148,100 @@ class Relay:
         self.counters.transmitted += 1
         self._event(EventKind.TRANSMITTED, item.alert_id.hex(), "rf")
         self._status_dirty.set()
-        log.info("transmitted %s on %s", item.alert_id.hex(), radio.name)
+        log.info("transmitted %s on %s (%s)", item.alert_id.hex(), flight.radio, answer.name)
 
-    def _on_send_error(self, radio_name: str, packet_id: int, error: int) -> None:
-        """The radio refused a frame it had queued (rate limit, duty cycle): send it again."""
-        sent = self._sent_recently.pop(packet_id, None)
-        if sent is None:
-            return
-        name, item = sent
-        scheduler = self.schedulers.get(name)
-        if scheduler is None or self.clock() >= item.expires_at_s:
-            return
-        log.warning(
-            "radio %s refused %s (routing error %d); sending it again", radio_name, item.alert_id.hex(), error
-        )
+    def _on_refused(self, radio_name: str, item: QueueItem, answer: Answer) -> None:
+        """The radio did not send a frame. Retry what can succeed later, a bounded number
+        of times; give up at once on what cannot (too large, no such channel)."""
+        now = self.clock()
+        scheduler = self.schedulers.get(radio_name)
+        attempts = self._send_attempts.get(item.alert_id, 0) + 1
+        self._send_attempts[item.alert_id] = attempts
         self.counters.send_retries += 1
-        if item.to_node is None:
-            self.counters.transmitted = max(0, self.counters.transmitted - 1)
-            row = QueuedRow(
-                item.alert_id,
-                item.onair,
-                item.severity_rank,
-                item.issued_at_s,
-                item.expires_at_s,
-                self.clock(),
-                None,
+        retry = answer.disposition is Disposition.RETRY and attempts < MAX_SEND_ATTEMPTS
+        if retry and scheduler is not None and now < item.expires_at_s:
+            log.warning(
+                "radio %s refused %s (%s); retrying in %.1f s",
+                radio_name,
+                item.alert_id.hex(),
+                answer.name,
+                answer.retry_after_s,
             )
-            self._queued_rows[item.alert_id] = row
-            self._pending_radios.setdefault(item.alert_id, set()).add(name)
-            self._storage_call(lambda: self.storage.record_requeue(row))
-        scheduler.push(item)
-        self._wake.set()
+            # The limits behind a retry (rate, duty cycle, full queue) are the radio's,
+            # not the frame's: hold the whole radio back.
+            pause_s = answer.retry_after_s / self.time_scale
+            paused_until = max(self._radio_paused_until.get(radio_name, 0.0), now + pause_s)
+            self._radio_paused_until[radio_name] = paused_until
+            scheduler.remove(item.alert_id)
+            scheduler.push(item)
+            if item.to_node is None and item.alert_id not in self._queued_rows:
+                row = QueuedRow(
+                    item.alert_id,
+                    item.onair,
+                    item.severity_rank,
+                    item.issued_at_s,
+                    item.expires_at_s,
+                    now,
+                    None,
+                )
+                self._queued_rows[item.alert_id] = row
+                self._storage_call(lambda: self.storage.record_requeue(row))
+            self._pending_radios.setdefault(item.alert_id, set()).add(radio_name)
+            self._wake.set()
+            self._status_dirty.set()
+            return
+        # Final: not sent, and never will be by this radio.
+        if scheduler is not None:
+            scheduler.remove(item.alert_id)
+        self._send_attempts.pop(item.alert_id, None)
+        self.counters.drops[REFUSED_BY_RADIO] += 1
+        log.warning(
+            "radio %s refused %s (%s) after %d attempt(s); not sent",
+            radio_name,
+            item.alert_id.hex(),
+            answer.name,
+            attempts,
+        )
+        if item.to_node is None:
+            remaining = self._pending_radios.get(item.alert_id, set())
+            remaining.discard(radio_name)
+            if not remaining:
+                self._pending_radios.pop(item.alert_id, None)
+                self._queued_rows.pop(item.alert_id, None)
+                self._storage_call(lambda: self.storage.dequeue(item.alert_id, REFUSED_BY_RADIO))
+            self._event(EventKind.DROPPED, item.alert_id.hex(), f"radio:{radio_name}", REFUSED_BY_RADIO)
         self._status_dirty.set()
+
+    def _sweep_in_flight(self, now: float) -> None:
+        """Frames whose answer never came: an ack DM was taken (no refusal arrived); a
+        broadcast is in doubt and goes again with the same packet id."""
+        for packet_id, flight in list(self._in_flight.items()):
+            if now < flight.deadline_s:
+                continue
+            del self._in_flight[packet_id]
+            if flight.item.to_node is not None:
+                continue
+            self._resend_in_doubt(packet_id, flight)
+
+    def _on_radio_lost(self, radio: RadioLink) -> None:
+        """The link dropped: what that radio held but had not confirmed is in doubt (a
+        reboot empties its transmit queue). Resend with the same ids once it is back."""
+        for packet_id, flight in list(self._in_flight.items()):
+            if flight.radio != radio.name:
+                continue
+            del self._in_flight[packet_id]
+            if flight.item.to_node is None:
+                self._resend_in_doubt(packet_id, flight)
+            else:
+                self.schedulers[radio.name].push(flight.item)
+
+    def _resend_in_doubt(self, packet_id: int, flight: InFlight) -> None:
+        item = flight.item
+        if self.clock() >= item.expires_at_s or item.alert_id in self._heard_on_air:
+            return
+        self._resend_ids[item.alert_id] = packet_id
+        self.schedulers[flight.radio].push(item)
+        self._wake.set()
 
     # -- MQTT publishing ----------------------------------------------------------------
 
@@ -997,7 +1266,9 @@ class Relay:
 
     # -- status -------------------------------------------------------------------------
 
-    def _on_link_state(self, _link: object) -> None:
+    def _on_link_state(self, link: object) -> None:
+        if isinstance(link, RadioLink) and not link.connected:
+            self._on_radio_lost(link)
         self._status_dirty.set()
 
     def status(self) -> RelayStatus:
@@ -1060,6 +1331,7 @@ class Relay:
         last_purge = 0.0
         while True:
             now = self.clock()
+            self._observe_clock()
             assessment = self._assess_clock()
             if assessment.warning != self.clock_assessment.warning:
                 if assessment.warning:
@@ -1067,7 +1339,8 @@ class Relay:
                 self._status_dirty.set()
             self.clock_assessment = assessment
             self._check_bundle_file()
-            self._expire_active(now)
+            self._expire_reference_holds(now)
+            self._expire_active(best_time_s(self.clock_assessment, now))
             if now - last_purge > 60:
                 last_purge = now
                 self._purge(now)

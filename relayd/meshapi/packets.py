@@ -73,9 +73,14 @@ def text_packet(
     want_ack: bool = False,
     packet_id: int = 0,
     hop_limit: int = 0,
+    from_node: int = 0,
 ) -> MeshPacket:
-    """A client-side MeshPacket carrying a TEXT_MESSAGE_APP payload (UTF-8)."""
+    """A client-side MeshPacket carrying a TEXT_MESSAGE_APP payload (UTF-8).
+
+    Real firmware needs ``from_node`` (the radio's own number) to route its Routing errors
+    back to the client, and ``hop_limit`` set unless ``want_ack`` is (``Router::sendLocal``)."""
     pkt = mesh_pb2.MeshPacket()
+    setattr(pkt, "from", from_node)
     pkt.to = to
     pkt.channel = channel_index
     pkt.want_ack = want_ack

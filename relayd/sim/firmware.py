@@ -22,7 +22,7 @@ from typing import Any, Protocol
 from google.protobuf.message import DecodeError
 from meshtastic.protobuf import channel_pb2, config_pb2, mesh_pb2, module_config_pb2
 
-from relayd.core.airtime import MAX_DATA_PAYLOAD_BYTES
+from relayd.core.airtime import MAX_DATA_PAYLOAD_BYTES, MESHTASTIC_HEADER_BYTES, time_on_air_s
 from relayd.meshapi.framing import StreamDecoder, encode_frame
 from relayd.meshapi.packets import (
     BELL_CHAR,
@@ -55,6 +55,12 @@ ERRNO_UNKNOWN = 32
 ERRNO_DISABLED = 34
 ROUTING_ERROR = mesh_pb2.Routing.Error
 _MAX_CHANNELS = 8
+# ReliableRouter: a want_ack packet goes out NUM_RELIABLE_RETX times in all until an
+# (implicit) ACK is heard, then the client gets MAX_RETRANSMIT.
+NUM_RELIABLE_RETX = 3
+# RadioInterface::getRetransmissionMsec: about two of the packet's airtimes plus the
+# contention window and processing time (~2 s on LongFast); we use 2 x airtime + 2 s.
+RETRANSMIT_EXTRA_S = 2.0
 
 
 class MeshPort(Protocol):
@@ -65,6 +71,8 @@ class MeshPort(Protocol):
     def transmit(self, node: str, packet: AirPacket) -> SendResult: ...
 
     def tx_queue_free(self, node: str) -> int: ...
+
+    def call_at(self, at_s: float, fn: Callable[[], None]) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -254,7 +262,8 @@ class SimRadio:
         self.session: PhoneSession | None = None
         self.rebooted_pending = False
         self.reboot_count = 0
-        self._want_ack_broadcasts: dict[int, int] = {}  # packet id -> channel index
+        # packet id -> (the packet, transmissions left) until an implicit ACK is heard
+        self._want_ack_broadcasts: dict[int, tuple[AirPacket, int]] = {}
         self.last_heard: dict[int, tuple[float, float]] = {}  # node num -> (wall time, snr)
 
     # -- identity / handshake ----------------------------------------------------------------------
@@ -517,8 +526,31 @@ class SimRadio:
         )
         res = self.port.transmit(self.name, air)
         if res is SendResult.QUEUED and p.want_ack and to == BROADCAST_NUM:
-            self._want_ack_broadcasts[packet_id] = p.channel
+            self._want_ack_broadcasts[packet_id] = (air, NUM_RELIABLE_RETX - 1)
+            self._schedule_retransmission(air)
         return packet_id, res
+
+    def _schedule_retransmission(self, air: AirPacket) -> None:
+        airtime_s = time_on_air_s(MESHTASTIC_HEADER_BYTES + len(air.data), self.scenario.preset)
+        at_s = self.port.sim_now_s() + 2 * airtime_s + RETRANSMIT_EXTRA_S
+        self.port.call_at(at_s, lambda: self._retransmit(air.packet_id))
+
+    def _retransmit(self, packet_id: int) -> None:
+        """No one repeated our want_ack broadcast in time: send it again, or give up."""
+        entry = self._want_ack_broadcasts.get(packet_id)
+        if entry is None:
+            return  # ACKed meanwhile
+        air, left = entry
+        if left <= 0:
+            del self._want_ack_broadcasts[packet_id]
+            req = mesh_pb2.MeshPacket()
+            req.id = packet_id
+            req.channel = air.channel_index
+            self.routing_to_phone(req, ROUTING_ERROR.MAX_RETRANSMIT, from_num=self.num)
+            return
+        self._want_ack_broadcasts[packet_id] = (air, left - 1)
+        self.port.transmit(self.name, air)
+        self._schedule_retransmission(air)
 
     def send_text(
         self, text: str, *, channel_index: int = 0, to: int | None = None, want_ack: bool = False
@@ -536,12 +568,12 @@ class SimRadio:
 
     def on_echo(self, packet_id: int) -> None:
         """We heard a neighbour rebroadcast our broadcast: ReliableRouter's implicit ACK."""
-        channel = self._want_ack_broadcasts.pop(packet_id, None)
-        if channel is None:
+        entry = self._want_ack_broadcasts.pop(packet_id, None)
+        if entry is None:
             return
         req = mesh_pb2.MeshPacket()
         req.id = packet_id
-        req.channel = channel
+        req.channel = entry[0].channel_index
         self.routing_to_phone(req, ROUTING_ERROR.NONE, from_num=self.num)
 
     def on_delivery(self, d: Delivery) -> None:

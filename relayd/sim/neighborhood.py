@@ -119,6 +119,7 @@ class Neighborhood:
         self._tcp: dict[str, TcpApiServer] = {}
         self._pty: dict[str, PtyApiPort] = {}
         self._timers: dict[int, ScriptedMessage] = {}
+        self._callbacks: dict[int, Callable[[], None]] = {}
         self._wake = asyncio.Event()
         self._driver: asyncio.Task[None] | None = None
         self._aux: set[asyncio.Task[None]] = set()
@@ -249,6 +250,10 @@ class Neighborhood:
             self._changed.set()
 
     def _run_script(self, token: int) -> None:
+        callback = self._callbacks.pop(token, None)
+        if callback is not None:
+            callback()
+            return
         msg = self._timers.pop(token, None)
         if msg is None:
             return
@@ -265,6 +270,10 @@ class Neighborhood:
 
     def tx_queue_free(self, node: str) -> int:
         return self.medium.tx_queue_free(node)
+
+    def call_at(self, at_s: float, fn: Callable[[], None]) -> None:
+        self._callbacks[self.medium.schedule_timer(at_s)] = fn
+        self._wake.set()
 
     # -- public API --------------------------------------------------------------------------------
 

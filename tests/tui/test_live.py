@@ -310,7 +310,17 @@ async def test_report_confirm_compose_sign_publish_is_accepted_by_cli(
     assert doc["id"] == sent_id
     assert doc["signer"] == {"name": "dispatcher", "role": "dispatcher"}
     verdict = subprocess.run(  # noqa: ASYNC221 - after the app has exited
-        [sys.executable, "-m", "relayd", "alert", "verify", "--trust", str(network.bundle_path)],
+        [
+            sys.executable,
+            "-m",
+            "relayd",
+            "alert",
+            "verify",
+            "--trust",
+            str(network.bundle_path),
+            "--root",
+            str(network.pub_path("root")),
+        ],
         input=doc["onair"].encode(),
         capture_output=True,
         timeout=30,
