@@ -882,6 +882,12 @@ class Relay:
         if node is None or node not in self.heard_nodes:
             log.debug("event from %s ignored: its radio is not an RF neighbour", relay)
             return
+        own = {r.my_node for r in self.radios}
+        if node in own or any(n == node for r, n in self.peer_nodes.items() if r != relay):
+            # Two relays (or we and a relay) claim one radio: one of them lies (a seized key).
+            # Standing down on either's word could silence an area; a duplicate cannot.
+            self._unverified(ControlRejection.WRONG_RELAY, relay, "its radio node is claimed twice")
+            return
         if event.event in (EventKind.TAKEN, EventKind.TRANSMITTED):
             with contextlib.suppress(ValueError):
                 self._heard_copy(bytes.fromhex(event.alert_id), f"{relay} transmitted it")
