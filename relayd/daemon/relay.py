@@ -875,9 +875,8 @@ class Relay:
         event = parse_event(body)
         if event.relay != relay:
             raise MalformedMessage("event names another relay than its topic")
-        if relay not in self.peers:
-            log.debug("event from %s ignored: no signed status from it yet", relay)
-            return
+        # The radio node comes from the peer's signed status (kept across restarts): after a
+        # restart our session's backlog of events arrives before the retained statuses do.
         node = self.peer_nodes.get(relay)
         if node is None or node not in self.heard_nodes:
             log.debug("event from %s ignored: its radio is not an RF neighbour", relay)
