@@ -334,8 +334,9 @@ def parse_event(payload: bytes) -> RelayEvent:
     if not isinstance(alert_id, str) or not _ALERT_ID_RE.fullmatch(alert_id):
         raise MalformedMessage("'alert_id' must be 16 hex digits")
     reason = _opt_str(doc, "reason")
-    if reason is not None and reason not in {r.value for r in DropReason}:
-        raise MalformedMessage("unknown drop reason")
+    # A drop reason, or a radio's own refusal ("refused_by_radio"): a short plain word.
+    if reason is not None and not _COUNTER_NAME_RE.fullmatch(reason):
+        raise MalformedMessage("'reason' must be a short word")
     return RelayEvent(
         relay=relay,
         event=_enum(EventKind, doc.get("event"), "event"),
