@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 from typing import Final, TypeVar
 
 from relayd.core.jsonform import MAX_MESSAGE_BYTES, MalformedMessage
-from relayd.core.model import DropReason
 from relayd.core.topics import valid_relay_id
 
 STATUS_FORMAT_VERSION = 1
@@ -245,7 +244,8 @@ def parse_status(payload: bytes) -> RelayStatus:
     broker = _obj(doc, "broker")
     airtime = _obj(doc, "airtime")
     counters = _obj(doc, "counters")
-    drops = _counts(_obj(doc, "drops"), "drops", {r.value for r in DropReason})
+    # Drop reasons, and the radio's own refusals (relay.REFUSED_BY_RADIO): plain words.
+    drops = _counts(_obj(doc, "drops"), "drops", None)
     malformed = _counts(_obj(doc, "malformed"), "malformed", None)
     unverified = _counts(_obj(doc, "unverified"), "unverified", None)
     history = airtime.get("history_s", [])
