@@ -55,7 +55,7 @@ async def _run_until_first(link_id: str, port: int, *, hang: bool) -> Incoming:
         subscriptions=[TOPIC],
         handler=handler,
         will_topic=f"seam/{link_id}/status",
-        will_payload=b"",
+        will_payload=lambda: b"",
     )
     task = asyncio.create_task(link.run())
     try:
