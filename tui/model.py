@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 
 from relayd.core.codec import BEL, DecodedFrame, MalformedFrame, decode
-from relayd.core.control import ControlKind, ControlRejection, open_sealed
+from relayd.core.control import ControlKind, ControlRejection, open_sealed, relay_ids
 from relayd.core.jsonform import MalformedMessage, onair_from_message
 from relayd.core.model import DropReason, Kind, Role, Severity, SignedAlert
 from relayd.core.status import EventKind, RelayState, RelayStatus, parse_event, parse_status
@@ -548,6 +548,10 @@ class Model:
             self._verify(item)
             if was_ok and not item.ok:
                 self.inbox.pop(item.alert_id, None)
+        # A relay whose key was revoked (seized) no longer has a believable status row.
+        speaking = relay_ids(bundle, self.clock())
+        for relay in [r for r in self.relays if r not in speaking]:
+            del self.relays[relay]
 
     # ---- local actions --------------------------------------------------------------
 

@@ -144,6 +144,15 @@ def open_sealed(
     return ControlVerdict(None, "", body_bytes, signer)
 
 
+def relay_ids(bundle: TrustBundle, now_s: float) -> frozenset[str]:
+    """The relay ids a bundle lets speak: names of its unrevoked, unexpired relay keys."""
+    return frozenset(
+        k.name
+        for k in bundle.keys
+        if k.role is Role.RELAY and not bundle.is_revoked(k.key_id) and not k.is_expired(now_s)
+    )
+
+
 # --- the peer table ------------------------------------------------------------------------------
 
 
@@ -185,6 +194,13 @@ class PeerTable:
 
     def remove(self, relay: str) -> None:
         self._peers.pop(relay, None)
+
+    def retain(self, relays: frozenset[str]) -> list[str]:
+        """Forget peers not in `relays` (their key was revoked or removed); returns them."""
+        gone = [r for r in self._peers if r not in relays]
+        for relay in gone:
+            del self._peers[relay]
+        return gone
 
     def get(self, relay: str) -> Peer | None:
         return self._peers.get(relay)

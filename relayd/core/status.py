@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 from typing import Final, TypeVar
 
 from relayd.core.jsonform import MAX_MESSAGE_BYTES, MalformedMessage
-from relayd.core.model import DropReason
 from relayd.core.topics import valid_relay_id
 
 STATUS_FORMAT_VERSION = 1
@@ -245,7 +244,8 @@ def parse_status(payload: bytes) -> RelayStatus:
     broker = _obj(doc, "broker")
     airtime = _obj(doc, "airtime")
     counters = _obj(doc, "counters")
-    drops = _counts(_obj(doc, "drops"), "drops", {r.value for r in DropReason})
+    # Drop reasons, and the radio's own refusals (relay.REFUSED_BY_RADIO): plain words.
+    drops = _counts(_obj(doc, "drops"), "drops", None)
     malformed = _counts(_obj(doc, "malformed"), "malformed", None)
     unverified = _counts(_obj(doc, "unverified"), "unverified", None)
     history = airtime.get("history_s", [])
@@ -334,8 +334,9 @@ def parse_event(payload: bytes) -> RelayEvent:
     if not isinstance(alert_id, str) or not _ALERT_ID_RE.fullmatch(alert_id):
         raise MalformedMessage("'alert_id' must be 16 hex digits")
     reason = _opt_str(doc, "reason")
-    if reason is not None and reason not in {r.value for r in DropReason}:
-        raise MalformedMessage("unknown drop reason")
+    # A drop reason, or a radio's own refusal ("refused_by_radio"): a short plain word.
+    if reason is not None and not _COUNTER_NAME_RE.fullmatch(reason):
+        raise MalformedMessage("'reason' must be a short word")
     return RelayEvent(
         relay=relay,
         event=_enum(EventKind, doc.get("event"), "event"),

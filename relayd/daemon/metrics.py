@@ -36,6 +36,7 @@ from prometheus_client.exposition import choose_encoder
 from prometheus_client.registry import Collector
 
 from relayd import __version__
+from relayd.core.control import ControlRejection
 from relayd.core.model import DropReason
 from relayd.core.status import LinkState
 from relayd.core.topics import TopicKind
@@ -120,6 +121,15 @@ class RelayCollector(Collector):
         for kind in TopicKind:
             self._add(malformed_messages, (kind.value,), float(counters.malformed.get(kind.value, 0)))
         yield malformed_messages
+
+        unverified = self._counter(
+            "relayd_unverified_control_messages",
+            "Peers' status, events and report notes not believed, by reason",
+            ["reason"],
+        )
+        for rejection in ControlRejection:
+            self._add(unverified, (rejection.value,), float(counters.unverified.get(rejection.value, 0)))
+        yield unverified
 
         malformed = self._counter(
             "relayd_malformed_frames", "Input that could not be parsed, by source", ["source", "radio"]

@@ -37,7 +37,15 @@ from relayd.core.clockrule import (
     verification_time_s,
 )
 from relayd.core.codec import MalformedFrame, compose, decode
-from relayd.core.control import MAX_PEERS, ControlKind, ControlRejection, PeerTable, open_sealed, seal
+from relayd.core.control import (
+    MAX_PEERS,
+    ControlKind,
+    ControlRejection,
+    PeerTable,
+    open_sealed,
+    relay_ids,
+    seal,
+)
 from relayd.core.dedup import BoundedMap, DedupSet
 from relayd.core.jsonform import (
     MAX_MESSAGE_BYTES,
@@ -942,12 +950,17 @@ class Relay:
         event = parse_event(body)
         if event.relay != relay:
             raise MalformedMessage("event names another relay than its topic")
-        if relay not in self.peers:
-            log.debug("event from %s ignored: no signed status from it yet", relay)
-            return
+        # The radio node comes from the peer's signed status (kept across restarts): after a
+        # restart our session's backlog of events arrives before the retained statuses do.
         node = self.peer_nodes.get(relay)
         if node is None or node not in self.heard_nodes:
             log.debug("event from %s ignored: its radio is not an RF neighbour", relay)
+            return
+        own = {r.my_node for r in self.radios}
+        if node in own or any(n == node for r, n in self.peer_nodes.items() if r != relay):
+            # Two relays (or we and a relay) claim one radio: one of them lies (a seized key).
+            # Standing down on either's word could silence an area; a duplicate cannot.
+            self._unverified(ControlRejection.WRONG_RELAY, relay, "its radio node is claimed twice")
             return
         if event.event in (EventKind.TAKEN, EventKind.TRANSMITTED):
             with contextlib.suppress(ValueError):
@@ -1030,6 +1043,10 @@ class Relay:
         self.verifier.replace_bundle(signed.bundle)
         self.signed_bundle = signed
         self._reverify_queue()
+        # A peer whose relay key was revoked (a seized relay) stops steering us at once.
+        for relay in self.peers.retain(relay_ids(signed.bundle, self.clock())):
+            self.peer_nodes.pop(relay, None)
+            log.warning("peer %s forgotten: its key is no longer a trusted relay key", relay)
         log.warning("trust bundle updated to version %d (from %s)", signed.bundle.version, source)
         with contextlib.suppress(OSError):
             save_bundle(signed, self.config.state_dir / "trust.json")

@@ -14,6 +14,7 @@ from relayd.core.control import (
     ControlRejection,
     PeerTable,
     open_sealed,
+    relay_ids,
     seal,
 )
 from relayd.core.identity import Identity
@@ -158,3 +159,13 @@ def test_peer_table_refuses_replayed_online_after_offline_and_stays_bounded() ->
     assert len(table) == 3
     assert table.update(parse_status(_status("relay-new"))) is ControlRejection.TABLE_FULL
     assert PeerTable().max_peers == MAX_PEERS
+
+
+def test_a_revoked_relay_leaves_the_peer_table_with_the_new_bundle() -> None:
+    table = PeerTable()
+    for relay in ("relay-north", "relay-south"):
+        table.update(parse_status(_status(relay)))
+    newer = BUNDLE.with_revoked(SOUTH.key_id)
+    assert relay_ids(newer, NOW_S) == {"relay-north"}
+    assert table.retain(relay_ids(newer, NOW_S)) == ["relay-south"]
+    assert dict(table.items()) == {"relay-north": RelayState.ONLINE}

@@ -7,7 +7,17 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from relayd.core.jsonform import MalformedMessage
-from relayd.core.status import parse_event, parse_status
+from relayd.core.status import (
+    EventKind,
+    RelayEvent,
+    RelayState,
+    RelayStatus,
+    encode_event,
+    encode_status,
+    parse_event,
+    parse_status,
+)
+from relayd.daemon.relay import REFUSED_BY_RADIO
 
 HOSTILE = [
     b'{"v": 1, "relay": ' + b"1" * 5000 + b"}",  # an integer over Python's digit limit
@@ -32,3 +42,16 @@ def test_random_payloads_raise_only_malformed_message(payload: bytes) -> None:
             parse(payload)
         except MalformedMessage:
             continue
+
+
+def test_every_event_the_relay_sends_parses() -> None:
+    for kind in EventKind:
+        for reason in (None, "expired", REFUSED_BY_RADIO):
+            event = RelayEvent("relay-north", kind, "e70f58add945c0e0", 1.0, "radio:main", reason)
+            assert parse_event(encode_event(event)) == event
+
+
+def test_a_status_with_every_counter_the_relay_keeps_parses() -> None:
+    drops = {"bad_signature": 3, REFUSED_BY_RADIO: 1}
+    status = RelayStatus("relay-north", RelayState.ONLINE, 1.0, drops=drops, malformed={"status": 1})
+    assert parse_status(encode_status(status)) == status

@@ -183,7 +183,7 @@ async def _watch_status(port: int, seen: dict[str, list[str | None]], stop: asyn
                 await client.subscribe(f"{ROOT}/relays/+/status", qos=1)
                 async for msg in client.messages:
                     with contextlib.suppress(MalformedMessage):
-                        # The retained status is sealed by the relay's key; its body says it.
+                        # Sealed by the relay; unwrapped (not verified) to read it here.
                         status = parse_status(bytes(msg.payload))  # type: ignore[arg-type]
                         seen.setdefault(status.relay, []).append(status.storage_error)
         except aiomqtt.MqttError:

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from relayd.core.codec import MalformedFrame, compose, decode
+from relayd.core.control import ControlKind, seal
 from relayd.core.identity import Identity
 from relayd.core.jsonform import MalformedMessage, encode_alert, onair_from_message
 from relayd.core.model import AlertFields, Kind, Role, Severity
@@ -31,7 +32,9 @@ from relayd.core.status import (
     RelayEvent,
     RelayState,
     RelayStatus,
+    ReportNote,
     encode_event,
+    encode_report_note,
     encode_status,
     parse_event,
     parse_status,
@@ -98,6 +101,7 @@ def corpus() -> Corpus:
         "dispatcher": _identity("dispatcher", Role.DISPATCHER),
         "verifier": _identity("verifier", Role.VERIFIER),
         "reporter": _identity("reporter", Role.REPORTER),
+        "relay-north": _identity("relay-north", Role.RELAY),
     }
     bundle = new_bundle(
         root.public_key,
@@ -154,10 +158,37 @@ def corpus() -> Corpus:
         trust_version=1,
     )
     event = RelayEvent("relay-north", EventKind.TRANSMITTED, "e70f58add945c0e0", NOW_S, "rf", None)
+    # What relay-north really publishes: sealed status and event, and a report with its note.
+    north = members["relay-north"]
+    report_fields = AlertFields(
+        kind=Kind.REPORT,
+        severity=Severity.INFO,
+        key_id=north.key_id,
+        issued_at_s=NOW_S - 5,
+        seq=100,
+        expires_at_s=NOW_S + 7200,
+        text="two vans at Oak",
+        origin_node=0x134DB580,
+    )
+    report = compose(report_fields, north.sign).to_signed_alert()
+    frames.append(report.onair)
+    note = ReportNote("relay-north", report.id_hex, 0x134DB580, 77)
+    report_doc = json.loads(encode_alert(report))
+    report_doc |= {"relay": "relay-north", "origin_packet": 77}
+    report_doc["note"] = seal(
+        ControlKind.REPORT_NOTE, "relay-north", encode_report_note(note), north.key_id, north.sign
+    ).decode()
+
+    def sealed(kind: ControlKind, body: bytes) -> bytes:
+        return seal(kind, "relay-north", body, north.key_id, north.sign)
+
     messages = (
         *tuple(encode_alert(decode(f).to_signed_alert()) for f in frames),
         encode_status(status),
         encode_event(event),
+        sealed(ControlKind.STATUS, encode_status(status)),
+        sealed(ControlKind.EVENT, encode_event(event)),
+        json.dumps(report_doc).encode(),
     )
     device = tuple(
         encode_frame(to_radio_packet(text_packet(f, packet_id=i + 1))) for i, f in enumerate(frames)
@@ -266,6 +297,8 @@ def check_relay_mqtt(data: bytes) -> None:
     topic, payload = _split(data)
     h.loop.run_until_complete(h.relay._on_mqtt(Incoming(topic, payload, retain=False)))
     assert getattr(h.relay.counters, "handler_errors", 0) == 0, f"handler error on {topic}: {payload[:200]!r}"
+    # Only relay-north's key can seal a peer's status; nothing else may become a peer.
+    assert {r for r, _ in h.relay.peers.items()} <= {"relay-north"}, f"forged peer from {payload[:200]!r}"
     c = corpus()
     for row in h.relay._queued_rows.values():
         assert row.onair in c.frames, f"forgery queued: {row.onair!r}"

@@ -210,3 +210,13 @@ def test_an_unsigned_status_or_a_replayed_one_changes_no_relay_row(fixed_net: Te
     m.ingest(T.status("relay-north"), fixed_net.seal("relay-north", ControlKind.STATUS, encode_status(old)))
     assert m.relays["relay-north"].status == online
     assert m.diagnostics.unverified == {"unsigned": 1, "stale": 1}
+
+
+def test_a_revoked_relay_row_goes_with_the_new_bundle(fixed_net: TestNetwork) -> None:
+    m = model(fixed_net)
+    for relay in ("relay-north", "relay-south"):
+        status = encode_status(RelayStatus(relay, RelayState.ONLINE, FIXED_NOW_S))
+        m.ingest(T.status(relay), fixed_net.seal(relay, ControlKind.STATUS, status))
+    seized = fixed_net.identities["relay-south"].key_id
+    m.replace_bundle(fixed_net.bundle.with_revoked(seized), "test")
+    assert list(m.relays) == ["relay-north"]
