@@ -25,6 +25,7 @@ from typing import Any
 
 from bench.common import REPO, Figure, figure, format_value, machine, print_figures
 from bench.notes import NOTES
+from bench.plots import Plot, draw, existing
 
 DOC = REPO / "docs" / "performance.md"
 DATA_BEGIN = "<!-- relayd-bench results (generated; do not edit)"
@@ -213,7 +214,7 @@ def _verdict(f: Figure) -> str:
     return "PASS" if f["passed"] else "**FAIL**"
 
 
-def render(results: dict[str, Any]) -> str:
+def render(results: dict[str, Any], plots: list[Plot] | None = None) -> str:
     lines = [
         "# Performance",
         "",
@@ -222,6 +223,8 @@ def render(results: dict[str, Any]) -> str:
         "`relayd-bench NAME` (one benchmark; the other rows are kept) or `relayd-bench ci` (the",
         "small subset). Each benchmark prints its figures and measures its baseline in the same",
         "run. Rows without a goal are context: baselines, rates achieved, intermediate values.",
+        "The plots are drawn from the same figures (matplotlib, the `plots` extra); `relayd-bench",
+        "plots` redraws them and this page from the stored figures without running anything.",
         "",
         "## Summary",
         "",
@@ -256,6 +259,9 @@ def render(results: dict[str, Any]) -> str:
             + (", **CI size**" if r.get("size") == "ci" else "")
             + f"; took {r['seconds']:.0f} s.",
             "",
+        ]
+        lines += [f"![{caption}](plots/{name})\n" for bench, name, caption in plots or () if bench == b.name]
+        lines += [
             "| figure | value | unit | goal | result |",
             "|---|---:|---|---|---|",
         ]
@@ -295,11 +301,19 @@ def run_one(b: Benchmark, *, ci: bool) -> dict[str, Any]:
     }
 
 
+def write_doc(results: dict[str, Any]) -> None:
+    """The results document, with its plots redrawn (or, without matplotlib, those on disk)."""
+    plots = draw(results)
+    DOC.write_text(render(results, plots if plots is not None else existing()))
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(
         prog="relayd-bench", description=__doc__.split("\n\n")[0] if __doc__ else None
     )
-    ap.add_argument("names", nargs="*", help="all, ci, or benchmark names")
+    ap.add_argument(
+        "names", nargs="*", help="all, ci, plots (redraw from stored results), or benchmark names"
+    )
     ap.add_argument("--list", action="store_true", help="list the benchmarks")
     ap.add_argument("--no-doc", action="store_true", help=f"do not update {DOC.relative_to(REPO)}")
     args = ap.parse_args(argv)
@@ -307,6 +321,15 @@ def main(argv: list[str] | None = None) -> int:
         for b in BENCHMARKS:
             print(f"{b.name:12} {b.title}: {b.how}")
         return 0 if args.list else 2
+    if args.names == ["plots"]:
+        results = load_results()
+        plots = draw(results)
+        if plots is None:
+            print("relayd-bench plots: needs matplotlib: pip install -e '.[plots]'", file=sys.stderr)
+            return 2
+        DOC.write_text(render(results, plots))
+        print(f"wrote {DOC} and its plots in {DOC.parent / 'plots'}")
+        return 0
     ci = args.names == ["ci"]
     if args.names in (["all"], ["ci"]):
         chosen = [b for b in BENCHMARKS if not ci or b.ci is not None]
@@ -323,7 +346,7 @@ def main(argv: list[str] | None = None) -> int:
         results[b.name] = r
         failed += sum(1 for f in r["figures"] if f["passed"] is False)
         if not args.no_doc:
-            DOC.write_text(render(results))  # after each benchmark: a crash later keeps these rows
+            write_doc(results)  # after each benchmark: a crash later keeps these rows
     print(f"\n{len(chosen)} benchmark(s) in {time.monotonic() - started:.0f} s; {failed} goal(s) failed")
     if not args.no_doc:
         print(f"wrote {DOC}")

@@ -7,6 +7,9 @@
     next to two baselines measured in the same run: decode alone, and raw PyNaCl verify
     alone (the floor: no implementation can verify a signature cheaper than libsodium).
     Goal: >= 10,000 alerts/s.
+(a') Distinct malformed frames once the verifier's rejected-verdict cache is full: every
+    frame evicts the oldest entry, so this measures the eviction itself (it must stay O(1);
+    deleting the first key of a plain dict rescans the deleted slots ahead of it).
 (b) Airtime: on-air bytes and LongFast time on air (Meshtastic header and Data protobuf
     included) for 40-, 80- and 120-byte texts, next to the unsigned text and next to the
     floor -- text + 64-byte signature + 16 bytes of raw binary metadata (header, kind, key
@@ -27,7 +30,7 @@ from typing import Any
 
 import nacl.signing
 
-from relayd.core.airtime import LONG_FAST, MAX_DATA_PAYLOAD_BYTES, mesh_frame_time_on_air_s
+from relayd.core.airtime import LONG_FAST, MAX_BROADCAST_PAYLOAD_BYTES, mesh_frame_time_on_air_s
 from relayd.core.codec import SIGNATURE_BYTES, compose, decode
 from relayd.core.identity import Identity
 from relayd.core.model import AlertFields, Kind, Role, Severity
@@ -151,6 +154,22 @@ def throughput(n: int = 20_000, repeat: int = 2) -> list[Figure]:
     ]
 
 
+def malformed_after_full_cache(n: int = 50_000) -> list[Figure]:
+    """Frames/s for `n` distinct malformed frames after `_REJECTED_CACHE_MAX` have filled the cache."""
+    from relayd.core.verify import _REJECTED_CACHE_MAX  # noqa: PLC0415 - the bound under test
+
+    root = Identity("root", Role.ROOT, hashlib.sha256(b"bench root").digest())
+    verifier = Verifier(new_bundle(root.public_key, NOW_S - 86400, 365 * 86400))
+    for i in range(_REJECTED_CACHE_MAX):
+        verifier.verify(b"fill %d" % i, NOW_S)
+    junk = [b"junk %d" % i for i in range(n)]
+    t0 = time.perf_counter()
+    for p in junk:
+        verifier.verify(p, NOW_S)
+    rate = n / (time.perf_counter() - t0)
+    return [_figure("protocol.malformed_after_full_cache_per_s", rate, "frames/s")]
+
+
 # --- (b) airtime --------------------------------------------------------------------------------
 
 
@@ -213,8 +232,8 @@ def airtime_figures(rows: Sequence[dict[str, Any]]) -> list[Figure]:
                     f"protocol.onair_{tag}_bytes",
                     float(r["ours_bytes"]),
                     "bytes",
-                    f"<= {MAX_DATA_PAYLOAD_BYTES} (one frame)",
-                    r["ours_bytes"] <= MAX_DATA_PAYLOAD_BYTES,
+                    f"<= {MAX_BROADCAST_PAYLOAD_BYTES} (one frame)",
+                    r["ours_bytes"] <= MAX_BROADCAST_PAYLOAD_BYTES,
                 )
             )
     return figures
@@ -225,7 +244,7 @@ def airtime_figures(rows: Sequence[dict[str, Any]]) -> list[Figure]:
 
 def run(n: int = 20_000, repeat: int = 2) -> list[Figure]:
     """All figures: name, value, unit, goal (or None) and passed (or None)."""
-    return throughput(n, repeat) + airtime_figures(airtime())
+    return throughput(n, repeat) + malformed_after_full_cache() + airtime_figures(airtime())
 
 
 def _print_report(figures: Sequence[Figure], rows: Sequence[dict[str, Any]], n: int) -> None:
@@ -239,6 +258,8 @@ def _print_report(figures: Sequence[Figure], rows: Sequence[dict[str, Any]], n: 
     ):
         print(f"    {label:<56} {by_name[name]['value']:>12,.0f}")
     print(f"    pipeline / PyNaCl floor: {by_name['protocol.pipeline_vs_pynacl_floor']['value']:.2f}x")
+    rate = by_name["protocol.malformed_after_full_cache_per_s"]["value"]
+    print(f"    distinct malformed frames, rejected-verdict cache full: {rate:>12,.0f} frames/s")
     print()
     print(
         f"(b) on the air, {LONG_FAST.name} (SF{LONG_FAST.spreading_factor}, "

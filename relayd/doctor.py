@@ -476,7 +476,7 @@ def check_key(config: Config, bundle: TrustBundle | None) -> CheckResult:
             f"chmod 600 {path}",
         )
     try:
-        identity = load_private_key(path)
+        identity = load_private_key(path, unattended=True)
     except RelaydError as exc:
         return fail("key", str(exc), "restore the key or create a new one and `relayd trust add` it")
     if identity.role is not Role.RELAY:

@@ -336,7 +336,7 @@ def plan_setup(options: SetupOptions) -> Plan:
                 "config and unit, or delete the key (and revoke it: relayd trust revoke) for a new one"
             )
         try:
-            existing = load_private_key(key_path)
+            existing = load_private_key(key_path, unattended=True)
         except RelaydError as exc:
             raise SetupError(f"existing key: {exc}") from exc
         if existing.role is not Role.RELAY:

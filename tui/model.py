@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 
 from relayd.core.codec import BEL, DecodedFrame, MalformedFrame, decode
+from relayd.core.control import ControlKind, ControlRejection, open_sealed
 from relayd.core.jsonform import MalformedMessage, onair_from_message
 from relayd.core.model import DropReason, Kind, Role, Severity, SignedAlert
 from relayd.core.status import EventKind, RelayState, RelayStatus, parse_event, parse_status
@@ -31,6 +32,9 @@ DEFAULT_MAX_FEED_ITEMS = 50_000
 # Events for alerts not seen yet (events may overtake the alert itself on the broker).
 MAX_PENDING_EVENT_IDS = 5_000
 MAX_DIAGNOSTIC_LINES = 200
+# Rejected frames (forgeries, wrong roles, revoked keys) are not feed items: they are listed
+# here by id and reason, without their text, so a flood of them evicts nothing genuine.
+MAX_REJECTED_FRAMES = 100
 
 
 class VerifyState(enum.Enum):
@@ -153,10 +157,27 @@ class DiagnosticLine:
     detail: str
 
 
+@dataclass(frozen=True, slots=True)
+class RejectedFrame:
+    """A frame that failed verification: what it claimed to be, never what it said."""
+
+    ts_s: float
+    topic: Topic
+    alert_id: str
+    kind: Kind
+    reason: DropReason | None
+    detail: str
+
+
 @dataclass(slots=True)
 class Diagnostics:
     malformed: dict[Topic, int] = field(default_factory=dict)
+    # Status and events not believed (unsigned, mis-signed, another relay's), by ControlRejection.
+    unverified: dict[str, int] = field(default_factory=dict)
+    rejected: deque[RejectedFrame] = field(default_factory=lambda: deque(maxlen=MAX_REJECTED_FRAMES))
+    rejected_total: int = 0
     messages: dict[Topic, int] = field(default_factory=dict)
+    handler_errors: int = 0  # messages that hit a bug (also counted as malformed)
     recent: deque[DiagnosticLine] = field(default_factory=lambda: deque(maxlen=MAX_DIAGNOSTIC_LINES))
 
     @property
@@ -277,6 +298,16 @@ class Model:
         kind = self.classify(topic)
         d = self.diagnostics
         d.messages[kind] = d.messages.get(kind, 0) + 1
+        try:
+            return self._dispatch(kind, topic, payload)
+        except MalformedMessage as exc:
+            return self._malformed(kind, exc.detail)
+        except Exception:  # the last fence: one message must not end the console
+            log.warning("could not handle a message on %s", kind.value, exc_info=True)
+            self.diagnostics.handler_errors += 1
+            return self._malformed(kind, "could not handle this message")
+
+    def _dispatch(self, kind: Topic, topic: str, payload: bytes) -> Change:
         if kind is Topic.STATUS:
             return self._ingest_status(topic, payload)
         if kind is Topic.EVENTS:
@@ -310,7 +341,10 @@ class Model:
         change = Change(feed_id=alert_id)
         item = self.feed.get(alert_id)
         if item is None:
-            item = self._new_item(frame.to_signed_alert(), payload, frame)
+            item = self._checked_item(frame.to_signed_alert(), payload, frame)
+            if not item.ok:
+                return self._reject(topic, item)
+            self._add_item(item)
             change.feed_new = True
             change.evicted = self._evict()
             if item.kind is Kind.REPORT and item.ok:
@@ -325,23 +359,41 @@ class Model:
             item.relays.setdefault(relay, set()).add("heard" if via == "rf" else "published")
         return change
 
+    def _reject(self, topic: Topic, item: FeedItem) -> Change:
+        d = self.diagnostics
+        d.rejected_total += 1
+        d.rejected.append(
+            RejectedFrame(self.clock(), topic, item.alert_id, item.kind, item.reason, item.detail)
+        )
+        reason = item.reason.value if item.reason else "rejected"
+        d.recent.append(DiagnosticLine(self.clock(), topic, f"rejected {item.alert_id}: {reason}"))
+        return Change(diagnostics=True)
+
     def _new_item(self, alert: SignedAlert, payload: bytes, frame: DecodedFrame | None = None) -> FeedItem:
-        self._arrivals += 1
+        item = self._checked_item(alert, payload, frame)
+        self._add_item(item)
+        return item
+
+    def _checked_item(self, alert: SignedAlert, payload: bytes, frame: DecodedFrame | None) -> FeedItem:
         item = FeedItem(
             alert_id=alert.id_hex,
             alert=alert,
             state=VerifyState.UNCHECKED,
-            arrival=self._arrivals,
+            arrival=0,
             first_seen_s=self.clock(),
             raw=payload,
         )
         self._verify(item, frame)
+        return item
+
+    def _add_item(self, item: FeedItem) -> None:
+        self._arrivals += 1
+        item.arrival = self._arrivals
         self.feed[item.alert_id] = item
         for relay, event, reason in self._pending_events.pop(item.alert_id, []):
             item.relays.setdefault(relay, set()).add(event)
             if reason:
                 item.drop_reasons[relay] = reason
-        return item
 
     def _verify(self, item: FeedItem, frame: DecodedFrame | None = None) -> None:
         if self._verifier is None:
@@ -376,46 +428,91 @@ class Model:
         return evicted
 
     def _clear_active(self, alert_id: str) -> Change:
-        item = self.feed.get(alert_id)
-        if item is None:
-            return Change()
-        item.active = False
-        return Change(feed_id=alert_id)
+        """An empty retained `active/<id>`: relays send it on expiry, cancel and all-clear.
+
+        It is unsigned, so anyone who may write the topic could send it to hide a live
+        alert: it changes nothing here. An alert stops being active only by what the
+        console can check itself, its expiry or a verified cancel or all-clear
+        (`active_alerts`).
+        """
+        if alert_id in self.feed:
+            self.diagnostics.recent.append(
+                DiagnosticLine(self.clock(), Topic.ACTIVE, f"unsigned clear of {alert_id} ignored")
+            )
+            return Change(diagnostics=True)
+        return Change()
+
+    def _open(self, kind: ControlKind, topic: Topic, relay: str, payload: bytes) -> bytes | None:
+        """A relay's sealed status or event, checked against the bundle; None if not believed.
+
+        Without a bundle nothing can be checked, and the console says so everywhere; the
+        seal is then unwrapped for display only.
+        """
+        if self._verifier is None:
+            return payload
+        verdict = open_sealed(
+            payload, kind=kind, topic_relay=relay, bundle=self._verifier.bundle, now_s=self.clock()
+        )
+        if verdict.rejection is None:
+            return verdict.body
+        if verdict.rejection is ControlRejection.MALFORMED:
+            raise MalformedMessage(verdict.detail)
+        d = self.diagnostics
+        reason = verdict.rejection.value
+        d.unverified[reason] = d.unverified.get(reason, 0) + 1
+        d.recent.append(DiagnosticLine(self.clock(), topic, f"{relay}: not believed ({reason})"))
+        return None
 
     def _ingest_status(self, topic: str, payload: bytes) -> Change:
         relay = self.topics.relay_of(topic) or ""
-        if not payload:  # a cleared retained status: the relay was decommissioned
-            removed = self.relays.pop(relay, None) is not None
-            return Change(relay=relay, relay_removed=removed)
-        try:
-            status = parse_status(payload)
-        except MalformedMessage as exc:
-            return self._malformed(Topic.STATUS, f"{relay}: {exc.detail}")
+        previous = self.relays.get(relay)
+        if not payload:
+            # A cleared retained status: a decommissioned relay, if it had said goodbye
+            # (signed offline). Unsigned, it must not hide a relay that is online.
+            if previous is not None and previous.status.state is RelayState.OFFLINE:
+                del self.relays[relay]
+                return Change(relay=relay, relay_removed=True)
+            return Change()
+        body = self._open(ControlKind.STATUS, Topic.STATUS, relay, payload)
+        if body is None:
+            return Change(diagnostics=True)
+        status = parse_status(body)
         if status.relay != relay:
             return self._malformed(Topic.STATUS, f"status on {relay}'s topic names relay {status.relay!r}")
-        previous = self.relays.get(relay)
         if status.state is RelayState.OFFLINE and previous is not None:
             # A last will carries only the state; keep what we knew, and turn it red.
             status = replace(previous.status, state=RelayState.OFFLINE)
+        elif previous is not None and status.ts_s <= previous.status.ts_s and self._verifier is not None:
+            # An older signed status than the one shown: a replay (docs/mqtt.md).
+            return self._open_refused(relay, "stale")
         self.relays[relay] = RelayRow(status, self.clock())
         return Change(relay=relay)
 
+    def _open_refused(self, relay: str, reason: str) -> Change:
+        d = self.diagnostics
+        d.unverified[reason] = d.unverified.get(reason, 0) + 1
+        d.recent.append(DiagnosticLine(self.clock(), Topic.STATUS, f"{relay}: not believed ({reason})"))
+        return Change(diagnostics=True)
+
     def _ingest_event(self, topic: str, payload: bytes) -> Change:
         relay = self.topics.relay_of(topic) or ""
-        try:
-            event = parse_event(payload)
-        except MalformedMessage as exc:
-            return self._malformed(Topic.EVENTS, f"{relay}: {exc.detail}")
+        body = self._open(ControlKind.EVENT, Topic.EVENTS, relay, payload)
+        if body is None:
+            return Change(diagnostics=True)
+        event = parse_event(body)
+        if event.relay != relay:
+            # Attribution is by topic and signature, never by a name in the payload.
+            return self._malformed(Topic.EVENTS, f"event on {relay}'s topic names relay {event.relay!r}")
         item = self.feed.get(event.alert_id)
         if item is None:
             pending = self._pending_events.setdefault(event.alert_id, [])
-            pending.append((event.relay, event.event.value, event.reason))
+            pending.append((relay, event.event.value, event.reason))
             while len(self._pending_events) > MAX_PENDING_EVENT_IDS:
                 self._pending_events.popitem(last=False)
             return Change()
-        item.relays.setdefault(event.relay, set()).add(event.event.value)
+        item.relays.setdefault(relay, set()).add(event.event.value)
         if event.reason:
-            item.drop_reasons[event.relay] = event.reason
+            item.drop_reasons[relay] = event.reason
         return Change(feed_id=item.alert_id)
 
     def _ingest_trust(self, payload: bytes) -> Change:

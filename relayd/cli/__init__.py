@@ -23,6 +23,7 @@ _GROUPS = (
     "relayd.cli.demo",
     "relayd.cli.doctor",
     "relayd.cli.setup",
+    "relayd.cli.cap",
 )
 
 Handler = Callable[[argparse.Namespace], int]

@@ -14,7 +14,13 @@ from relayd.core.jsonform import Envelope, alert_to_dict, encode_alert
 from relayd.core.model import AlertFields, Kind, Severity
 from relayd.core.verify import Verifier
 from relayd.errors import RelaydError
-from relayd.keystore import load_private_key, load_public_key, next_sequence
+from relayd.keystore import (
+    PASSPHRASE_ENV,
+    load_private_key,
+    load_public_key,
+    next_sequence,
+    passphrase_source,
+)
 from relayd.trustfile import load_bundle
 
 DEFAULT_EXPIRY = "30m"
@@ -27,6 +33,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
     comp = sub.add_parser("compose", help="sign an alert and print its exact on-air text")
     comp.add_argument("--key", required=True, type=Path, help="your private NAME.key")
+    comp.add_argument(
+        "--passphrase-file",
+        type=Path,
+        help=f"the key's passphrase, if it has one (else ${PASSPHRASE_ENV}, else asked on the terminal)",
+    )
     comp.add_argument("--kind", required=True, choices=[k.value for k in Kind])
     comp.add_argument("--severity", required=True, choices=[s.value for s in Severity])
     comp.add_argument("--expires", default=DEFAULT_EXPIRY, help="lifetime (30m, 2h) or ISO 8601 time")
@@ -44,14 +55,17 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "verify",
         help="verify one on-air text read from stdin; exit 0 accepted, 1 rejected, 2 usage error",
     )
-    ver.add_argument("--trust", required=True, type=Path, help="trust bundle file")
-    ver.add_argument("--root", type=Path, help="pin the network root's .pub (recommended)")
+    ver.add_argument("--trust", type=Path, help="trust bundle file (default: the one in --config)")
+    ver.add_argument("--root", type=Path, help="the network root's .pub the bundle must be signed by")
+    ver.add_argument(
+        "-c", "--config", type=Path, help="a relay config: its [trust] root (and bundle) are used"
+    )
     ver.add_argument("--now", help="verify as of this ISO 8601 time (default: now)")
     ver.set_defaults(func=cmd_verify, error_exit_code=EXIT_USAGE)
 
 
 def cmd_compose(args: argparse.Namespace) -> int:
-    identity = load_private_key(args.key)
+    identity = load_private_key(args.key, passphrase_source(args.passphrase_file))
     now = now_from_arg(args.now)
     expires = expiry_arg(args.expires, now)
     assert expires is not None  # noqa: S101 - argparse default guarantees a value
@@ -120,9 +134,30 @@ def _read_onair() -> str:
     return data.decode("utf-8", errors="surrogateescape")
 
 
+def _verify_trust(args: argparse.Namespace) -> tuple[Path, bytes]:
+    """The bundle path and the pinned root. A bundle checked only against the root it names
+    proves nothing: anyone can sign one with their own root, so a root is required."""
+    root_path: Path | None = args.root
+    bundle_path: Path | None = args.trust
+    if args.config is not None:
+        from relayd.daemon.config import load_config  # noqa: PLC0415 - only for --config
+
+        config = load_config(args.config)
+        root_path = root_path or config.root_pub
+        bundle_path = bundle_path or config.bundle_path
+    if root_path is None:
+        raise UsageError(
+            "alert verify needs the network's root key: pass --root ROOT.pub (from your network "
+            "admin), or --config RELAY.toml to use the root in its [trust] section"
+        )
+    if bundle_path is None:
+        raise UsageError("alert verify needs a trust bundle: pass --trust BUNDLE (or --config RELAY.toml)")
+    return bundle_path, load_public_key(root_path).public_key
+
+
 def cmd_verify(args: argparse.Namespace) -> int:
-    pinned = load_public_key(args.root).public_key if args.root else None
-    bundle = load_bundle(args.trust, pinned_root=pinned).bundle
+    bundle_path, pinned = _verify_trust(args)
+    bundle = load_bundle(bundle_path, pinned_root=pinned).bundle
     now = now_from_arg(args.now)
     try:
         payload: bytes | str = _read_onair().encode("utf-8", errors="surrogateescape")

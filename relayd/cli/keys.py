@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import getpass
 import re
 import sys
 from pathlib import Path
@@ -22,7 +23,31 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     new.add_argument("--name", required=True, help="display name, also the file name")
     new.add_argument("--role", required=True, choices=[r.value for r in Role])
     new.add_argument("--out", required=True, type=Path, help="directory to write the key files into")
+    pw = new.add_mutually_exclusive_group()
+    pw.add_argument(
+        "--passphrase", action="store_true", help="seal the key with a passphrase, asked on the terminal"
+    )
+    pw.add_argument("--passphrase-file", type=Path, help="seal the key with the passphrase in this file")
     new.set_defaults(func=cmd_new)
+
+
+def _new_passphrase(args: argparse.Namespace) -> bytes | None:
+    """The passphrase to seal a new key with (dispatcher, verifier and root keys; never relay)."""
+    if args.passphrase_file is not None:
+        try:
+            return bytes(args.passphrase_file.read_bytes().rstrip(b"\r\n"))
+        except OSError as exc:
+            raise KeyFileError(
+                f"cannot read passphrase file {args.passphrase_file}: {exc.strerror}"
+            ) from None
+    if not args.passphrase:
+        return None
+    if not sys.stdin.isatty():
+        raise KeyFileError("--passphrase asks on a terminal; use --passphrase-file FILE otherwise")
+    first = getpass.getpass("passphrase for the new key: ")
+    if getpass.getpass("again: ") != first:
+        raise KeyFileError("the two passphrases differ; nothing was written")
+    return first.encode("utf-8")
 
 
 def cmd_new(args: argparse.Namespace) -> int:
@@ -37,7 +62,7 @@ def cmd_new(args: argparse.Namespace) -> int:
         raise KeyFileError(f"output directory {out} does not exist; create it first (mkdir -p {out})")
     identity = Identity.generate(name, Role(args.role))
     key_path = out / f"{name}.key"
-    write_private_key(identity, key_path)
+    write_private_key(identity, key_path, _new_passphrase(args))
     write_public_key(identity.public, out / f"{name}.pub")
     print(identity.key_id.hex())
     print(f"wrote {key_path} (mode 0600) and {out / (name + '.pub')}", file=sys.stderr)

@@ -35,7 +35,7 @@ def validate(config: Config) -> list[str]:
     problems: list[str] = []
     try:
         check_private_permissions(config.key_path)
-        identity = load_private_key(config.key_path)
+        identity = load_private_key(config.key_path, unattended=True)
         if identity.role.value != "relay":
             problems.append(
                 f"{config.path}: relay.key: {config.key_path} is a {identity.role.value} key; "

@@ -11,7 +11,14 @@ from relayd.cli.common import UsageError, duration_arg, expiry_arg
 from relayd.core.identity import Identity
 from relayd.core.model import Role
 from relayd.core.timefmt import iso_utc
-from relayd.core.trust import TrustBundle, TrustBundleError, TrustedKey, new_bundle, sign_bundle
+from relayd.core.trust import (
+    KeyIdCollisionError,
+    TrustBundle,
+    TrustBundleError,
+    TrustedKey,
+    new_bundle,
+    sign_bundle,
+)
 from relayd.errors import TrustFileError
 from relayd.keystore import load_private_key, load_public_key
 from relayd.trustfile import load_bundle, save_bundle
@@ -103,15 +110,31 @@ def cmd_add(args: argparse.Namespace) -> int:
     key = TrustedKey(
         public.public_key, args.name or public.name, Role(args.role), expiry_arg(args.expires, now)
     )
+    listed = bundle.key(key.key_id)
     try:
         updated = _bump(bundle, now, args.bundle_expires).with_key(key)
         signed = sign_bundle(updated, root.sign)
+    except KeyIdCollisionError as exc:
+        raise UsageError(
+            f"{args.pub}: key id {key.key_id.hex()} is already listed in {args.bundle} for a different "
+            f"key, {exc.listed.name!r} ({exc.listed.role.value}); alerts name their key by this id, so "
+            f"the two cannot be told apart. The bundle is unchanged. Fix: generate a new key for "
+            f"{public.name} with `relayd keys new` and add its .pub instead"
+        ) from None
     except TrustBundleError as exc:  # e.g. --pub is the root key itself
         raise UsageError(str(exc)) from None
     save_bundle(signed, args.bundle)
-    print(
-        f"{args.bundle}: version {updated.version}; added {key.name} ({key.key_id.hex()}) as {key.role.value}"
-    )
+    if listed is not None:
+        was = f"{listed.name}, {listed.role.value}"
+        print(
+            f"{args.bundle}: version {updated.version}; replacing {key.key_id.hex()} ({was}) with "
+            f"{key.name} as {key.role.value}"
+        )
+    else:
+        print(
+            f"{args.bundle}: version {updated.version}; added {key.name} ({key.key_id.hex()}) "
+            f"as {key.role.value}"
+        )
     return 0
 
 

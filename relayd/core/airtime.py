@@ -17,6 +17,14 @@ MESHTASTIC_PREAMBLE_SYMBOLS = 16
 # The Data protobuf's payload field may hold at most this many bytes (firmware
 # DATA_PAYLOAD_LEN = 255 - 16 header - 6 protobuf overhead).
 MAX_DATA_PAYLOAD_BYTES = 233
+# What a client can really send: the firmware adds a 2-byte bitfield to every Data it
+# originates, and the encoded Data must fit 255 - 16 header bytes (Router perhapsEncode:
+# 2 portnum + 3 payload tag/length + payload + 2 bitfield <= 239), so a channel broadcast
+# carries at most 232 payload bytes. Measured on meshtasticd 2.8.0: 232 queued, 233 TOO_LARGE.
+MAX_BROADCAST_PAYLOAD_BYTES = 232
+# A direct message the firmware encrypts with PKI also carries a 12-byte tag and nonce
+# (MESHTASTIC_PKC_OVERHEAD): 220 payload bytes.
+MAX_PKI_DM_PAYLOAD_BYTES = 220
 # The firmware switches on low-data-rate optimisation above this symbol time.
 _LDRO_THRESHOLD_S = 0.016
 

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from relayd.core import base85
-from relayd.core.airtime import MAX_DATA_PAYLOAD_BYTES
+from relayd.core.airtime import MAX_BROADCAST_PAYLOAD_BYTES
 from relayd.core.model import AlertFields, Kind, Severity, SignedAlert
 
 PROTOCOL_VERSION = 1
@@ -146,7 +146,7 @@ def display_prefix(kind: Kind, severity: Severity) -> str:
 
 
 def max_payload_bytes(kind: Kind) -> int:
-    return MAX_REPORT_PAYLOAD_BYTES if kind is Kind.REPORT else MAX_DATA_PAYLOAD_BYTES
+    return MAX_REPORT_PAYLOAD_BYTES if kind is Kind.REPORT else MAX_BROADCAST_PAYLOAD_BYTES
 
 
 def text_budget_bytes(

@@ -98,4 +98,9 @@ def onair_from_message(payload: bytes) -> str:
     onair = doc.get("onair")
     if not isinstance(onair, str):
         raise MalformedMessage("message has no 'onair' string")
+    try:
+        # JSON's \ud800 escapes decode to lone surrogates, which no on-air text can hold.
+        onair.encode("utf-8")
+    except UnicodeEncodeError:
+        raise MalformedMessage("'onair' is not valid Unicode (a lone surrogate)") from None
     return onair

@@ -78,6 +78,9 @@ class DropReason(enum.Enum):
     MALFORMED = "malformed"
     RATE_LIMITED = "rate_limited"
     DUPLICATE = "duplicate"
+    # An update, cancel or all-clear naming an alert this relay does not know (held a
+    # while first, in case that alert is on its way).
+    UNKNOWN_REFERENCE = "unknown_reference"
 
 
 @dataclass(frozen=True, slots=True)

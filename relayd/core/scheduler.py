@@ -62,6 +62,9 @@ class AirtimeScheduler:
     _counter: itertools.count[int] = field(default_factory=itertools.count)
     _sent: deque[tuple[float, float]] = field(default_factory=deque)  # (time, airtime)
     _last_tx_s: float | None = None
+    # Every transmission ever recorded, never forgotten with the window: the metrics'
+    # airtime counter (Prometheus takes the rate itself).
+    airtime_total_s: float = 0.0
 
     @property
     def budget_s(self) -> float:
@@ -133,6 +136,7 @@ class AirtimeScheduler:
     def record_transmission(self, airtime_s: float, now_s: float) -> None:
         self._sent.append((now_s, airtime_s))
         self._last_tx_s = now_s
+        self.airtime_total_s += airtime_s
 
     def airtime_history_s(
         self, now_s: float, buckets: int = 60, bucket_s: float | None = None

@@ -8,13 +8,21 @@ from __future__ import annotations
 
 import enum
 import json
+import math
+import re
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import Final, TypeVar
 
 from relayd.core.jsonform import MAX_MESSAGE_BYTES, MalformedMessage
 from relayd.core.model import DropReason
+from relayd.core.topics import valid_relay_id
 
 STATUS_FORMAT_VERSION = 1
+# Status and events travel sealed (relayd/core/control.py); `parse_*` unwrap the seal without
+# checking it, for tools that only display. Whatever decides anything verifies it first.
+CONTROL_FORMAT: Final = "relayd-control/1"
+_ALERT_ID_RE = re.compile(r"[0-9a-f]{16}")
+_COUNTER_NAME_RE = re.compile(r"[a-z_]{1,32}")
 _E = TypeVar("_E", bound=enum.Enum)
 
 
@@ -67,6 +75,10 @@ class RelayStatus:
     clock_warning: str | None = None
     storage_error: str | None = None
     trust_version: int | None = None
+    # Messages this relay could not use, by topic kind (outbox, status, events, ...).
+    malformed: dict[str, int] = field(default_factory=dict)
+    # Control messages (peers' status, events, report notes) not believed, by ControlRejection.
+    unverified: dict[str, int] = field(default_factory=dict)
 
     @property
     def alarming(self) -> bool:
@@ -104,6 +116,8 @@ def encode_status(s: RelayStatus) -> bytes:
             "published": s.published,
         },
         "drops": dict(sorted(s.drops.items())),
+        "malformed": dict(sorted(s.malformed.items())),
+        "unverified": dict(sorted(s.unverified.items())),
         "last_heard": s.last_heard_s,
         "clock_warning": s.clock_warning,
         "storage_error": s.storage_error,
@@ -112,17 +126,48 @@ def encode_status(s: RelayStatus) -> bytes:
     return json.dumps(doc, separators=(",", ":")).encode()
 
 
-def _load(payload: bytes) -> dict[str, object]:
+# Bounds on numbers read from MQTT. A retained status is read by every relay and every
+# console, so a value Python cannot turn into a float (a 400-digit integer), a NaN, or a
+# time past year 9999 (which datetime cannot show) must be malformed, not a crash later.
+MAX_TIMESTAMP_S: Final = 253_402_300_799.0  # 9999-12-31T23:59:59Z
+MAX_COUNT: Final = 2**53  # integers a JSON reader in any language keeps exactly
+MAX_SECONDS: Final = 10.0 * 366 * 86400  # airtime figures: ten years is already absurd
+MAX_HISTORY_POINTS: Final = 1440  # a day of per-minute airtime
+
+
+def _reject_constant(name: str) -> float:
+    raise MalformedMessage(f"{name} is not a number JSON allows")
+
+
+def load_json_object(payload: bytes) -> dict[str, object]:
+    """Decode one MQTT JSON payload: size-capped, strict UTF-8, no NaN/Infinity, an object.
+
+    Raises MalformedMessage and nothing else.
+    """
     if len(payload) > MAX_MESSAGE_BYTES:
         raise MalformedMessage("message too large")
+    if not payload:
+        raise MalformedMessage("empty message")
     try:
-        doc = json.loads(payload.decode("utf-8"))
+        doc = json.loads(payload.decode("utf-8"), parse_constant=_reject_constant)
+    except MalformedMessage:
+        raise
     except (ValueError, RecursionError):  # ValueError: bad UTF-8, bad JSON, an over-long integer
         raise MalformedMessage("not UTF-8 JSON") from None
     if not isinstance(doc, dict):
         raise MalformedMessage("not a JSON object")
+    return doc
+
+
+def _load(payload: bytes) -> dict[str, object]:
+    doc = load_json_object(payload)
+    if doc.get("format") == CONTROL_FORMAT:
+        body = doc.get("body")
+        if not isinstance(body, str):
+            raise MalformedMessage("sealed message without a body")
+        doc = load_json_object(checked_str(body, "body", MAX_MESSAGE_BYTES).encode("utf-8"))
     if doc.get("v") != STATUS_FORMAT_VERSION:
-        raise MalformedMessage(f"unsupported message version {doc.get('v')!r}")
+        raise MalformedMessage("unsupported message version")
     return doc
 
 
@@ -133,66 +178,91 @@ def _obj(doc: dict[str, object], key: str) -> dict[str, object]:
     return value
 
 
-def _num(doc: dict[str, object], key: str, default: float = 0.0) -> float:
-    value = doc.get(key, default)
+def _finite(value: object, what: str, maximum: float) -> float:
+    """A JSON number as a float in [0, maximum]; anything else is malformed."""
     if isinstance(value, bool) or not isinstance(value, int | float):
-        raise MalformedMessage(f"{key!r} must be a number")
-    return float(value)
+        raise MalformedMessage(f"{what!r} must be a number")
+    if isinstance(value, int) and not 0 <= value <= maximum:  # before float(): it may overflow
+        raise MalformedMessage(f"{what!r} is out of range")
+    number = float(value)
+    if not math.isfinite(number) or not 0.0 <= number <= maximum:
+        raise MalformedMessage(f"{what!r} is out of range")
+    return number
+
+
+def _num(doc: dict[str, object], key: str, maximum: float = MAX_SECONDS) -> float:
+    return _finite(doc.get(key, 0.0), key, maximum)
 
 
 def _int(doc: dict[str, object], key: str) -> int:
     value = doc.get(key, 0)
     if isinstance(value, bool) or not isinstance(value, int):
         raise MalformedMessage(f"{key!r} must be an integer")
+    if not 0 <= value <= MAX_COUNT:
+        raise MalformedMessage(f"{key!r} is out of range")
+    return value
+
+
+def checked_str(value: str, what: str, max_chars: int = 256) -> str:
+    """A string that can be shown and re-encoded: UTF-8-encodable (no lone surrogates), bounded."""
+    if len(value) > max_chars:
+        raise MalformedMessage(f"{what!r} is too long")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise MalformedMessage(f"{what!r} is not valid Unicode") from None
     return value
 
 
 def _opt_str(doc: dict[str, object], key: str) -> str | None:
     value = doc.get(key)
-    if value is not None and not isinstance(value, str):
+    if value is None:
+        return None
+    if not isinstance(value, str):
         raise MalformedMessage(f"{key!r} must be a string or null")
-    return value
+    return checked_str(value, key)
 
 
 def _enum(cls: type[_E], value: object, what: str) -> _E:
     try:
         return cls(value)
-    except ValueError:
-        raise MalformedMessage(f"unknown {what} {value!r}") from None
+    except (ValueError, TypeError):  # TypeError: an unhashable value such as a list
+        raise MalformedMessage(f"unknown {what}") from None
+
+
+def _relay_id(doc: dict[str, object]) -> str:
+    relay = doc.get("relay")
+    if not isinstance(relay, str) or not valid_relay_id(relay):
+        raise MalformedMessage("'relay' must be a relay id")
+    return relay
 
 
 def parse_status(payload: bytes) -> RelayStatus:
     doc = _load(payload)
-    relay = doc.get("relay")
-    if not isinstance(relay, str) or not relay:
-        raise MalformedMessage("'relay' must be a non-empty string")
+    relay = _relay_id(doc)
     state = _enum(RelayState, doc.get("state"), "relay state")
     radio = _obj(doc, "radio")
     broker = _obj(doc, "broker")
     airtime = _obj(doc, "airtime")
     counters = _obj(doc, "counters")
-    drops_doc = _obj(doc, "drops")
-    drops: dict[str, int] = {}
-    known = {r.value for r in DropReason}
-    for reason, count in drops_doc.items():
-        if reason not in known or isinstance(count, bool) or not isinstance(count, int):
-            raise MalformedMessage(f"bad drop counter {reason!r}")
-        drops[reason] = count
+    drops = _counts(_obj(doc, "drops"), "drops", {r.value for r in DropReason})
+    malformed = _counts(_obj(doc, "malformed"), "malformed", None)
+    unverified = _counts(_obj(doc, "unverified"), "unverified", None)
     history = airtime.get("history_s", [])
-    if not isinstance(history, list) or not all(
-        isinstance(x, int | float) and not isinstance(x, bool) for x in history
-    ):
+    if not isinstance(history, list) or len(history) > MAX_HISTORY_POINTS:
         raise MalformedMessage("'airtime.history_s' must be a list of numbers")
     last_heard = doc.get("last_heard")
-    if last_heard is not None and (isinstance(last_heard, bool) or not isinstance(last_heard, int | float)):
-        raise MalformedMessage("'last_heard' must be a number or null")
     trust_version = doc.get("trust_version")
-    if trust_version is not None and (isinstance(trust_version, bool) or not isinstance(trust_version, int)):
+    if trust_version is not None and (
+        isinstance(trust_version, bool)
+        or not isinstance(trust_version, int)
+        or not 0 <= trust_version <= MAX_COUNT
+    ):
         raise MalformedMessage("'trust_version' must be an integer or null")
     return RelayStatus(
         relay=relay,
         state=state,
-        ts_s=_num(doc, "ts"),
+        ts_s=_num(doc, "ts", MAX_TIMESTAMP_S),
         version=_opt_str(doc, "version") or "",
         radio=_enum(LinkState, radio.get("state", "disconnected"), "radio state"),
         radio_device=_opt_str(radio, "device") or "",
@@ -201,17 +271,37 @@ def parse_status(payload: bytes) -> RelayStatus:
         queue_depth=_int(doc, "queue_depth"),
         airtime_last_hour_s=_num(airtime, "last_hour_s"),
         airtime_budget_per_hour_s=_num(airtime, "budget_per_hour_s"),
-        airtime_history_s=tuple(float(x) for x in history),
+        airtime_history_s=tuple(_finite(x, "airtime.history_s", MAX_SECONDS) for x in history),
         transmitted=_int(counters, "transmitted"),
         suppressed=_int(counters, "suppressed"),
         heard=_int(counters, "heard"),
         published=_int(counters, "published"),
         drops=drops,
-        last_heard_s=float(last_heard) if last_heard is not None else None,
+        malformed=malformed,
+        unverified=unverified,
+        last_heard_s=_finite(last_heard, "last_heard", MAX_TIMESTAMP_S) if last_heard is not None else None,
         clock_warning=_opt_str(doc, "clock_warning"),
         storage_error=_opt_str(doc, "storage_error"),
         trust_version=trust_version,
     )
+
+
+def _counts(doc: dict[str, object], what: str, known: set[str] | None) -> dict[str, int]:
+    """A {name: count} object; names from `known` (or short plain words when None)."""
+    out: dict[str, int] = {}
+    if len(doc) > 64:
+        raise MalformedMessage(f"too many {what} counters")
+    for name, count in doc.items():
+        ok_name = name in known if known is not None else bool(_COUNTER_NAME_RE.fullmatch(name))
+        if (
+            not ok_name
+            or isinstance(count, bool)
+            or not isinstance(count, int)
+            or not 0 <= count <= MAX_COUNT
+        ):
+            raise MalformedMessage(f"bad {what} counter")
+        out[name] = count
+    return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -239,15 +329,63 @@ def encode_event(e: RelayEvent) -> bytes:
 
 def parse_event(payload: bytes) -> RelayEvent:
     doc = _load(payload)
-    relay = doc.get("relay")
+    relay = _relay_id(doc)
     alert_id = doc.get("alert_id")
-    if not isinstance(relay, str) or not isinstance(alert_id, str):
-        raise MalformedMessage("'relay' and 'alert_id' must be strings")
+    if not isinstance(alert_id, str) or not _ALERT_ID_RE.fullmatch(alert_id):
+        raise MalformedMessage("'alert_id' must be 16 hex digits")
+    reason = _opt_str(doc, "reason")
+    if reason is not None and reason not in {r.value for r in DropReason}:
+        raise MalformedMessage("unknown drop reason")
     return RelayEvent(
         relay=relay,
         event=_enum(EventKind, doc.get("event"), "event"),
         alert_id=alert_id,
-        ts_s=_num(doc, "ts"),
+        ts_s=_num(doc, "ts", MAX_TIMESTAMP_S),
         via=_opt_str(doc, "via"),
-        reason=_opt_str(doc, "reason"),
+        reason=reason,
     )
+
+
+_NODE_ID_RE = re.compile(r"![0-9a-f]{8}")
+
+
+def parse_node_id(value: object) -> int | None:
+    """A Meshtastic node id as written in status and reports ("!a1b2c3d4"), or None."""
+    if not isinstance(value, str) or not _NODE_ID_RE.fullmatch(value):
+        return None
+    return int(value[1:], 16)
+
+
+@dataclass(frozen=True, slots=True)
+class ReportNote:
+    """ "I have published the report of this handheld packet": peers then skip their copy."""
+
+    relay: str
+    report_id: str  # the relay-signed report frame's alert id
+    origin_node: int
+    origin_packet: int
+
+
+def encode_report_note(n: ReportNote) -> bytes:
+    doc = {
+        "v": STATUS_FORMAT_VERSION,
+        "relay": n.relay,
+        "report_id": n.report_id,
+        "origin_node": f"!{n.origin_node:08x}",
+        "origin_packet": n.origin_packet,
+    }
+    return json.dumps(doc, separators=(",", ":")).encode()
+
+
+def parse_report_note(payload: bytes) -> ReportNote:
+    doc = _load(payload)
+    report_id = doc.get("report_id")
+    if not isinstance(report_id, str) or not _ALERT_ID_RE.fullmatch(report_id):
+        raise MalformedMessage("'report_id' must be 16 hex digits")
+    origin = parse_node_id(doc.get("origin_node"))
+    packet = doc.get("origin_packet")
+    if origin is None:
+        raise MalformedMessage("'origin_node' must be a node id")
+    if isinstance(packet, bool) or not isinstance(packet, int) or not 0 <= packet < 2**32:
+        raise MalformedMessage("'origin_packet' must be a packet id")
+    return ReportNote(_relay_id(doc), report_id, origin, packet)

@@ -18,6 +18,11 @@ import random
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+# The most slots any relay waits, however many peers are online: a relay ranked lower still
+# holds for MAX_RANK slots (by then rank 0 has long been heard) instead of one slot per peer,
+# so no set of peers -- genuine or not -- can hold an alert back without bound.
+MAX_RANK = 8
+
 
 def rank_of(relay_id: str, alert_id: bytes, peers: Iterable[str]) -> int:
     """This relay's position in the alert's transmission order among `peers` (+ itself)."""
@@ -45,7 +50,7 @@ class Suppressor:
         alert (a burst queues behind the firmware's text interval); each rank waits for it."""
         if not self.enabled:
             return 0.0
-        rank = rank_of(self.relay_id, alert_id, peers)
+        rank = min(rank_of(self.relay_id, alert_id, peers), MAX_RANK)
         return rank * (self.slot_s + backlog_s) + self.rng.uniform(0, self.jitter_s)
 
     def hold(self, alert_id: bytes, now_s: float, peers: Iterable[str], backlog_s: float = 0.0) -> float:

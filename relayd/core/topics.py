@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 import re
 from dataclasses import dataclass
 
@@ -12,6 +13,19 @@ _RELAY_ID_RE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 def valid_relay_id(relay_id: str) -> bool:
     """Relay ids become topic levels, so no '/', '+', '#' or spaces."""
     return bool(_RELAY_ID_RE.fullmatch(relay_id))
+
+
+class TopicKind(enum.Enum):
+    """Which part of the layout a topic is in: malformed messages are counted by this."""
+
+    OUTBOX = "outbox"
+    ALERTS = "alerts"
+    ACTIVE = "active"
+    REPORTS = "reports"
+    TRUST = "trust"
+    STATUS = "status"
+    EVENTS = "events"
+    OTHER = "other"
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,3 +84,23 @@ class Topics:
         if len(parts) == n + 3 and parts[:n] == root_parts and parts[n] == "relays":
             return parts[n + 1]
         return None
+
+    def kind_of(self, topic: str) -> TopicKind:
+        fixed = {
+            self.outbox: TopicKind.OUTBOX,
+            self.alerts: TopicKind.ALERTS,
+            self.reports: TopicKind.REPORTS,
+            self.trust: TopicKind.TRUST,
+        }
+        if topic in fixed:
+            return fixed[topic]
+        relay = self.relay_of(topic)
+        if relay is not None:
+            if topic == self.status(relay):
+                return TopicKind.STATUS
+            if topic == self.events(relay):
+                return TopicKind.EVENTS
+        prefix = f"{self.root}/active/"
+        if topic.startswith(prefix) and "/" not in topic[len(prefix) :]:
+            return TopicKind.ACTIVE
+        return TopicKind.OTHER

@@ -27,6 +27,22 @@ class TrustBundleError(ValueError):
     """A bundle that cannot be used. The message says what is wrong and what to do."""
 
 
+class KeyIdCollisionError(TrustBundleError):
+    """A different public key whose 4-byte key id is already listed.
+
+    Frames name their key by this id only, so both keys could not be told apart; replacing
+    the listed key silently would hand its authority to whoever found the collision
+    (about 2**32 key generations, a day of one computer).
+    """
+
+    def __init__(self, listed: TrustedKey) -> None:
+        super().__init__(
+            f"key id {listed.key_id.hex()} is already used by a different key, {listed.name!r} "
+            f"({listed.role.value}); generate a new key with `relayd keys new` and add that one"
+        )
+        self.listed = listed
+
+
 @dataclass(frozen=True, slots=True)
 class TrustedKey:
     public_key: bytes
@@ -74,9 +90,17 @@ class TrustBundle:
         return now_s >= self.expires_at_s
 
     def with_key(self, key: TrustedKey) -> TrustBundle:
-        """Add or replace a key (matched by key id)."""
-        if key.key_id == self.root_key_id:
+        """Add a key, or replace the entry of the same public key (new role, name or expiry).
+
+        Raises KeyIdCollisionError for a different public key with a listed key id.
+        """
+        if key.public_key == self.root_public_key:
             raise TrustBundleError("the root key signs bundles only; it cannot be listed as a signing key")
+        if key.key_id == self.root_key_id:
+            raise KeyIdCollisionError(TrustedKey(self.root_public_key, "root", Role.ROOT))
+        listed = self.key(key.key_id)
+        if listed is not None and listed.public_key != key.public_key:
+            raise KeyIdCollisionError(listed)
         others = tuple(k for k in self.keys if k.key_id != key.key_id)
         return replace(self, keys=(*others, key))
 

@@ -7,12 +7,14 @@ window, dedup set, rate buckets) changes only for a frame that passed every chec
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
+from relayd.core.authority import KnownAlerts, authority_problem
 from relayd.core.codec import DecodedFrame, MalformedFrame, decode
-from relayd.core.dedup import DedupSet
+from relayd.core.dedup import BoundedMap, DedupSet
 from relayd.core.identity import signature_is_valid
 from relayd.core.model import DropReason, Role, SignedAlert, role_may_sign
 from relayd.core.ratelimit import RateLimit, TokenBuckets
@@ -26,7 +28,7 @@ DEFAULT_CLOCK_SKEW_S = 300.0
 # Verdicts that depend only on the frame's bytes and the bundle, cached by payload digest.
 _STATELESS_REJECTIONS = frozenset({DropReason.MALFORMED, DropReason.BAD_SIGNATURE, DropReason.UNKNOWN_KEY})
 _REJECTED_CACHE_MAX = 50_000
-# Signatures of recently accepted alerts, so byte-identical copies skip the Ed25519 check.
+# Recently verified (key, signature, signed bytes), so byte-identical copies skip Ed25519.
 _VERIFIED_CACHE_MAX = 10_000
 
 DEFAULT_RATE_LIMITS: dict[Role, RateLimit] = {
@@ -44,6 +46,10 @@ DEFAULT_RATE_LIMITS: dict[Role, RateLimit] = {
 class VerifyPolicy:
     clock_skew_s: float = DEFAULT_CLOCK_SKEW_S
     rate_limits: dict[Role, RateLimit] = field(default_factory=lambda: dict(DEFAULT_RATE_LIMITS))
+    # A relay refuses an update, cancel or all-clear naming an alert it does not know
+    # (`unknown_reference`; it holds the frame a while first). A console that joined late
+    # cannot know every alert, so by default only a known reference is checked.
+    require_known_reference: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,8 +92,13 @@ class Verifier:
         self.dedup = dedup if dedup is not None else DedupSet()
         self.replay = replay if replay is not None else ReplayWindows()
         self._buckets = TokenBuckets()
-        self._verified_signature: dict[bytes, bytes] = {}
-        self._rejected: dict[bytes, Verdict] = {}
+        # Who wrote each accepted alert: only its author or a dispatcher may end it.
+        self.known = KnownAlerts()
+        # SHA-256 of (public key, signature, signed bytes) of frames whose signature checked
+        # out. Full-length on purpose: keyed by the 8-byte alert id, a frame colliding with
+        # an accepted one (about 2**32 work) and reusing its signature skipped the check.
+        self._verified: BoundedMap[bytes, None] = BoundedMap(_VERIFIED_CACHE_MAX)
+        self._rejected: BoundedMap[bytes, Verdict] = BoundedMap(_REJECTED_CACHE_MAX)
 
     def replace_bundle(self, bundle: TrustBundle) -> None:
         self.bundle = bundle
@@ -118,6 +129,9 @@ class Verifier:
                 frame,
                 signer,
             )
+        problem = authority_problem(signer.role, f, self.known.get(f.ref) if f.ref is not None else None)
+        if problem is not None:
+            return Verdict.reject(DropReason.ROLE_NOT_ALLOWED, problem, frame, signer)
         skew = self.policy.clock_skew_s
         if f.issued_at_s > now_s + skew:
             return Verdict.reject(
@@ -130,16 +144,38 @@ class Verifier:
             return Verdict.reject(DropReason.EXPIRED, "alert has expired", frame, signer)
         return Verdict(None, "", frame.to_signed_alert(), signer)
 
+    def _signature_digest(self, frame: DecodedFrame) -> bytes | None:
+        signer = self.bundle.key(frame.fields.key_id)
+        if signer is None:
+            return None
+        h = hashlib.sha256(signer.public_key)
+        h.update(frame.signature)
+        h.update(frame.signed_bytes)
+        return h.digest()
+
     def verify_frame(self, frame: DecodedFrame, now_s: float) -> Verdict:
         alert_id = frame.alert_id
-        # A byte-identical copy of a frame this verifier accepted (same signed content, same
-        # signature) skips the Ed25519 check, the dominant cost; every other check still
-        # runs, so revocation and expiry win over "duplicate" as usual.
-        known_good = self._verified_signature.get(alert_id) == frame.signature
+        # A byte-identical copy of a frame this verifier accepted (same key, same signed
+        # bytes, same signature) skips the Ed25519 check, the dominant cost; every other
+        # check still runs, so revocation and expiry win over "duplicate" as usual.
+        digest = self._signature_digest(frame)
+        known_good = digest is not None and digest in self._verified
         verdict = self.authenticate(frame, now_s, signature_checked=known_good)
         if not verdict.ok:
             return verdict
         f = frame.fields
+        if (
+            self.policy.require_known_reference
+            and f.kind.needs_reference
+            and f.ref is not None
+            and f.ref not in self.known
+        ):
+            return Verdict(
+                DropReason.UNKNOWN_REFERENCE,
+                f"alert {f.ref.hex()} is not known here",
+                verdict.alert,
+                verdict.signer,
+            )
         if self.dedup.seen(alert_id, now_s):
             return Verdict(DropReason.DUPLICATE, "already seen", verdict.alert, verdict.signer)
         if self.replay.is_replay(f.key_id, f.seq):
@@ -154,10 +190,9 @@ class Verifier:
             )
         self.replay.commit(f.key_id, f.seq)
         self.dedup.add(alert_id, now_s)
-        self._verified_signature[alert_id] = frame.signature
-        if len(self._verified_signature) > _VERIFIED_CACHE_MAX:
-            # Oldest first (dicts keep insertion order); bounded memory.
-            del self._verified_signature[next(iter(self._verified_signature))]
+        self.known.remember(alert_id, f)
+        if digest is not None:
+            self._verified.put(digest, None)
         return verdict
 
     def verify(
@@ -171,7 +206,7 @@ class Verifier:
         again: a flood that replays forgeries costs a hash per frame.
         """
         raw = payload.encode("utf-8", "surrogateescape") if isinstance(payload, str) else bytes(payload)
-        digest = hashlib.blake2b(raw, digest_size=16).digest()
+        digest = hashlib.blake2b(raw, digest_size=32).digest()
         cached = self._rejected.get(digest)
         if cached is not None:
             return cached
@@ -182,7 +217,27 @@ class Verifier:
         else:
             verdict = self.verify_frame(frame, at(frame.fields.issued_at_s) if at else now_s)
         if verdict.reason in _STATELESS_REJECTIONS:
-            self._rejected[digest] = verdict
-            if len(self._rejected) > _REJECTED_CACHE_MAX:
-                del self._rejected[next(iter(self._rejected))]
+            self._rejected.put(digest, verdict)
         return verdict
+
+    def reverify(
+        self, payload: bytes | str, now_s: float, *, at: Callable[[int], float] | None = None
+    ) -> Verdict:
+        """Check again a frame this verifier accepted earlier (a queued alert after a bundle
+        change or a restart): decode, signature (always checked, never from a cache), key,
+        revocation, role, authority and time. Dedup, the replay window and rate limits are
+        not consulted and nothing changes: the frame already passed them once.
+        """
+        raw = payload.encode("utf-8", "surrogateescape") if isinstance(payload, str) else bytes(payload)
+        try:
+            frame = decode(raw)
+        except MalformedFrame as exc:
+            return Verdict(DropReason.MALFORMED, exc.detail)
+        return self.authenticate(frame, at(frame.fields.issued_at_s) if at else now_s)
+
+    def restore_known(self, onairs: Iterable[str]) -> None:
+        """Relearn the authors of alerts accepted before a restart (from the relay's history)."""
+        for onair in onairs:
+            with contextlib.suppress(MalformedFrame):
+                frame = decode(onair.encode("utf-8", "surrogateescape"))
+                self.known.remember(frame.alert_id, frame.fields)

@@ -20,6 +20,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import aiomqtt
+import paho.mqtt.client as paho
 
 from relayd.core.status import LinkState
 from relayd.daemon.config import MqttConfig
@@ -42,17 +43,33 @@ class Incoming:
 Handler = Callable[[Incoming], Awaitable[None]]
 
 
-def _disable_nagle(client: aiomqtt.Client) -> None:
-    """Turn on TCP_NODELAY, which paho leaves off.
+# Nagle's algorithm off (TCP_NODELAY), set by aiomqtt on the socket it connects. With Nagle
+# on, a small PUBLISH or PUBACK written while an earlier one is unacknowledged waits for the
+# broker's delayed ACK (40 ms on Linux): measured by bench/bench_latency.py as 40 ms latency
+# spikes and, under a steady stream, a publisher that fell seconds behind. Mosquitto's side
+# is `set_tcp_nodelay true` (local.conf).
+SOCKET_OPTIONS = ((socket.IPPROTO_TCP, socket.TCP_NODELAY, 1),)
 
-    With Nagle's algorithm on, a small PUBLISH or PUBACK written while an earlier one is
-    unacknowledged waits for the broker's delayed ACK (40 ms on Linux): measured by
-    bench/bench_latency.py as 40 ms latency spikes and, under a steady stream, a publisher
-    that fell seconds behind. Mosquitto's side is `set_tcp_nodelay true` (local.conf).
+
+class MqttLibraryError(RuntimeError):
+    """The installed aiomqtt no longer wraps paho the way relayd's manual ack needs."""
+
+
+def paho_client(client: aiomqtt.Client) -> paho.Client:
+    """The paho client inside an aiomqtt client: relayd's only reach into aiomqtt's internals.
+
+    aiomqtt (2.x) has no manual-acknowledgement API, so relayd acks through the paho client
+    it wraps, in its private `_client`. aiomqtt 3 drops paho (pyproject bounds it below 3);
+    if a release changes this anyway, the relay must fail at startup, loudly, rather than
+    let paho auto-ack messages it has not stored (tests/daemon/test_mqtt_seam.py).
     """
-    sock = client._client.socket()  # aiomqtt exposes no socket options; paho's socket is public
-    with contextlib.suppress(OSError, AttributeError):
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # type: ignore[union-attr]
+    inner = getattr(client, "_client", None)
+    if not isinstance(inner, paho.Client) or not callable(getattr(inner, "manual_ack_set", None)):
+        raise MqttLibraryError(
+            f"aiomqtt {getattr(aiomqtt, '__version__', '?')} does not wrap a paho client with manual "
+            "acknowledgement; install the versions in constraints.txt (aiomqtt>=2.3,<3)"
+        )
+    return inner
 
 
 class MqttLink(LinkStateTracker):
@@ -63,7 +80,7 @@ class MqttLink(LinkStateTracker):
         subscriptions: list[str],
         handler: Handler,
         will_topic: str,
-        will_payload: bytes,
+        will_payload: Callable[[], bytes],
         on_state: Callable[[LinkStateTracker], None] | None = None,
         on_connect: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
@@ -71,7 +88,9 @@ class MqttLink(LinkStateTracker):
         self.config = config
         self._subscriptions = subscriptions
         self._handler = handler
-        self._will = aiomqtt.Will(will_topic, will_payload, qos=1, retain=True)
+        # Built at each connect: the will is a signed status, and its signature covers a time.
+        self._will_topic = will_topic
+        self._will_payload = will_payload
         self._on_connect = on_connect
         self._client: aiomqtt.Client | None = None
         self.connects = 0
@@ -96,14 +115,15 @@ class MqttLink(LinkStateTracker):
             clean_session=False,
             protocol=aiomqtt.ProtocolVersion.V311,
             keepalive=self.config.keepalive_s,
-            will=self._will,
+            will=aiomqtt.Will(self._will_topic, self._will_payload(), qos=1, retain=True),
             tls_params=self._tls(),
             max_queued_incoming_messages=10_000,
             timeout=10,
+            socket_options=SOCKET_OPTIONS,
         )
         # Events are fire-and-forget publishes; a burst of them is normal, not a leak.
         client.pending_calls_threshold = 1000
-        client._client.manual_ack_set(True)  # aiomqtt has no manual-ack API; see module docstring
+        paho_client(client).manual_ack_set(True)  # see module docstring
         return client
 
     async def run(self) -> None:
@@ -115,7 +135,6 @@ class MqttLink(LinkStateTracker):
             try:
                 async with client:
                     self._client = client
-                    _disable_nagle(client)
                     for topic in self._subscriptions:
                         await client.subscribe(topic, qos=1)
                     self.connects += 1
@@ -130,7 +149,7 @@ class MqttLink(LinkStateTracker):
                         data = payload if isinstance(payload, bytes) else str(payload or "").encode()
                         await self._handler(Incoming(message.topic.value, data, bool(message.retain)))
                         if message.qos > 0:
-                            client._client.ack(message.mid, message.qos)
+                            paho_client(client).ack(message.mid, message.qos)
             except aiomqtt.MqttError as exc:
                 text = f"broker {self.config.host}:{self.config.port} unavailable: {exc}"
                 if text != self.last_error:
@@ -158,4 +177,4 @@ class MqttLink(LinkStateTracker):
         client = self._client
         if client is not None:
             with contextlib.suppress(Exception):
-                client._client.disconnect()  # a clean DISCONNECT: the broker drops the last will
+                paho_client(client).disconnect()  # a clean DISCONNECT: the broker drops the last will

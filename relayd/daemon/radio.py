@@ -366,13 +366,15 @@ class RadioLink(LinkStateTracker):
             if not fut.done():
                 fut.set_exception(RadioUnavailableError("radio link dropped"))
         self._confirmations.clear()
-        if was_current:
-            # Tell the firmware we are going (the official client does): it then stops
-            # queueing packets for a client that is gone.
-            with contextlib.suppress(OSError, ConnectionError, TimeoutError):
-                await asyncio.wait_for(transport.write(encode_frame(to_radio_disconnect())), 1.0)
-        await transport.close()
-        self._set_state(LinkState.DISCONNECTED)
+        try:
+            if was_current:
+                # Tell the firmware we are going (the official client does): it then stops
+                # queueing packets for a client that is gone.
+                with contextlib.suppress(OSError, ConnectionError, TimeoutError):
+                    await asyncio.wait_for(transport.write(encode_frame(to_radio_disconnect())), 1.0)
+        finally:
+            await transport.close()
+            self._set_state(LinkState.DISCONNECTED)
 
     async def _handshake(self, transport: _Transport, decoder: StreamDecoder) -> list[FromRadio]:
         """Ask for the radio's config; returns what it sent after the handshake's end."""
@@ -678,4 +680,3 @@ class RadioLink(LinkStateTracker):
             if answer is not None:
                 raise SendRejectedError(pid, answer)
             return pid
-

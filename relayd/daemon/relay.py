@@ -21,15 +21,32 @@ import re
 import time
 from collections import Counter, OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from relayd import BUILD_EPOCH_S, __version__
 from relayd.core.airtime import MAX_DATA_PAYLOAD_BYTES, mesh_frame_time_on_air_s
-from relayd.core.clockrule import ClockAssessment, assess_clock, verification_time_s
-from relayd.core.codec import compose
-from relayd.core.dedup import DedupSet
-from relayd.core.jsonform import Envelope, MalformedMessage, alert_to_dict, encode_alert, onair_from_message
-from relayd.core.model import AlertFields, DropReason, Kind, Severity, SignedAlert
+from relayd.core.authority import Held, ReferenceHold
+from relayd.core.clockrule import (
+    ClockAssessment,
+    StepDetector,
+    advances_floor,
+    assess_clock,
+    best_time_s,
+    clamped_floor,
+    verification_time_s,
+)
+from relayd.core.codec import MalformedFrame, compose, decode
+from relayd.core.control import MAX_PEERS, ControlKind, ControlRejection, PeerTable, open_sealed, seal
+from relayd.core.dedup import BoundedMap, DedupSet
+from relayd.core.jsonform import (
+    MAX_MESSAGE_BYTES,
+    Envelope,
+    MalformedMessage,
+    alert_to_dict,
+    encode_alert,
+    onair_from_message,
+)
+from relayd.core.model import AlertFields, DropReason, Kind, Role, Severity, SignedAlert
 from relayd.core.ratelimit import RateLimit, TokenBuckets
 from relayd.core.replay import ReplayWindows
 from relayd.core.scheduler import AirtimeScheduler, QueueItem, Ready, Wait
@@ -38,16 +55,22 @@ from relayd.core.status import (
     RelayEvent,
     RelayState,
     RelayStatus,
+    ReportNote,
+    checked_str,
     encode_event,
+    encode_report_note,
     encode_status,
+    load_json_object,
     offline_status,
     parse_event,
+    parse_report_note,
     parse_status,
 )
 from relayd.core.suppression import Suppressor
-from relayd.core.topics import Topics
+from relayd.core.topics import TopicKind, Topics
 from relayd.core.trust import SignedBundle, TrustBundleError, parse_signed_bundle, should_replace
 from relayd.core.verify import Verdict, Verifier, VerifyPolicy
+from relayd.daemon.clocksync import kernel_clock_synchronised
 from relayd.daemon.config import Config
 from relayd.daemon.notify import sd_notify, watchdog_interval_s
 from relayd.daemon.radio import (
@@ -74,7 +97,6 @@ REPORT_LIFETIME_S = 2 * 3600
 SLOT_FRAMES = 4
 DROP_LOG_INTERVAL_S = 10.0
 REPORTS_SEEN_MAX = 4096
-SENT_RECENTLY_MAX = 256
 _UNAUTHENTICATED = frozenset(
     {DropReason.MALFORMED, DropReason.BAD_SIGNATURE, DropReason.UNKNOWN_KEY, DropReason.DUPLICATE}
 )
@@ -107,6 +129,10 @@ _CONTROL_RE = re.compile(r"[\x00-\x09\x0b-\x1f\x7f]")
 @dataclass
 class Counters:
     drops: Counter[str] = field(default_factory=Counter)
+    # MQTT messages that could not be used, by TopicKind value (status "malformed").
+    malformed: Counter[str] = field(default_factory=Counter)
+    # Control messages not believed, by ControlRejection value (status "unverified").
+    unverified: Counter[str] = field(default_factory=Counter)
     heard: int = 0
     received: int = 0
     transmitted: int = 0
@@ -117,6 +143,7 @@ class Counters:
     trust_refused: int = 0
     storage_errors: int = 0
     send_retries: int = 0
+    handler_errors: int = 0  # MQTT messages that hit a bug (also counted as malformed)
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,11 +156,26 @@ class InFlight:
 
 
 class Relay:
-    def __init__(self, config: Config, *, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        config: Config,
+        *,
+        clock: Callable[[], float] = time.time,
+        clock_synced: Callable[[], bool | None] | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.config = config
         self.clock = clock
+        # Whether the system vouches for `clock` (NTP); a clock injected by a test or a
+        # simulation is not the kernel's, so the kernel's word says nothing about it.
+        if clock_synced is None:
+            clock_synced = kernel_clock_synchronised if clock is time.time else (lambda: None)
+        self._clock_synced = clock_synced
+        self._monotonic = monotonic
+        self._clock_steps = StepDetector(config.clock_skew_s)
+        self._clock_was_set = False
         self.topics = Topics(config.mqtt.topic_root)
-        self.identity = load_private_key(config.key_path)
+        self.identity = load_private_key(config.key_path, unattended=True)
         self.pinned_root = load_public_key(config.root_pub).public_key
         self.storage = Storage(config.db_path)
         self.counters = Counters()
@@ -146,11 +188,14 @@ class Relay:
         for alert_id in self.storage.seen_ids(now - 2 * dedup.generation_s):
             dedup.add(alert_id, now)
         replay.restore(self.storage.replay_windows())
-        policy = VerifyPolicy(clock_skew_s=config.clock_skew_s)
+        # What goes on air must end only alerts this relay knows the author of.
+        policy = VerifyPolicy(clock_skew_s=config.clock_skew_s, require_known_reference=True)
         policy.rate_limits.update(dict(config.rate_limits))
         self.verifier = Verifier(self.signed_bundle.bundle, policy, dedup=dedup, replay=replay)
+        with contextlib.suppress(StorageError):
+            self.verifier.restore_known(self.storage.known_onairs())
+        self._ref_hold = ReferenceHold()
         self.newest_issued_s = self.storage.newest_issued_s()
-        self.clock_assessment = self._assess_clock()
         time_scale = config.radios[0].time_scale
         self.time_scale = time_scale
         max_airtime_s = mesh_frame_time_on_air_s(MAX_DATA_PAYLOAD_BYTES, config.airtime.preset) / time_scale
@@ -164,7 +209,8 @@ class Relay:
             config.suppression.enabled,
             self._rng,
         )
-        self.peers: dict[str, RelayState] = {}
+        # Verified peers only (signed statuses), bounded; see relayd/core/control.py.
+        self.peers = PeerTable()
         # Peer relay -> its radio's node number (from its status), and the node numbers this
         # relay's radio has heard: a peer whose radio we hear covers our area too.
         self.peer_nodes: dict[str, int] = {}
@@ -199,7 +245,7 @@ class Relay:
         self._pending_radios: dict[bytes, set[str]] = {}
         self._active_refs: dict[bytes, bytes | None] = {}
         self._report_holds: dict[tuple[int, int], tuple[float, ReceivedText]] = {}
-        self._reports_seen: dict[tuple[int, int], None] = {}
+        self._reports_seen: BoundedMap[tuple[int, int], None] = BoundedMap(REPORTS_SEEN_MAX)
         self._drops_since_log: Counter[str] = Counter()
         self._drops_logged_at = 0.0
         self._event_budget = TokenBuckets()
@@ -211,7 +257,10 @@ class Relay:
         self._bundle_mtime = self._file_mtime()
         # Write-ahead packet ids of frames that may have gone out just before a crash.
         self._resend_ids: dict[bytes, int] = {}
+        self._clock_steps.observe(self.clock(), self._monotonic())
+        self.clock_assessment = self._assess_clock()
         self._restore_queue()
+        self._check_own_key()
         from relayd.daemon.mqtt import MqttLink  # noqa: PLC0415 - keep aiomqtt out of `relayd check`
 
         self.mqtt = MqttLink(
@@ -226,7 +275,7 @@ class Relay:
             ],
             handler=self._on_mqtt,
             will_topic=self.topics.status(config.relay_id),
-            will_payload=encode_status(offline_status(config.relay_id)),
+            will_payload=self._offline_status_payload,
             on_state=self._on_link_state,
             on_connect=self._on_mqtt_connect,
         )
@@ -255,9 +304,22 @@ class Relay:
 
     def _restore_queue(self) -> None:
         now = self.clock()
+        # A relay back after a long absence with a clock that reads 1970 judges expiry by
+        # its newest signed evidence of the time, not by the clock.
+        expiry_now = best_time_s(self.clock_assessment, now)
+        at = self._verification_at(now)
         for row in self.storage.queued():
-            if now >= row.expires_at_s:
+            if expiry_now >= row.expires_at_s:
                 self._storage_call(lambda a=row.alert_id: self.storage.dequeue(a, "expired"))  # type: ignore[misc]
+                continue
+            # Accepted before the restart, but the bundle may have changed since (a revoked
+            # key), or the database been tampered with: it must still verify.
+            verdict = self.verifier.reverify(row.onair, now, at=at)
+            if not verdict.ok:
+                outcome = (verdict.reason or DropReason.MALFORMED).value
+                self._storage_call(lambda a=row.alert_id, o=outcome: self.storage.dequeue(a, o))  # type: ignore[misc]
+                self.counters.drops[outcome] += 1
+                log.warning("queued alert %s no longer verifies: %s", row.alert_id.hex(), outcome)
                 continue
             self._queued_rows[row.alert_id] = row
             if row.packet_id is not None:
@@ -271,6 +333,24 @@ class Relay:
                 delay = self.suppressor.delay_s(row.alert_id, self.peer_nodes) + 2 * self.suppressor.slot_s
                 self.suppressor.restore(row.alert_id, max(row.release_at_s, now + delay))
 
+    def _check_own_key(self) -> None:
+        """Peers and consoles believe our status and events only if the bundle binds our key
+        to our relay id; say so at startup rather than be silently ignored."""
+        listed = self.verifier.bundle.key(self.identity.key_id)
+        if (
+            listed is None
+            or listed.public_key != self.identity.public_key
+            or listed.role is not Role.RELAY
+            or listed.name != self.config.relay_id
+        ):
+            log.warning(
+                "this relay's key %s is not listed in the trust bundle as relay %r: peers and "
+                "consoles will ignore its status and events (relayd trust add --role relay --name %s)",
+                self.identity.key_id.hex(),
+                self.config.relay_id,
+                self.config.relay_id,
+            )
+
     def _load_neighbours(self) -> None:
         """Peers' radio nodes and the nodes our radio has heard, kept across restarts."""
         try:
@@ -281,15 +361,46 @@ class Relay:
             return
         with contextlib.suppress(ValueError, TypeError, AttributeError):
             doc = json.loads(raw)
-            self.peer_nodes = {str(k): int(v) for k, v in doc.get("peers", {}).items()}
-            self.heard_nodes = {int(n) for n in doc.get("heard", [])}
+            peers = list(doc.get("peers", {}).items())[:MAX_PEERS]
+            self.peer_nodes = {str(k): int(v) for k, v in peers}
+            stored = {int(n) for n in doc.get("heard", [])}
+            self.heard_nodes = stored & set(self.peer_nodes.values())
+            if stored != self.heard_nodes:
+                # An older relay kept every handheld it heard: forget them now.
+                with contextlib.suppress(StorageError):
+                    self.storage.set_meta("neighbours", self._neighbours_doc())
+
+    def _neighbours_doc(self) -> str:
+        # Only peer relays' radios: a seized relay must not list the handhelds it heard.
+        peers = set(self.peer_nodes.values())
+        return json.dumps({"peers": self.peer_nodes, "heard": sorted(self.heard_nodes & peers)})
 
     def _save_neighbours(self) -> None:
-        doc = json.dumps({"peers": self.peer_nodes, "heard": sorted(self.heard_nodes)[-256:]})
+        doc = self._neighbours_doc()
         self._storage_call(lambda: self.storage.set_meta("neighbours", doc))
 
     def _assess_clock(self) -> ClockAssessment:
-        return assess_clock(self.clock(), BUILD_EPOCH_S, self.newest_issued_s, self.config.clock_skew_s)
+        """The clock rule's view now; once the clock is known to be set, the persisted floor
+        is clamped to it (a floor pushed ahead must not outlive NTP)."""
+        now = self.clock()
+        skew = self.config.clock_skew_s
+        evidence = max(self.newest_issued_s or 0.0, float(self.verifier.bundle.issued_at_s))
+        clock_set = self._clock_was_set or self._clock_synced() is True
+        assessment = assess_clock(now, BUILD_EPOCH_S, evidence, skew, clock_set=clock_set)
+        clamped = clamped_floor(self.newest_issued_s, assessment, now, skew)
+        if clamped is not None and self.newest_issued_s is not None and clamped < self.newest_issued_s:
+            log.warning(
+                "clock: floor was %.0f s ahead of the set clock; clamped", self.newest_issued_s - clamped
+            )
+            self.newest_issued_s = clamped
+            self._storage_call(lambda: self.storage.clamp_newest_issued(clamped))
+        return assessment
+
+    def _observe_clock(self) -> None:
+        """Called periodically: a wall-clock step while running means the clock was set."""
+        if self._clock_steps.observe(self.clock(), self._monotonic()) and self.clock() >= BUILD_EPOCH_S:
+            self._clock_was_set = True
+            log.warning("clock: the system clock was set while running; trusting it from now on")
 
     # -- helpers ----------------------------------------------------------------------
 
@@ -338,18 +449,61 @@ class Relay:
     ) -> None:
         event = RelayEvent(self.config.relay_id, kind, alert_id, self.clock(), via, reason)
         if self.mqtt.connected:
+            payload = self._seal(ControlKind.EVENT, encode_event(event))
             task = asyncio.get_running_loop().create_task(
-                self.mqtt.publish(self.topics.events(self.config.relay_id), encode_event(event))
+                self.mqtt.publish(self.topics.events(self.config.relay_id), payload)
             )
             task.add_done_callback(lambda t: t.exception() if not t.cancelled() else None)
 
-    def _verify(self, payload: bytes | str, via: str) -> Verdict:
-        now = self.clock()
-
+    def _verification_at(self, now: float) -> Callable[[int], float]:
         def at(issued_at_s: int) -> float:
             return verification_time_s(self.clock_assessment, now, issued_at_s, self.config.clock_skew_s)
 
-        return self.verifier.verify(payload, now, at=at)
+        return at
+
+    def _verify(self, payload: bytes | str, via: str) -> Verdict:
+        now = self.clock()
+        return self.verifier.verify(payload, now, at=self._verification_at(now))
+
+    def _hold_for_reference(self, verdict: Verdict, payload: bytes | str, via: str) -> bool:
+        """An update, cancel or all-clear naming an alert not known yet waits for it
+        (bounded in count and time; docs/protocol.md, "Authority")."""
+        ref = verdict.alert.fields.ref if verdict.alert is not None else None
+        if verdict.reason is not DropReason.UNKNOWN_REFERENCE or ref is None:
+            return False
+        raw = payload.encode("utf-8", "surrogateescape") if isinstance(payload, str) else payload
+        evicted = self._ref_hold.hold(ref, raw, via, self.clock())
+        if evicted is not None:
+            self._offer_held(evicted)
+        return True
+
+    def _offer_held(self, held: Held) -> None:
+        """A held frame, once its reference is known or its wait is over; never held again."""
+        verdict = self._verify(held.payload, held.via)
+        if not verdict.ok or verdict.alert is None:
+            self._drop(verdict, held.via)
+            return
+        if held.via == "rf":
+            self.counters.heard += 1
+            self._accept(verdict, "rf", queue=False)
+        elif verdict.alert.kind is not Kind.REPORT:
+            self.counters.received += 1
+            self._accept(verdict, "mqtt", queue=True)
+
+    def _expire_reference_holds(self, now: float) -> None:
+        for held in self._ref_hold.expired(now):
+            self._offer_held(held)
+
+    def _reverify_queue(self) -> None:
+        """After a bundle change, what waits for the air must still verify: a revoked key's
+        queued alerts never go out."""
+        now = self.clock()
+        at = self._verification_at(now)
+        for alert_id, row in list(self._queued_rows.items()):
+            verdict = self.verifier.reverify(row.onair, now, at=at)
+            if not verdict.ok:
+                self._cancel_queued(alert_id, (verdict.reason or DropReason.MALFORMED).value)
+                self._drop(verdict, "queue")
 
     def _active_publishes(self, alert: SignedAlert, envelope: Envelope) -> list[tuple[str, bytes, bool]]:
         f = alert.fields
@@ -412,7 +566,11 @@ class Relay:
                 self._active_refs.pop(alert_id, None)
                 if f.kind is Kind.CANCEL:
                     self._cancel_queued(alert_id)
-        self.newest_issued_s = max(self.newest_issued_s or 0, f.issued_at_s)
+        # Only dispatcher and verifier alerts are evidence of the time (clockrule).
+        moves_floor = advances_floor(signer.role if signer else None)
+        if moves_floor and f.issued_at_s > (self.newest_issued_s or 0):
+            self.newest_issued_s = float(f.issued_at_s)
+            self.clock_assessment = self._assess_clock()
         window = self.verifier.replay.export().get(f.key_id)
         self._storage_call(
             lambda: self.storage.record_accepted(
@@ -427,7 +585,7 @@ class Relay:
                 onair=alert.onair,
                 queue=row,
                 active=f.kind in (Kind.ALERT, Kind.UPDATE, Kind.TEST),
-                newest_issued_s=f.issued_at_s,
+                newest_issued_s=f.issued_at_s if moves_floor else None,
                 publishes=publishes,
             )
         )
@@ -442,14 +600,16 @@ class Relay:
         if row is not None:
             self._event(EventKind.QUEUED, alert.id_hex, via)
         log.info("accepted %s %s %s via %s", f.kind.value, f.severity.value, alert.id_hex, via)
+        for held in self._ref_hold.release(alert.alert_id):
+            self._offer_held(held)
 
-    def _cancel_queued(self, alert_id: bytes) -> None:
+    def _cancel_queued(self, alert_id: bytes, outcome: str = "cancelled") -> None:
         self.suppressor.forget(alert_id)
         for scheduler in self.schedulers.values():
             scheduler.remove(alert_id)
         if self._queued_rows.pop(alert_id, None) is not None:
             self._pending_radios.pop(alert_id, None)
-            self._storage_call(lambda: self.storage.dequeue(alert_id, "cancelled"))
+            self._storage_call(lambda: self.storage.dequeue(alert_id, outcome))
 
     def _online_peers(self) -> list[str]:
         return [r for r, s in self.peers.items() if s is not RelayState.OFFLINE and r != self.config.relay_id]
@@ -474,6 +634,8 @@ class Relay:
             self._hold_report(rt, text)
             return
         verdict = self._verify(rt.payload, "rf")
+        if self._hold_for_reference(verdict, rt.payload, "rf"):
+            return
         if verdict.ok:
             self.counters.heard += 1
             self._accept(verdict, "rf", queue=False)
@@ -516,9 +678,7 @@ class Relay:
 
     def _remember_report(self, key: tuple[int, int]) -> None:
         """Handheld packets already reported (by us or a peer); bounded, oldest forgotten."""
-        self._reports_seen[key] = None
-        if len(self._reports_seen) > REPORTS_SEEN_MAX:
-            del self._reports_seen[next(iter(self._reports_seen))]
+        self._reports_seen.put(key, None)
 
     def _publish_report(self, rt: ReceivedText) -> None:
         text = rt.payload.decode("utf-8")
@@ -551,6 +711,9 @@ class Relay:
         )
         doc = alert_to_dict(alert, envelope)
         doc["origin_packet"] = rt.packet_id
+        # Peers that heard the same packet skip their copy, on the strength of this signed note.
+        note = ReportNote(self.config.relay_id, alert.id_hex, rt.from_node, rt.packet_id)
+        doc["note"] = self._seal(ControlKind.REPORT_NOTE, encode_report_note(note)).decode("utf-8")
         payload = json.dumps(doc, ensure_ascii=False, separators=(",", ":")).encode()
         self._storage_call(lambda: self.storage.add_pending(self.topics.reports, payload, False))
         if self.storage_error is not None:
@@ -558,7 +721,9 @@ class Relay:
         self._publish_wake.set()
         self.counters.reports += 1
         self._event(EventKind.REPORT, alert.id_hex, "rf")
-        log.info("report %s from %s wrapped and queued for dispatchers", alert.id_hex, node_id(rt.from_node))
+        # The handheld's node id is DEBUG only: at INFO a seized relay's log would list who reported.
+        log.info("report %s wrapped and queued for dispatchers", alert.id_hex)
+        log.debug("report %s came from %s", alert.id_hex, node_id(rt.from_node))
         if self.config.ack_text:
             ack = QueueItem(
                 alert_id=b"ack" + rt.packet_id.to_bytes(4, "big") + rt.from_node.to_bytes(4, "big"),
@@ -583,43 +748,60 @@ class Relay:
         await self._publish_status()
 
     async def _on_mqtt(self, msg: Incoming) -> None:
+        """One message from the broker. Never raises: the link acknowledges it afterwards.
+
+        Whatever cannot be used is counted as malformed under its topic kind and dropped;
+        an exception escaping here would end the MQTT task (and the relay), and a retained
+        or unacknowledged message would do it again on every restart.
+        """
+        kind = self.topics.kind_of(msg.topic)
+        try:
+            self._dispatch_mqtt(kind, msg)
+        except MalformedMessage as exc:
+            self._malformed(kind, exc.detail)
+        except Exception:  # the last fence: a bug here must not stop the relay
+            log.warning("could not handle a message on %s", kind.value, exc_info=True)
+            self.counters.handler_errors += 1
+            self._malformed(kind, "handler error")
+
+    def _malformed(self, kind: TopicKind, detail: str) -> None:
+        self.counters.malformed[kind.value] += 1
+        log.debug("malformed message on %s: %s", kind.value, detail)
+        self._status_dirty.set()
+
+    def _dispatch_mqtt(self, kind: TopicKind, msg: Incoming) -> None:
         topic = msg.topic
-        if topic == self.topics.trust:
+        if kind is TopicKind.TRUST:
             self._on_trust(msg.payload)
             return
-        relay = self.topics.relay_of(topic)
-        if relay is not None:
-            if relay != self.config.relay_id and topic == self.topics.status(relay):
-                try:
-                    peer = parse_status(msg.payload)
-                    self.peers[relay] = peer.state
-                    if peer.radio_node.startswith("!"):
-                        with contextlib.suppress(ValueError):
-                            node = int(peer.radio_node[1:], 16)
-                            if self.peer_nodes.get(relay) != node:
-                                self.peer_nodes[relay] = node
-                                self._save_neighbours()
-                except MalformedMessage:
-                    self.peers.pop(relay, None)
-                    if msg.payload:
-                        self.counters.drops[DropReason.MALFORMED.value] += 1
-            if relay != self.config.relay_id and topic == self.topics.events(relay):
+        if kind in (TopicKind.STATUS, TopicKind.EVENTS):
+            relay = self.topics.relay_of(topic)
+            if relay is None or relay == self.config.relay_id:
+                return
+            if kind is TopicKind.STATUS:
+                self._on_peer_status(relay, msg.payload)
+            else:
                 self._on_peer_event(relay, msg.payload)
             return
-        if topic == self.topics.reports:
+        if kind is TopicKind.REPORTS:
             self._note_peer_report(msg.payload)
             return
-        if topic not in (self.topics.outbox, self.topics.alerts):
+        if kind not in (TopicKind.OUTBOX, TopicKind.ALERTS):
             return
-        if topic == self.topics.alerts and self._from_self(msg.payload):
+        if kind is TopicKind.ALERTS and self._from_self(msg.payload):
             return
         try:
             onair = onair_from_message(msg.payload)
         except MalformedMessage as exc:
+            self.counters.malformed[kind.value] += 1
             self._drop(Verdict(DropReason.MALFORMED, exc.detail), "mqtt")
             return
         verdict = self._verify(onair, "mqtt")
+        if self._hold_for_reference(verdict, onair, "mqtt"):
+            return
         if not verdict.ok:
+            if verdict.reason is DropReason.MALFORMED:
+                self.counters.malformed[kind.value] += 1
             self._drop(verdict, "mqtt")
             return
         if verdict.alert is not None and verdict.alert.kind is Kind.REPORT:
@@ -629,6 +811,48 @@ class Relay:
         self.counters.received += 1
         self._accept(verdict, "mqtt", queue=True)
 
+    def _open_control(self, kind: ControlKind, relay: str, payload: bytes) -> bytes | None:
+        """The body of a peer's signed control message, or None (counted) if not believed."""
+        verdict = open_sealed(
+            payload, kind=kind, topic_relay=relay, bundle=self.verifier.bundle, now_s=self.clock()
+        )
+        if verdict.rejection is ControlRejection.MALFORMED:
+            raise MalformedMessage(verdict.detail)
+        if verdict.rejection is not None:
+            self._unverified(verdict.rejection, relay, verdict.detail)
+            return None
+        return verdict.body
+
+    def _unverified(self, rejection: ControlRejection, relay: str, detail: str) -> None:
+        self.counters.unverified[rejection.value] += 1
+        log.debug("not believed: %s message for %s: %s", rejection.value, relay, detail)
+        self._status_dirty.set()
+
+    def _on_peer_status(self, relay: str, payload: bytes) -> None:
+        """A peer's status: who is online (suppression order) and which radio is theirs.
+
+        Only a status signed by that relay's own key counts; anyone else's claim about a
+        relay (a fake peer, a fake "online", a radio node it does not own) is dropped.
+        """
+        if not payload:
+            # An unsigned empty retained message proves nothing: anyone with write access to
+            # the topic could send it. A decommissioned relay's will already said "offline".
+            return
+        body = self._open_control(ControlKind.STATUS, relay, payload)
+        if body is None:
+            return
+        peer = parse_status(body)
+        if peer.relay != relay:
+            raise MalformedMessage("status names another relay than its topic")
+        refused = self.peers.update(peer)
+        if refused is not None:
+            self._unverified(refused, relay, "peer status not taken")
+            return
+        node = self.peers.get(relay)
+        if node is not None and node.node is not None and self.peer_nodes.get(relay) != node.node:
+            self.peer_nodes[relay] = node.node
+            self._save_neighbours()
+
     def _on_peer_event(self, relay: str, payload: bytes) -> None:
         """A neighbour relay handed an alert to its radio: its frame will reach our area.
 
@@ -637,14 +861,18 @@ class Relay:
         only for peers whose radio we have heard, so relays covering separate areas (on a
         bridged city broker) never silence each other.
         """
+        body = self._open_control(ControlKind.EVENT, relay, payload)
+        if body is None:
+            return
+        event = parse_event(body)
+        if event.relay != relay:
+            raise MalformedMessage("event names another relay than its topic")
+        if relay not in self.peers:
+            log.debug("event from %s ignored: no signed status from it yet", relay)
+            return
         node = self.peer_nodes.get(relay)
         if node is None or node not in self.heard_nodes:
             log.debug("event from %s ignored: its radio is not an RF neighbour", relay)
-            return
-        try:
-            event = parse_event(payload)
-        except MalformedMessage:
-            self.counters.drops[DropReason.MALFORMED.value] += 1
             return
         if event.event in (EventKind.TAKEN, EventKind.TRANSMITTED):
             with contextlib.suppress(ValueError):
@@ -655,24 +883,52 @@ class Relay:
         return marker in payload
 
     def _note_peer_report(self, payload: bytes) -> None:
-        """Another relay published a report for a handheld packet we also heard: skip ours."""
-        try:
-            doc = json.loads(payload)
-        except (ValueError, RecursionError):
-            doc = None
-        if not isinstance(doc, dict):
-            self.counters.drops[DropReason.MALFORMED.value] += 1
-            self._status_dirty.set()
-            return
+        """Another relay published a report for a handheld packet we also heard: skip ours.
+
+        Only on its signed note (relayd/core/control.py), and only if the message carries the
+        report itself, signed by the same relay key, about the same handheld: a relay cannot
+        make us swallow a report without publishing it to dispatchers.
+        """
+        doc = load_json_object(payload)
         if doc.get("relay") == self.config.relay_id:
             return
-        origin = doc.get("origin_node")
-        packet = doc.get("origin_packet")
-        if isinstance(origin, str) and origin.startswith("!") and isinstance(packet, int):
-            with contextlib.suppress(ValueError):
-                key = (int(origin[1:], 16), packet)
-                self._remember_report(key)
-                self._report_holds.pop(key, None)
+        note_text = doc.get("note")
+        if note_text is None:
+            if "origin_packet" in doc:  # an unsigned note (an old relay, or a forgery)
+                self._unverified(ControlRejection.UNSIGNED, "reports", "unsigned report note")
+            return
+        if not isinstance(note_text, str):
+            raise MalformedMessage("'note' must be a string")
+        sealed = checked_str(note_text, "note", MAX_MESSAGE_BYTES).encode("utf-8")
+        claimed = load_json_object(sealed).get("relay")
+        if not isinstance(claimed, str):
+            raise MalformedMessage("report note without a relay")
+        body = self._open_control(ControlKind.REPORT_NOTE, claimed, sealed)
+        if body is None:
+            return
+        note = parse_report_note(body)
+        if note.relay != claimed:
+            raise MalformedMessage("report note names another relay than its seal")
+        try:
+            frame = decode(onair_from_message(payload))
+        except MalformedFrame as exc:
+            raise MalformedMessage(f"report frame: {exc.detail}") from None
+        verdict = self.verifier.authenticate(frame, self.clock())
+        if (
+            not verdict.ok
+            or verdict.signer is None
+            or verdict.signer.name != note.relay
+            or frame.fields.kind is not Kind.REPORT
+            or frame.alert_id.hex() != note.report_id
+            or frame.fields.origin_node != note.origin_node
+        ):
+            self._unverified(
+                ControlRejection.WRONG_RELAY, note.relay, "report note does not match its report"
+            )
+            return
+        key = (note.origin_node, note.origin_packet)
+        self._remember_report(key)
+        self._report_holds.pop(key, None)
 
     def _on_trust(self, payload: bytes) -> None:
         if not payload:
@@ -682,6 +938,7 @@ class Relay:
         except TrustBundleError as exc:
             self.counters.trust_refused += 1
             self.counters.drops[DropReason.MALFORMED.value] += 1
+            self.counters.malformed[TopicKind.TRUST.value] += 1
             self._status_dirty.set()
             log.warning("refused trust bundle from MQTT: %s", exc)
             return
@@ -697,6 +954,7 @@ class Relay:
             return
         self.verifier.replace_bundle(signed.bundle)
         self.signed_bundle = signed
+        self._reverify_queue()
         log.warning("trust bundle updated to version %d (from %s)", signed.bundle.version, source)
         with contextlib.suppress(OSError):
             save_bundle(signed, self.config.state_dir / "trust.json")
@@ -749,6 +1007,7 @@ class Relay:
                 self._publish_report(rt)
 
     def _expire(self, now: float) -> None:
+        now = best_time_s(self.clock_assessment, now)
         for scheduler in self.schedulers.values():
             for item in scheduler.drop_expired(now):
                 if item.to_node is None and self._queued_rows.pop(item.alert_id, None) is not None:
@@ -840,6 +1099,11 @@ class Relay:
         scheduler.pop(item.alert_id)
         scheduler.record_transmission(item.airtime_s, self.clock())
         self._track_in_flight(radio.name, packet_id, item)
+
+    @property
+    def in_flight(self) -> dict[int, InFlight]:
+        """Frames taken by a radio and not yet confirmed on air (read-only view for metrics)."""
+        return dict(self._in_flight)
 
     def _track_in_flight(self, radio_name: str, packet_id: int, item: QueueItem) -> None:
         """Taken by the radio, not yet known to be on air (a broadcast waits for its ACK;
@@ -966,7 +1230,13 @@ class Relay:
 
     def _resend_in_doubt(self, packet_id: int, flight: InFlight) -> None:
         item = flight.item
-        if self.clock() >= item.expires_at_s or item.alert_id in self._heard_on_air:
+        expired = self.clock() >= item.expires_at_s
+        if expired or item.alert_id in self._heard_on_air:
+            # Moot: too late, or another relay was heard putting it on air.
+            outcome = DropReason.EXPIRED.value if expired else "suppressed"
+            self._pending_radios.pop(item.alert_id, None)
+            if self._queued_rows.pop(item.alert_id, None) is not None:
+                self._storage_call(lambda: self.storage.dequeue(item.alert_id, outcome))
             return
         self._resend_ids[item.alert_id] = packet_id
         self.schedulers[flight.radio].push(item)
@@ -1022,15 +1292,28 @@ class Relay:
             heard=self.counters.heard,
             published=self.counters.published,
             drops=dict(self.counters.drops),
+            malformed=dict(self.counters.malformed),
+            unverified=dict(self.counters.unverified),
             last_heard_s=self._last_heard_s,
             clock_warning=self.clock_assessment.warning,
             storage_error=self.storage_error,
             trust_version=self.verifier.bundle.version,
         )
 
+    def _seal(self, kind: ControlKind, body: bytes) -> bytes:
+        """Sign a status, event or report note as this relay (relayd/core/control.py)."""
+        return seal(kind, self.config.relay_id, body, self.identity.key_id, self.identity.sign)
+
+    def _offline_status_payload(self) -> bytes:
+        """The signed "offline" status: the last will (signed at each connect) and the final word."""
+        status = replace(offline_status(self.config.relay_id), ts_s=self.clock())
+        return self._seal(ControlKind.STATUS, encode_status(status))
+
     async def _publish_status(self) -> None:
         await self.mqtt.publish(
-            self.topics.status(self.config.relay_id), encode_status(self.status()), retain=True
+            self.topics.status(self.config.relay_id),
+            self._seal(ControlKind.STATUS, encode_status(self.status())),
+            retain=True,
         )
 
     async def _status_loop(self) -> None:
@@ -1047,6 +1330,7 @@ class Relay:
         last_purge = 0.0
         while True:
             now = self.clock()
+            self._observe_clock()
             assessment = self._assess_clock()
             if assessment.warning != self.clock_assessment.warning:
                 if assessment.warning:
@@ -1054,7 +1338,8 @@ class Relay:
                 self._status_dirty.set()
             self.clock_assessment = assessment
             self._check_bundle_file()
-            self._expire_active(now)
+            self._expire_reference_holds(now)
+            self._expire_active(best_time_s(self.clock_assessment, now))
             if now - last_purge > 60:
                 last_purge = now
                 self._purge(now)
@@ -1129,7 +1414,7 @@ class Relay:
                 await asyncio.wait_for(
                     self.mqtt.publish(
                         self.topics.status(self.config.relay_id),
-                        encode_status(offline_status(self.config.relay_id)),
+                        self._offline_status_payload(),
                         retain=True,
                     ),
                     1.0,

@@ -87,6 +87,9 @@ class Storage:
             # FULL: an acknowledged alert survives a power cut, not just a process crash.
             self._db.execute("PRAGMA synchronous=FULL")
             self._db.execute("PRAGMA busy_timeout=2000")
+            # Deleted rows are overwritten with zeros, not left in free pages: a seized relay's
+            # database must not hold alert text past its retention.
+            self._db.execute("PRAGMA secure_delete=ON")
             self._db.executescript(_SCHEMA)
             self._db.execute(
                 "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
@@ -153,11 +156,12 @@ class Storage:
         onair: str,
         queue: QueuedRow | None,
         active: bool,
-        newest_issued_s: int,
+        newest_issued_s: int | None,
         publishes: list[tuple[str, bytes, bool]] | None = None,
     ) -> None:
         """Everything that accepting one alert changes, in one transaction, including the
-        MQTT messages it causes (drained by the publisher, so a crash cannot lose them)."""
+        MQTT messages it causes (drained by the publisher, so a crash cannot lose them).
+        `newest_issued_s` is None for alerts that may not move the clock floor."""
         with self.transaction() as db:
             for topic, payload, retain in publishes or ():
                 db.execute(
@@ -191,12 +195,13 @@ class Storage:
                 )
             if active:
                 db.execute("INSERT OR REPLACE INTO active VALUES (?, ?)", (alert_id, expires_at_s))
-            db.execute(
-                "INSERT INTO meta (key, value) VALUES ('newest_issued', ?) "
-                "ON CONFLICT(key) DO UPDATE SET"
-                " value = max(CAST(value AS INTEGER), CAST(excluded.value AS INTEGER))",
-                (str(newest_issued_s),),
-            )
+            if newest_issued_s is not None:
+                db.execute(
+                    "INSERT INTO meta (key, value) VALUES ('newest_issued', ?) "
+                    "ON CONFLICT(key) DO UPDATE SET"
+                    " value = max(CAST(value AS INTEGER), CAST(excluded.value AS INTEGER))",
+                    (str(newest_issued_s),),
+                )
 
     def seen_ids(self, since_s: float) -> list[bytes]:
         return [bytes(r[0]) for r in self._query("SELECT alert_id FROM seen WHERE seen_at >= ?", (since_s,))]
@@ -208,6 +213,20 @@ class Storage:
     def newest_issued_s(self) -> float | None:
         value = self.get_meta("newest_issued")
         return float(value) if value else None
+
+    def clamp_newest_issued(self, limit_s: float) -> None:
+        """Lower the clock floor to `limit_s` if it is above (the clock was set)."""
+        with self.transaction() as db:
+            db.execute(
+                "UPDATE meta SET value = ? WHERE key = 'newest_issued' AND CAST(value AS INTEGER) > ?",
+                (str(int(limit_s)), int(limit_s)),
+            )
+
+    def known_onairs(self) -> list[str]:
+        """On-air texts of accepted broadcast alerts still in history, oldest first (their
+        authors decide who may end them after a restart)."""
+        rows = self._query("SELECT onair FROM history WHERE kind != 'report' ORDER BY received_at")
+        return [str(r[0]) for r in rows]
 
     # -- queue ------------------------------------------------------------------------
 
@@ -289,12 +308,22 @@ class Storage:
     # -- retention ----------------------------------------------------------------------
 
     def purge(self, now_s: float, retention_s: float, dedup_horizon_s: float) -> int:
-        """Delete history older than the retention and dedup ids older than the horizon."""
+        """Delete history older than the retention and dedup ids older than the horizon, then
+        checkpoint the WAL into the database and truncate it: until then the purged text
+        would still sit in the -wal file (in the pages written when it was inserted)."""
         with self.transaction() as db:
             n = db.execute("DELETE FROM history WHERE received_at < ?", (now_s - retention_s,)).rowcount
             db.execute("DELETE FROM seen WHERE seen_at < ?", (now_s - dedup_horizon_s,))
             db.execute("DELETE FROM active WHERE expires_at < ?", (now_s - 86400,))
+        self.checkpoint()
         return int(n)
+
+    def checkpoint(self) -> None:
+        """Copy the WAL into the database file and truncate the WAL to zero bytes."""
+        try:
+            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+        except sqlite3.Error as exc:
+            raise StorageError(f"state database checkpoint failed: {exc}") from exc
 
     def history_count(self) -> int:
         return int(self._query("SELECT count(*) FROM history")[0][0])

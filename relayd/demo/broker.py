@@ -28,9 +28,24 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Self
 
-from amqtt.broker import Broker
-from amqtt.plugins.base import BaseAuthPlugin
-from amqtt.session import Session
+from relayd.errors import RelaydError
+
+
+class DemoBrokerMissingError(RelaydError):
+    """amqtt is not installed: a relay install leaves the demo's broker out."""
+
+
+try:
+    from amqtt.broker import Broker
+    from amqtt.plugins.base import BaseAuthPlugin
+    from amqtt.session import Session
+except ModuleNotFoundError as exc:
+    if not (exc.name or "").startswith("amqtt"):
+        raise
+    raise DemoBrokerMissingError(
+        "relayd demo needs its embedded MQTT broker (amqtt), which a relay install leaves out; "
+        "install the demo extra: pip install 'relayd[demo]' (from a checkout: pip install -e '.[demo]')"
+    ) from None
 
 LOOPBACK = "127.0.0.1"
 _PLUGIN_PATH = f"{__name__}.LoopbackAuthPlugin"

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from relayd.core.codec import compose
+from relayd.core.control import ControlKind, seal
 from relayd.core.identity import Identity
 from relayd.core.model import AlertFields, Kind, Role, Severity, SignedAlert
 from relayd.core.trust import SignedBundle, TrustBundle, TrustedKey, new_bundle, sign_bundle
@@ -72,6 +73,11 @@ class TestNetwork:
             area=area,
         )
         return compose(fields, identity.sign).to_signed_alert()
+
+    def seal(self, name: str, kind: ControlKind, body: bytes) -> bytes:
+        """`body` (a status or event) signed by relay `name`'s key, as that relay sends it."""
+        identity = self.identities[name]
+        return seal(kind, name, body, identity.key_id, identity.sign)
 
     def add_member(self, name: str, role: Role) -> Identity:
         """Generate a key for `name`, write it, and list it in a re-signed, newer bundle."""

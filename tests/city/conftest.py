@@ -29,6 +29,7 @@ import pytest
 from relayd.core.jsonform import encode_alert
 from relayd.core.model import Role as KeyRole
 from relayd.core.model import SignedAlert
+from relayd.core.status import LinkState, parse_event, parse_status
 from relayd.sim.neighborhood import Neighborhood
 from relayd.sim.scenario import LinkSpec, Role, Scenario, make_node
 from relayd.testing.harness import RelayProcess, write_relay_config
@@ -50,7 +51,7 @@ TIME_SCALE = 10.0
 AREAS = {"a": ("relay-a", ("hh-a1", "hh-a2")), "b": ("relay-b", ("hh-b1", "hh-b2"))}
 BRIDGE_STATE_TOPIC = "relayd/bridges/relayd-north/state"
 # acl.example's example relays become this city's relays; every other user stays as shipped.
-ACL_RENAMES = {"user relay-example1": "user relay-a", "user relay-example2": "user relay-b"}
+ACL_RENAMES = {"relay-example1": "relay-a", "relay-example2": "relay-b"}
 USERS = ("admin", "dispatcher-example", "relay-a", "relay-b", "relayd-north-bridge")
 READY_TIMEOUT_S = 30.0
 # relay-a's suppression hold per rank (slot) gets this margin on top of four frames' airtime, so
@@ -157,8 +158,9 @@ def _render_broker(workdir: Path, passwords: dict[str, str], acl: Path) -> tuple
 def _render_acl(path: Path) -> Path:
     text = ACL_EXAMPLE.read_text()
     for old, new in ACL_RENAMES.items():
-        assert text.count(f"{old}\n") == 1, f"acl.example no longer has {old!r}"
-        text = text.replace(f"{old}\n", f"{new}\n")
+        # The user block and the relay's own relays/<id>/ topics in it.
+        assert text.count(f"user {old}\n") == 1, f"acl.example no longer has user {old!r}"
+        text = text.replace(old, new)
     path.write_text(text)
     return path
 
@@ -244,13 +246,13 @@ async def _collect(broker: Broker, into: Collector, subscribed: asyncio.Event) -
             raw = message.payload
             if not isinstance(raw, bytes | bytearray) or not raw:
                 continue
-            doc = json.loads(raw)
             topic = message.topic.value
             if topic.startswith("relayd/active/"):
                 if not message.retain:
-                    into.active.append((topic, doc))
+                    into.active.append((topic, json.loads(raw)))
             else:
-                into.events.append(Event(doc["relay"], doc["event"], doc["alert_id"], time.monotonic()))
+                ev = parse_event(bytes(raw))  # sealed by the relay; unwrapped, not verified, here
+                into.events.append(Event(ev.relay, ev.event.value, ev.alert_id, time.monotonic()))
 
 
 async def _wait_relays_ready(broker: Broker, relays: set[str]) -> None:
@@ -260,12 +262,9 @@ async def _wait_relays_ready(broker: Broker, relays: set[str]) -> None:
         await client.subscribe("relayd/relays/+/status", qos=1)
         async with asyncio.timeout(READY_TIMEOUT_S):
             async for message in client.messages:
-                doc = json.loads(message.payload)  # type: ignore[arg-type]
-                if (
-                    doc.get("radio", {}).get("state") == "connected"
-                    and doc.get("broker", {}).get("state") == "connected"
-                ):
-                    ready.add(doc["relay"])
+                status = parse_status(bytes(message.payload))  # type: ignore[arg-type]
+                if status.radio is LinkState.CONNECTED and status.broker is LinkState.CONNECTED:
+                    ready.add(status.relay)
                 if relays <= ready:
                     return
 
@@ -287,7 +286,7 @@ def _relay_config(
     )
     text = config.read_text()
     for old, new in (
-        # The shipped ACL's %u patterns need the MQTT username to be the relay id.
+        # The shipped ACL's relay blocks are named after the relay id.
         ("[mqtt]\n", f'[mqtt]\nusername = "{relay}"\npassword_file = "{password_file}"\n'),
         (
             "[suppression]\nenabled = true\n",

@@ -189,7 +189,9 @@ def test_compose_with_a_missing_key_says_how_to_create_one(relayd: Relayd) -> No
 def test_verify_a_revoked_key_reports_revoked(relayd: Relayd, net: TestNetwork) -> None:
     onair = net.sign("dispatcher2", "signed before the key was seized").onair
     net.resign(net.bundle.with_revoked(net.identities["dispatcher2"].key_id))
-    result = relayd("alert", "verify", "--trust", net.bundle_path, stdin=onair)
+    result = relayd(
+        "alert", "verify", "--trust", net.bundle_path, "--root", net.pub_path("root"), stdin=onair
+    )
     assert result.returncode == 1, result.stderr
     verdict = _verdict(result.stdout)
     assert verdict["ok"] is False
@@ -199,7 +201,15 @@ def test_verify_a_revoked_key_reports_revoked(relayd: Relayd, net: TestNetwork) 
 def test_verify_with_now_after_expiry_reports_expired(relayd: Relayd, net: TestNetwork) -> None:
     onair = net.sign("dispatcher", "short-lived", now_s=1_795_266_848, lifetime_s=600).onair
     result = relayd(
-        "alert", "verify", "--trust", net.bundle_path, "--now", "2026-11-21T13:24:08Z", stdin=onair + "\n"
+        "alert",
+        "verify",
+        "--trust",
+        net.bundle_path,
+        "--root",
+        net.pub_path("root"),
+        "--now",
+        "2026-11-21T13:24:08Z",
+        stdin=onair + "\n",
     )
     assert result.returncode == 1, result.stderr
     assert _verdict(result.stdout)["reason"] == "expired"
@@ -221,15 +231,17 @@ def test_verify_against_a_bundle_from_another_root_is_refused(
     assert result.stdout == ""
 
 
-def test_verify_with_a_missing_bundle_is_a_usage_error(relayd: Relayd) -> None:
-    result = relayd("alert", "verify", "--trust", "missing.json", stdin="x")
+def test_verify_with_a_missing_bundle_is_a_usage_error(relayd: Relayd, net: TestNetwork) -> None:
+    result = relayd("alert", "verify", "--trust", "missing.json", "--root", net.pub_path("root"), stdin="x")
     assert result.returncode == 2
     assert_clean_error(result, "trust bundle missing.json does not exist", "relayd trust init")
 
 
 def test_verify_a_tampered_text_reports_bad_signature(relayd: Relayd, net: TestNetwork) -> None:
     onair = net.sign("dispatcher", "Meet at 5th & Main").onair.replace("5th", "6th")
-    result = relayd("alert", "verify", "--trust", net.bundle_path, stdin=onair)
+    result = relayd(
+        "alert", "verify", "--trust", net.bundle_path, "--root", net.pub_path("root"), stdin=onair
+    )
     assert result.returncode == 1
     verdict = _verdict(result.stdout)
     assert verdict["reason"] == "bad_signature"
@@ -237,7 +249,15 @@ def test_verify_a_tampered_text_reports_bad_signature(relayd: Relayd, net: TestN
 
 
 def test_verify_plain_text_and_junk_report_malformed(relayd: Relayd, net: TestNetwork) -> None:
-    result = relayd("alert", "verify", "--trust", net.bundle_path, stdin="hello from a handheld\n")
+    result = relayd(
+        "alert",
+        "verify",
+        "--trust",
+        net.bundle_path,
+        "--root",
+        net.pub_path("root"),
+        stdin="hello from a handheld\n",
+    )
     assert result.returncode == 1
     verdict = _verdict(result.stdout)
     assert verdict["reason"] == "malformed"
@@ -245,7 +265,17 @@ def test_verify_plain_text_and_junk_report_malformed(relayd: Relayd, net: TestNe
 
 
 def test_verify_with_a_bad_now_is_a_usage_error(relayd: Relayd, net: TestNetwork) -> None:
-    result = relayd("alert", "verify", "--trust", net.bundle_path, "--now", "yesterday", stdin="x")
+    result = relayd(
+        "alert",
+        "verify",
+        "--trust",
+        net.bundle_path,
+        "--root",
+        net.pub_path("root"),
+        "--now",
+        "yesterday",
+        stdin="x",
+    )
     assert result.returncode == 2
     assert_clean_error(result, "--now 'yesterday' is not an ISO 8601 time such as 2026-11-21T13:00:00Z")
 
@@ -263,6 +293,60 @@ def test_reporter_key_cannot_get_an_alert_accepted(relayd: Relayd, net: TestNetw
         "Raid!",
     )
     assert composed.returncode == 0, composed.stderr  # compose signs; relays decide
-    result = relayd("alert", "verify", "--trust", net.bundle_path, stdin=composed.stdout)
+    result = relayd(
+        "alert", "verify", "--trust", net.bundle_path, "--root", net.pub_path("root"), stdin=composed.stdout
+    )
     assert result.returncode == 1
     assert _verdict(result.stdout)["reason"] == "role_not_allowed"
+
+
+def test_verify_without_a_root_is_refused_even_for_a_self_consistent_bundle(
+    relayd: Relayd, net: TestNetwork, tmp_path: Path
+) -> None:
+    """A bundle signed by whatever root it names proves nothing: an attacker's own root and
+    bundle make their own alert "verify". Without --root (or --config) verify refuses."""
+    attacker = make_network(tmp_path / "attacker")
+    onair = attacker.sign("dispatcher", "Raid at the park, everyone go").onair
+    result = relayd("alert", "verify", "--trust", attacker.bundle_path, stdin=onair)
+    assert result.returncode == 2
+    assert_clean_error(result, "needs the network's root key", "--root ROOT.pub", "--config")
+    assert result.stdout == ""
+    pinned = relayd(
+        "alert", "verify", "--trust", attacker.bundle_path, "--root", net.pub_path("root"), stdin=onair
+    )
+    assert pinned.returncode == 2
+    assert_clean_error(pinned, "not by this network's root")
+
+
+def test_verify_takes_root_and_bundle_from_a_relay_config(
+    relayd: Relayd, net: TestNetwork, tmp_path: Path
+) -> None:
+    from relayd.testing.harness import write_relay_config  # noqa: PLC0415
+
+    config = write_relay_config(tmp_path / "relay", "relay-north", net, radio_port=9, broker_port=9)
+    onair = net.sign("dispatcher", "Observers needed at 5th & Main").onair
+    result = relayd("alert", "verify", "--config", config, stdin=onair)
+    assert result.returncode == 0, result.stderr
+    assert _verdict(result.stdout)["ok"] is True
+
+
+def test_compose_with_a_sealed_dispatcher_key(relayd: Relayd, net: TestNetwork, tmp_path: Path) -> None:
+    from relayd.keystore import write_private_key  # noqa: PLC0415
+
+    sealed = tmp_path / "sealed-dispatcher.key"
+    write_private_key(net.identities["dispatcher"], sealed, b"console passphrase")
+    args = ("alert", "compose", "--key", sealed, "--kind", "alert", "--severity", "urgent", "Raid at Elm")
+    refused = relayd(*args)  # no terminal to ask on, no env, no file
+    assert_clean_error(refused, "is protected by a passphrase", "--passphrase-file", "RELAYD_KEY_PASSPHRASE")
+    secret = tmp_path / "pass.txt"
+    secret.write_text("console passphrase\n")
+    composed = relayd(*args[:4], "--passphrase-file", secret, *args[4:])
+    assert composed.returncode == 0, composed.stderr
+    wrong = tmp_path / "wrong.txt"
+    wrong.write_text("not it")
+    bad = relayd(*args[:4], "--passphrase-file", wrong, *args[4:])
+    assert_clean_error(bad, "wrong passphrase for")
+    result = relayd(
+        "alert", "verify", "--trust", net.bundle_path, "--root", net.pub_path("root"), stdin=composed.stdout
+    )
+    assert result.returncode == 0, result.stdout

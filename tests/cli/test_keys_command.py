@@ -47,3 +47,37 @@ def test_keys_new_lists_the_roles_on_a_typo(relayd: Relayd, tmp_path: Path) -> N
     assert result.returncode == 2
     assert "invalid choice: 'admin'" in result.stderr
     assert "dispatcher" in result.stderr
+
+
+def test_keys_new_seals_a_dispatcher_key_with_a_passphrase_file(relayd: Relayd, tmp_path: Path) -> None:
+    secret = tmp_path / "pass.txt"
+    secret.write_text("four words, long enough\n")
+    result = relayd(
+        "keys",
+        "new",
+        "--name",
+        "disp-s",
+        "--role",
+        "dispatcher",
+        "--out",
+        tmp_path,
+        "--passphrase-file",
+        secret,
+    )
+    assert result.returncode == 0, result.stderr
+    key = tmp_path / "disp-s.key"
+    assert stat.S_IMODE(key.stat().st_mode) == 0o600
+    assert '"sealed"' in key.read_text()
+    assert '"seed"' not in key.read_text()
+    identity = load_private_key(key, lambda _p: b"four words, long enough")
+    assert identity.key_id.hex() == result.stdout.strip()
+
+
+def test_keys_new_refuses_a_passphrase_on_a_relay_key(relayd: Relayd, tmp_path: Path) -> None:
+    secret = tmp_path / "pass.txt"
+    secret.write_text("pw")
+    result = relayd(
+        "keys", "new", "--name", "relay-x", "--role", "relay", "--out", tmp_path, "--passphrase-file", secret
+    )
+    assert_clean_error(result, "a relay key cannot have a passphrase", "protect the Pi")
+    assert not (tmp_path / "relay-x.key").exists()

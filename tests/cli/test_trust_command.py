@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -202,3 +203,89 @@ def test_revoke_with_a_malformed_key_id_says_what_a_key_id_looks_like(
     bundle = _existing_bundle(tmp_path, keys["root"])
     result = relayd("trust", "revoke", "--bundle", bundle, "--root-key", "root.key", "--key-id", "xyz")
     assert_clean_error(result, "--key-id 'xyz' must be 8 hex digits")
+
+
+def _add(relayd: Relayd, bundle: Path, pub: str, role: str) -> subprocess.CompletedProcess[str]:
+    return relayd("trust", "add", "--bundle", bundle, "--root-key", "root.key", "--pub", pub, "--role", role)
+
+
+def test_re_adding_a_listed_key_says_replacing(
+    relayd: Relayd, tmp_path: Path, keys: dict[str, Identity]
+) -> None:
+    bundle = _existing_bundle(tmp_path, keys["root"])
+    first = _add(relayd, bundle, "disp.pub", "dispatcher")
+    assert first.returncode == 0, first.stderr
+    assert "added disp" in first.stdout
+    again = _add(relayd, bundle, "disp.pub", "verifier")
+    assert again.returncode == 0, again.stderr
+    assert f"replacing {keys['disp'].key_id.hex()} (disp, dispatcher) with disp as verifier" in again.stdout
+    parsed = parse_signed_bundle(bundle.read_bytes(), pinned_root=keys["root"].public_key).bundle
+    listed = parsed.key(keys["disp"].key_id)
+    assert listed is not None
+    assert listed.role is Role.VERIFIER
+    assert len(parsed.keys) == 1
+
+
+def test_a_different_key_with_a_listed_key_id_is_refused_and_the_bundle_unchanged(
+    tmp_path: Path,
+    keys: dict[str, Identity],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A found 4-byte key id collision (simulated: finding one takes about 29 core-hours)
+    used to replace the listed dispatcher silently, handing its authority to the attacker."""
+    from relayd.cli import main  # noqa: PLC0415 - in-process, so the collision can be simulated
+    from relayd.core import identity as identity_mod  # noqa: PLC0415
+    from relayd.core import trust as trust_mod  # noqa: PLC0415
+
+    real = identity_mod.key_id_of
+    victim, attacker = keys["disp"].public_key, keys["rep"].public_key
+
+    def colliding(public_key: bytes) -> bytes:
+        return real(victim) if public_key == attacker else real(public_key)
+
+    monkeypatch.setattr(identity_mod, "key_id_of", colliding)
+    monkeypatch.setattr(trust_mod, "key_id_of", colliding)
+    monkeypatch.chdir(tmp_path)
+    write_public_key(keys["rep"].public, tmp_path / "rep.pub")  # its key_id field, as generated
+    bundle = _existing_bundle(tmp_path, keys["root"])
+    assert (
+        main(
+            [
+                "trust",
+                "add",
+                "--bundle",
+                str(bundle),
+                "--root-key",
+                "root.key",
+                "--pub",
+                "disp.pub",
+                "--role",
+                "dispatcher",
+            ]
+        )
+        == 0
+    )
+    before = bundle.read_bytes()
+    capsys.readouterr()
+    code = main(
+        [
+            "trust",
+            "add",
+            "--bundle",
+            str(bundle),
+            "--root-key",
+            "root.key",
+            "--pub",
+            "rep.pub",
+            "--role",
+            "dispatcher",
+        ]
+    )
+    err = capsys.readouterr().err
+    assert code != 0
+    assert "rep.pub" in err
+    assert f"key id {real(victim).hex()} is already listed in {bundle}" in err
+    assert "'disp' (dispatcher)" in err
+    assert "relayd keys new" in err
+    assert bundle.read_bytes() == before

@@ -1,4 +1,5 @@
-"""CAP 1.2 export: well-formed XML with the design brief's mappings."""
+"""CAP 1.2 export: valid against the OASIS schema, with the design brief's mappings and the
+standard's threading (references, -00:00, all-clear urgency Past)."""
 
 from __future__ import annotations
 
@@ -9,8 +10,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from protocol_support import SOME_ALERT_ID, Net, alert_options
 
-from relayd.core.cap import CAP_NAMESPACE, to_cap_xml
+from relayd.core.cap import CAP_NAMESPACE, cap_reference, to_cap_xml
 from relayd.core.model import Kind, Severity, SignedAlert
+from tests.cap_support import assert_valid_cap
 
 NS = {"cap": CAP_NAMESPACE}
 # CAP 1.2 schema, element order within <alert> and <info> (the schema uses xs:sequence).
@@ -59,8 +61,10 @@ CAP_CERTAINTY = {"Observed", "Likely", "Possible", "Unlikely", "Unknown"}
 CAP_RESPONSE = {"Shelter", "Evacuate", "Prepare", "Execute", "Avoid", "Monitor", "Assess", "AllClear", "None"}
 
 
-def _parse(alert: SignedAlert, **kw: str) -> ET.Element:
-    return ET.fromstring(to_cap_xml(alert, **kw).encode("utf-8"))  # noqa: S314 - our own export, not untrusted
+def _parse(alert: SignedAlert, **kw: object) -> ET.Element:
+    document = to_cap_xml(alert, **kw)  # type: ignore[arg-type]
+    assert_valid_cap(document)
+    return ET.fromstring(document.encode("utf-8"))  # noqa: S314 - our own export, not untrusted
 
 
 def _text(root: ET.Element, path: str) -> str | None:
@@ -125,19 +129,57 @@ def test_report_is_private_to_dispatchers_and_broadcasts_are_public(net: Net) ->
     assert alert.find("cap:addresses", NS) is None
 
 
-def test_identity_times_reference_and_area_are_exported(net: Net) -> None:
-    alert = net.frame("dispatcher", "first line\nsecond", kind=Kind.UPDATE, area="9q8yyk").to_signed_alert()
+def test_identity_times_and_area_are_exported_with_utc_as_minus_zero(net: Net) -> None:
+    alert = net.frame("dispatcher", "first line\nsecond", area="9q8yyk").to_signed_alert()
     root = _parse(alert, sender="city-net", signer_name="Dispatch A")
     assert _text(root, "cap:identifier") == alert.id_hex
     assert _text(root, "cap:sender") == f"city-net:{alert.key_id_hex}"
-    assert _text(root, "cap:sent") == "2026-11-21T13:14:08+00:00"
-    assert _text(root, "cap:references") == f"city-net,{SOME_ALERT_ID.hex()},"
-    assert _text(root, "cap:info/cap:expires") == "2026-11-21T13:44:08+00:00"
+    assert _text(root, "cap:sent") == "2026-11-21T13:14:08-00:00"
+    assert root.find("cap:references", NS) is None
+    assert _text(root, "cap:info/cap:expires") == "2026-11-21T13:44:08-00:00"
     assert _text(root, "cap:info/cap:senderName") == "Dispatch A"
     assert _text(root, "cap:info/cap:headline") == "first line"
     assert _text(root, "cap:info/cap:description") == "first line\nsecond"
     assert _text(root, "cap:info/cap:area/cap:areaDesc") == "9q8yyk"
     assert _text(root, "cap:info/cap:area/cap:geocode/cap:value") == "9q8yyk"
+
+
+def test_references_name_the_earlier_messages_as_their_own_documents_do(net: Net) -> None:
+    original = net.frame("dispatcher", "Gas leak on Elm", issued_at_s=1_795_000_000).to_signed_alert()
+    update = net.frame(
+        "dispatcher2", "Gas leak on Elm: area widened", kind=Kind.UPDATE, ref=original.alert_id
+    ).to_signed_alert()
+    allclear = net.frame(
+        "dispatcher", "All clear on Elm", kind=Kind.ALLCLEAR, severity=Severity.INFO, ref=update.alert_id
+    ).to_signed_alert()
+    orig_doc = _parse(original, sender="city-net")
+    as_stated = ",".join(_text(orig_doc, f"cap:{tag}") or "" for tag in ("sender", "identifier", "sent"))
+    assert cap_reference(original, "city-net") == as_stated
+    assert as_stated == f"city-net:{original.key_id_hex},{original.id_hex},2026-11-18T11:06:40-00:00"
+    upd_doc = _parse(update, sender="city-net", thread=(original,))
+    assert _text(upd_doc, "cap:references") == as_stated
+    assert _text(upd_doc, "cap:msgType") == "Update"
+    clear_doc = _parse(allclear, sender="city-net", thread=(original, update))
+    assert _text(clear_doc, "cap:references") == f"{as_stated} {cap_reference(update, 'city-net')}"
+    assert _text(clear_doc, "cap:msgType") == "Update"
+    assert _text(clear_doc, "cap:info/cap:responseType") == "AllClear"
+    assert _text(clear_doc, "cap:info/cap:urgency") == "Past"
+    for doc in (orig_doc, upd_doc, clear_doc):
+        assert _text(doc, "cap:info/cap:event") == "Neighborhood alert"
+
+
+def test_a_reference_the_exporter_cannot_resolve_is_a_note_not_a_broken_reference(net: Net) -> None:
+    update = net.frame("dispatcher", "x", kind=Kind.UPDATE).to_signed_alert()
+    root = _parse(update)
+    assert root.find("cap:references", NS) is None
+    assert SOME_ALERT_ID.hex() in (_text(root, "cap:note") or "")
+
+
+@pytest.mark.parametrize("kind", list(Kind))
+def test_event_is_a_human_category(net: Net, kind: Kind) -> None:
+    event = _text(_parse(net.frame("dispatcher", "x", kind=kind).to_signed_alert()), "cap:info/cap:event")
+    assert event in {"Neighborhood alert", "Field report", "Network test"}
+    assert event != kind.value
 
 
 def test_elements_follow_the_cap_schema_order(net: Net) -> None:

@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from protocol_support import NOW_S, Net, alert_options
 
-from relayd.core.airtime import MAX_DATA_PAYLOAD_BYTES
+from relayd.core.airtime import MAX_BROADCAST_PAYLOAD_BYTES
 from relayd.core.codec import (
     BEL,
     MAX_REPORT_PAYLOAD_BYTES,
@@ -62,7 +62,7 @@ def test_compose_then_decode_reproduces_every_field(
 def test_every_broadcast_frame_fits_one_lora_frame(net: Net, options: dict[str, object]) -> None:
     frame = net.frame("dispatcher", **options)  # type: ignore[arg-type]
     assert len(frame.onair.encode("utf-8")) <= (
-        MAX_REPORT_PAYLOAD_BYTES if options["kind"] is Kind.REPORT else MAX_DATA_PAYLOAD_BYTES
+        MAX_REPORT_PAYLOAD_BYTES if options["kind"] is Kind.REPORT else MAX_BROADCAST_PAYLOAD_BYTES
     )
 
 
@@ -75,7 +75,7 @@ def test_120_byte_text_fits_one_frame_with_its_signature(
     text = char * (120 // len(char.encode()))
     assert len(text.encode()) == 120
     frame = net.frame("dispatcher", text, kind=kind, severity=severity)
-    assert len(frame.onair.encode("utf-8")) <= MAX_DATA_PAYLOAD_BYTES
+    assert len(frame.onair.encode("utf-8")) <= MAX_BROADCAST_PAYLOAD_BYTES
     assert decode(frame.onair).fields.text == text
 
 
@@ -91,7 +91,7 @@ def test_text_of_exactly_the_budget_fits_and_one_byte_more_is_refused(
         return
     budget = text_budget_bytes(kind, severity, has_ref=has_ref, area=area)
     ref = bytes(8) if has_ref else None
-    limit = MAX_REPORT_PAYLOAD_BYTES if kind is Kind.REPORT else MAX_DATA_PAYLOAD_BYTES
+    limit = MAX_REPORT_PAYLOAD_BYTES if kind is Kind.REPORT else MAX_BROADCAST_PAYLOAD_BYTES
     frame = net.frame("dispatcher", "a" * budget, kind=kind, severity=severity, ref=ref, area=area)
     # An ASCII text of exactly the budget fills the frame to the last byte.
     assert len(frame.onair.encode()) == limit
@@ -293,10 +293,10 @@ def test_decode_rejects_a_visible_prefix_that_does_not_match_the_kind(net: Net) 
         decode(BEL + info.onair)
 
 
-def test_decode_rejects_a_broadcast_frame_over_233_bytes(net: Net) -> None:
+def test_decode_rejects_a_broadcast_frame_over_232_bytes(net: Net) -> None:
     fields = net.fields("dispatcher", "a" * 200, severity=Severity.INFO)
     onair = render(fields, bytes(64))
-    with pytest.raises(MalformedFrame, match="233-byte limit"):
+    with pytest.raises(MalformedFrame, match="232-byte limit"):
         decode(onair)
 
 

@@ -106,3 +106,13 @@ def test_airtime_in_any_window_never_exceeds_the_budget(items: list[tuple[int, i
     for t, _ in sent:
         in_window = sum(a for u, a in sent if t - 60.0 < u <= t)
         assert in_window <= 6.0 + 1e-6
+
+
+def test_the_airtime_total_keeps_what_the_window_forgets_even_across_a_clock_step_back() -> None:
+    s = AirtimeScheduler(duty_cycle=0.1, window_s=60.0, min_interval_s=0.0)
+    s.record_transmission(1.5, 100.0)
+    s.record_transmission(2.0, 100.0)  # same timestamp: both count
+    s.record_transmission(0.5, 50.0)  # the clock was stepped back (NTP after boot)
+    assert s.airtime_total_s == 4.0
+    assert s.airtime_used_s(1000.0) == 0.0  # the window forgot them all
+    assert s.airtime_total_s == 4.0

@@ -7,7 +7,7 @@ import random
 from hypothesis import given
 from hypothesis import strategies as st
 
-from relayd.core.suppression import Suppressor, rank_of
+from relayd.core.suppression import MAX_RANK, Suppressor, rank_of
 
 RELAYS = ["relay-north", "relay-center", "relay-south"]
 
@@ -51,3 +51,10 @@ def test_rank_zero_releases_at_once_and_disabled_never_suppresses() -> None:
     naive.hold(alert_id, 10.0, RELAYS)
     assert not naive.heard_on_rf(alert_id)
     assert naive.due(10.0) == [alert_id]
+
+
+def test_no_number_of_peers_holds_an_alert_past_max_rank_slots() -> None:
+    s = Suppressor("relay-north", slot_s=1.0, jitter_s=0.0)
+    crowd = [f"fake-{i}" for i in range(300)]
+    worst = max(s.delay_s(n.to_bytes(8, "big"), crowd) for n in range(50))
+    assert worst == MAX_RANK * 1.0

@@ -73,7 +73,7 @@ _DEFINITIONS: list[tuple[str, str, Role, dict[str, Any]]] = [
     (
         "urgent drill",
         "relayd test vector 3",
-        Role.REPORTER,
+        Role.DISPATCHER,  # a drill that rings: dispatchers only
         {
             "kind": "test",
             "severity": "urgent",

@@ -176,7 +176,7 @@ def _sample_frames(net: Net) -> list[str]:
             severity=Severity.WARNING,
             area="9q8yyk",
         ).onair,
-        net.frame("verifier", "drill", kind=Kind.TEST, severity=Severity.URGENT).onair,
+        net.frame("dispatcher2", "drill", kind=Kind.TEST, severity=Severity.URGENT).onair,
         net.frame(
             "relay", "smoke on Elm", kind=Kind.REPORT, severity=Severity.INFO, origin_node=0xA1B2C3D4
         ).onair,

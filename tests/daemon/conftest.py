@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -12,8 +11,9 @@ from pathlib import Path
 import aiomqtt
 import pytest
 
+from relayd.core.jsonform import MalformedMessage
 from relayd.core.model import Role, SignedAlert
-from relayd.core.status import RelayStatus, parse_status
+from relayd.core.status import LinkState, RelayStatus, parse_status
 from relayd.sim.neighborhood import Neighborhood
 from relayd.sim.scenario import Scenario, load_scenario
 from relayd.testing.harness import RelayProcess, write_relay_config
@@ -77,17 +77,20 @@ class Site:
 
     async def wait_relays_ready(self, timeout_s: float = 20.0) -> None:
         """Until every relay's retained status says radio and broker are connected."""
-        seen: dict[str, dict[str, object]] = {}
+        seen: dict[str, RelayStatus] = {}
         async with aiomqtt.Client("127.0.0.1", self.broker.port) as client:
             await client.subscribe(f"{self.root}/relays/+/status", qos=1)
             async with asyncio.timeout(timeout_s):
                 async for msg in client.messages:
-                    doc = json.loads(bytes(msg.payload))  # type: ignore[arg-type]
-                    seen[doc["relay"]] = doc
+                    try:
+                        status = parse_status(bytes(msg.payload))  # type: ignore[arg-type]
+                    except MalformedMessage:
+                        continue  # a test's hostile payload, not a relay
+                    seen[status.relay] = status
                     if all(
                         r in seen
-                        and seen[r].get("radio", {}).get("state") == "connected"  # type: ignore[union-attr]
-                        and seen[r].get("broker", {}).get("state") == "connected"  # type: ignore[union-attr]
+                        and seen[r].radio is LinkState.CONNECTED
+                        and seen[r].broker is LinkState.CONNECTED
                         for r in self.relays
                     ):
                         return
@@ -101,8 +104,9 @@ class Site:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(1.0):
                     async for msg in client.messages:
-                        status = parse_status(bytes(msg.payload))  # type: ignore[arg-type]
-                        out[status.relay] = status
+                        with contextlib.suppress(MalformedMessage):
+                            status = parse_status(bytes(msg.payload))  # type: ignore[arg-type]
+                            out[status.relay] = status
         return out
 
     async def collect(self, topic: str, duration_s: float) -> list[bytes]:

@@ -132,7 +132,7 @@ async def test_metrics_endpoint_and_sigterm_drains_within_five_seconds(site_fact
 
     body = await asyncio.to_thread(scrape)
     assert "relayd_dropped_frames" in body
-    assert "relayd_radio_connected 1.0" in body
+    assert 'relayd_radio_connected{radio="main"} 1.0' in body
     started = time.monotonic()
     assert site.relays[name].terminate(timeout_s=10) == 0
     assert time.monotonic() - started < 5.0

@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
+from meshtastic.protobuf import mesh_pb2
 
 from relayd.daemon.config import RadioConfig
-from relayd.daemon.radio import RadioLink, ReceivedText
+from relayd.daemon.radio import RadioLink, RadioUnavailableError, ReceivedText
+from relayd.meshapi import routing
+from relayd.meshapi.packets import ROUTING_APP
+from relayd.meshapi.routing import Answer
 from relayd.sim.neighborhood import Neighborhood
 from relayd.sim.scenario import load_scenario
 from tests.daemon.conftest import ONE_RELAY
@@ -86,3 +92,120 @@ async def test_firmware_rate_limit_is_reported_as_not_sent_and_retries_get_fresh
         assert {first, second}.isdisjoint({link.fresh_packet_id() for _ in range(3)})
     finally:
         task.cancel()
+
+
+class FreezableProxy:
+    """A TCP pass-through to the radio that can stop forwarding while keeping both sockets
+    open: a radio that hangs with its API socket still up."""
+
+    def __init__(self, upstream_port: int) -> None:
+        self.upstream_port = upstream_port
+        self.frozen = asyncio.Event()
+        self.server: asyncio.Server | None = None
+        self.port = 0
+
+    async def __aenter__(self) -> FreezableProxy:
+        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        self.port = self.server.sockets[0].getsockname()[1]
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self.server is not None
+        self.server.close()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.upstream_port)
+
+        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+            with contextlib.suppress(OSError, ConnectionError):
+                while data := await src.read(65536):
+                    if self.frozen.is_set():
+                        continue  # swallowed: the radio neither reads nor answers
+                    dst.write(data)
+                    await dst.drain()
+            dst.close()
+
+        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+
+
+def _tap_client_packets(hood: Neighborhood, radio_name: str) -> list[Any]:
+    """Packets the radio's firmware took from its client, as the client wrote them."""
+    radio = hood.radios[radio_name]
+    originate = radio.originate
+    seen: list[Any] = []
+
+    def tapped(p: Any, **kwargs: Any) -> Any:
+        seen.append(p)
+        return originate(p, **kwargs)
+
+    radio.originate = tapped  # type: ignore[method-assign]
+    return seen
+
+
+async def test_texts_carry_the_radios_hop_limit_and_own_node_and_are_confirmed_on_air(
+    hood: Neighborhood,
+) -> None:
+    got: list[ReceivedText] = []
+    answers: list[tuple[int, Answer]] = []
+    config = RadioConfig("main", "tcp", host="127.0.0.1", port=hood.endpoints["relay"].tcp_port or 0)
+    link = RadioLink(config, got.append, on_answer=lambda pid, a: answers.append((pid, a)))
+    written = _tap_client_packets(hood, "relay")
+    task = asyncio.create_task(link.run())
+    try:
+        assert await link.wait_connected(10)
+        pid = await link.send_text("checkpoint on Elm")
+        sent = next(p for p in written if p.id == pid)
+        # The firmware fills in a hop limit only for want_ack packets: a client must set it.
+        assert sent.hop_limit == link.hop_limit == hood.scenario.hop_limit
+        assert getattr(sent, "from") == link.my_node
+        assert sent.want_ack
+        # "Taken" is not "on air": the firmware's implicit ACK says when it was.
+        assert await hood.wait_for(lambda: any(p == pid for p, _ in answers), 10)
+        answer = next(a for p, a in answers if p == pid)
+        assert answer.sent
+    finally:
+        task.cancel()
+
+
+async def test_routing_error_heard_from_another_node_is_not_taken_as_our_radios(
+    hood: Neighborhood,
+) -> None:
+    got: list[ReceivedText] = []
+    answers: list[tuple[int, Answer]] = []
+    config = RadioConfig("main", "tcp", host="127.0.0.1", port=hood.endpoints["relay"].tcp_port or 0)
+    link = RadioLink(config, got.append, on_answer=lambda pid, a: answers.append((pid, a)))
+    task = asyncio.create_task(link.run())
+    try:
+        assert await link.wait_connected(10)
+        pid = await link.send_text("checkpoint on Elm")
+        # Anyone on the channel can transmit a Routing NAK naming our packet id.
+        forged = mesh_pb2.MeshPacket()
+        forged.to = hood.node_num("relay")
+        forged.decoded.portnum = ROUTING_APP
+        forged.decoded.request_id = pid
+        nak = mesh_pb2.Routing(error_reason=routing.RATE_LIMIT_EXCEEDED)
+        forged.decoded.payload = nak.SerializeToString()
+        hood.radios["hh-west"].originate(forged)
+        assert await hood.wait_for(lambda: link.foreign_routing >= 1, 10)
+        assert all(a.sent for p, a in answers if p == pid)
+    finally:
+        task.cancel()
+
+
+async def test_a_hung_radio_is_dropped_and_its_send_is_not_reported_taken(hood: Neighborhood) -> None:
+    got: list[ReceivedText] = []
+    async with FreezableProxy(hood.endpoints["relay"].tcp_port or 0) as proxy:
+        link = RadioLink(RadioConfig("main", "tcp", host="127.0.0.1", port=proxy.port), got.append)
+        task = asyncio.create_task(link.run())
+        try:
+            assert await link.wait_connected(10)
+            proxy.frozen.set()
+            with pytest.raises(RadioUnavailableError, match="did not answer"):
+                await link.send_text("goes nowhere")
+            assert not link.connected
+            assert link.unresponsive == 1
+            proxy.frozen.clear()
+            assert await link.wait_connected(20)
+            assert await link.send_text("after recovery")
+        finally:
+            task.cancel()

@@ -91,3 +91,11 @@ async def test_dispatcher_reads_reports_and_relay_status(local_broker: Broker) -
         received = await collect_until(dispatcher, sentinel)
     assert report in received
     assert status in received
+
+
+@pytest.mark.parametrize("leaf", ["status", "events"])
+async def test_only_relay_accounts_have_a_relay_namespace(local_broker: Broker, leaf: str) -> None:
+    # A pattern line would give every account relayd/relays/<its name>/: a place to publish
+    # a fake relay's status and "transmitted" events (security review, finding 2).
+    user = "dispatcher-example"
+    assert not await publish_reaches(local_broker, user, f"relayd/relays/{user}/{leaf}")

@@ -9,11 +9,17 @@ Each target takes raw bytes and raises AssertionError if its promise breaks:
 
 from __future__ import annotations
 
+import asyncio
+import atexit
 import contextlib
 import hashlib
 import json
+import shutil
+import tempfile
 from dataclasses import dataclass
 from functools import cache
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from relayd.core.codec import MalformedFrame, compose, decode
 from relayd.core.identity import Identity
@@ -47,8 +53,27 @@ from relayd.meshapi.packets import (
     text_packet,
     to_radio_packet,
 )
+from relayd.testing.hostile import hostile_payloads
+
+if TYPE_CHECKING:
+    from relayd.daemon.relay import Relay
+    from tui.model import Model
 
 NOW_S = 1_795_266_848
+ROOT = "relayd"
+# The topics a relay and the console subscribe to; a whole-handler input's first byte picks one.
+HANDLER_TOPICS = (
+    f"{ROOT}/outbox",
+    f"{ROOT}/alerts",
+    f"{ROOT}/reports",
+    f"{ROOT}/trust",
+    f"{ROOT}/active/e70f58add945c0e0",
+    f"{ROOT}/relays/relay-north/status",
+    f"{ROOT}/relays/relay-north/events",
+    f"{ROOT}/relays/mallory/status",
+    f"{ROOT}/relays/fuzz-relay/status",
+    f"{ROOT}/unknown/topic",
+)
 
 
 def _identity(name: str, role: Role) -> Identity:
@@ -198,11 +223,86 @@ def _parse_protobufs(payload: bytes) -> None:
             parse(payload)
 
 
+# --- whole MQTT handlers: the relay's _on_mqtt and the console's Model.ingest ----------------------
+
+
+@dataclass(frozen=True)
+class RelayHarness:
+    relay: Relay
+    loop: asyncio.AbstractEventLoop
+
+
+@cache
+def relay_harness() -> RelayHarness:
+    """A real Relay (real storage in a temp dir, links never started) on the corpus's keys."""
+    from relayd.daemon.config import load_config  # noqa: PLC0415 - only the handler targets need these
+    from relayd.daemon.relay import Relay  # noqa: PLC0415
+    from relayd.testing.harness import write_relay_config  # noqa: PLC0415
+    from relayd.testing.keys import make_network  # noqa: PLC0415
+
+    tmp = Path(tempfile.mkdtemp(prefix="relayd-fuzz-"))
+    atexit.register(shutil.rmtree, tmp, True)
+    members = {"dispatcher": Role.DISPATCHER, "verifier": Role.VERIFIER, "reporter": Role.REPORTER}
+    members |= {"fuzz-relay": Role.RELAY, "relay-north": Role.RELAY}
+    net = make_network(tmp / "keys", members, now_s=NOW_S, rng=lambda name: _identity(name, Role.ROOT))
+    config = write_relay_config(tmp, "fuzz-relay", net, radio_port=1, broker_port=1, topic_root=ROOT)
+    loop = asyncio.new_event_loop()
+    atexit.register(loop.close)
+    return RelayHarness(Relay(load_config(config), clock=lambda: NOW_S), loop)
+
+
+def _split(data: bytes) -> tuple[str, bytes]:
+    if not data:
+        return HANDLER_TOPICS[0], b""
+    return HANDLER_TOPICS[data[0] % len(HANDLER_TOPICS)], data[1:]
+
+
+def check_relay_mqtt(data: bytes) -> None:
+    """Relay._on_mqtt on every topic: never raises, never hits its last-fence handler, and
+    queues for the radio only frames a trusted key signed."""
+    from relayd.daemon.mqtt import Incoming  # noqa: PLC0415
+
+    h = relay_harness()
+    topic, payload = _split(data)
+    h.loop.run_until_complete(h.relay._on_mqtt(Incoming(topic, payload, retain=False)))
+    assert getattr(h.relay.counters, "handler_errors", 0) == 0, f"handler error on {topic}: {payload[:200]!r}"
+    c = corpus()
+    for row in h.relay._queued_rows.values():
+        assert row.onair in c.frames, f"forgery queued: {row.onair!r}"
+
+
+@cache
+def console() -> Model:
+    from relayd.core.topics import Topics  # noqa: PLC0415
+    from tui.model import Model  # noqa: PLC0415
+
+    return Model(Topics(ROOT), corpus().signed_bundle.bundle, lambda: NOW_S)
+
+
+def check_console(data: bytes) -> None:
+    """The console's Model.ingest on every topic: never raises, never hits its last fence, and
+    calls nothing verified that a trusted key did not sign."""
+    from tui.model import VerifyState  # noqa: PLC0415
+
+    model = console()
+    topic, payload = _split(data)
+    model.ingest(topic, payload)
+    assert getattr(model.diagnostics, "handler_errors", 0) == 0, (
+        f"handler error on {topic}: {payload[:200]!r}"
+    )
+    c = corpus()
+    for item in model.feed.values():
+        if item.state is VerifyState.VERIFIED:
+            assert item.alert.onair in c.frames, f"forgery verified: {item.alert.onair!r}"
+
+
 TARGETS = {
     "frame": check_frame,
     "bundle": check_bundle,
     "message": check_message,
     "device": check_device_stream,
+    "relay_mqtt": check_relay_mqtt,
+    "console": check_console,
 }
 
 
@@ -217,5 +317,8 @@ def seeds(target: str) -> list[bytes]:
             json.dumps({"format": "relayd-trust/1", "body": c.signed_bundle.body}).encode(),
         ]
     if target == "message":
-        return list(c.messages)
+        return [*c.messages, *hostile_payloads("relay-north").values()]
+    if target in ("relay_mqtt", "console"):
+        payloads = [*c.messages, c.bundle_bytes, *hostile_payloads("relay-north").values()]
+        return [bytes([i]) + p for i in range(len(HANDLER_TOPICS)) for p in payloads]
     return list(c.device_frames)

@@ -31,7 +31,7 @@ async def test_relay_mqtt_socket_has_nagle_off(mosquitto: MosquittoBroker) -> No
         subscriptions=["relayd/outbox"],
         handler=_noop,
         will_topic="relayd/relays/nodelay-test/status",
-        will_payload=b"",
+        will_payload=lambda: b"",
     )
     task = asyncio.create_task(link.run())
     try:

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from textual.pilot import Pilot
 
+from relayd.core.control import ControlKind
 from relayd.core.identity import Identity
 from relayd.core.jsonform import Envelope, encode_alert
 from relayd.core.model import Kind, Role, Severity
@@ -152,10 +153,9 @@ def populate(app: RelaydApp, network: TestNetwork) -> dict[str, str]:
         ),
     ]
     for s in statuses:
-        app.ingest(t.status(s.relay), encode_status(s))
-    app.ingest(
-        t.status("relay-south"), json.dumps({"v": 1, "relay": "relay-south", "state": "offline"}).encode()
-    )
+        app.ingest(t.status(s.relay), network.seal(s.relay, ControlKind.STATUS, encode_status(s)))
+    offline = json.dumps({"v": 1, "relay": "relay-south", "state": "offline"}).encode()
+    app.ingest(t.status("relay-south"), network.seal("relay-south", ControlKind.STATUS, offline))
 
     raid = network.sign(
         "dispatcher",
@@ -217,12 +217,20 @@ def populate(app: RelaydApp, network: TestNetwork) -> dict[str, str]:
     app.ingest(t.active(raid.id_hex), encode_alert(raid))
     app.ingest(
         t.events("relay-north"),
-        encode_event(RelayEvent("relay-north", EventKind.TRANSMITTED, raid.id_hex, now - 298)),
+        network.seal(
+            "relay-north",
+            ControlKind.EVENT,
+            encode_event(RelayEvent("relay-north", EventKind.TRANSMITTED, raid.id_hex, now - 298)),
+        ),
     )
     app.ingest(t.alerts, encode_alert(update, Envelope(relay="relay-north", via="mqtt")))
     app.ingest(
         t.events("relay-center"),
-        encode_event(RelayEvent("relay-center", EventKind.TRANSMITTED, update.id_hex, now - 118)),
+        network.seal(
+            "relay-center",
+            ControlKind.EVENT,
+            encode_event(RelayEvent("relay-center", EventKind.TRANSMITTED, update.id_hex, now - 118)),
+        ),
     )
     app.ingest(t.outbox, forged_onair.encode())
     app.ingest(t.reports, encode_alert(report, Envelope(relay="relay-north", via="rf")))

@@ -105,6 +105,10 @@ class DiagnosticsView(Static):
             t.append(f"  {topic.value:8} ")
             t.append(f"{bad:5}", style="bold yellow" if bad else "dim")
             t.append(f" / {d.messages.get(topic, 0)}\n")
+        # Frames that failed verification and relay messages not signed by their relay.
+        t.append(f"\nRejected frames {d.rejected_total}", style="bold yellow" if d.rejected_total else "dim")
+        unverified = ", ".join(f"{k} {n}" for k, n in sorted(d.unverified.items())) or "none"
+        t.append(f"   relay messages not believed: {unverified}\n")
         t.append("\nRecent problems (newest first)\n", style="bold")
         if not d.recent:
             t.append("  none\n", style="dim")
