@@ -399,7 +399,10 @@ class RadioLink(LinkStateTracker):
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise TimeoutError("radio did not finish the config handshake")
-            data = await asyncio.wait_for(transport.read(), remaining)
+            try:
+                data = await asyncio.wait_for(transport.read(), remaining)
+            except TimeoutError:
+                raise TimeoutError("radio did not finish the config handshake") from None
             complete = False
             after: list[FromRadio] = []
             for frame in decoder.feed(data):
@@ -674,6 +677,10 @@ class RadioLink(LinkStateTracker):
                     raise PacketIgnoredError(pid) from None
                 self.unresponsive += 1
                 # A hung radio: drop the link so run() reconnects.
+                self._fail(
+                    f"radio {self.name} stopped answering (no queue status for a packet, no reply "
+                    "to a heartbeat); reconnecting"
+                )
                 await self._teardown(transport)
                 raise RadioUnavailableError(f"radio {self.name} did not answer a packet") from None
             answer = routing.classify_queue_result(code, broadcast=broadcast)
