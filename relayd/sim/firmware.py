@@ -164,6 +164,19 @@ class DisplayedMessage:
         return json.dumps(asdict(self), ensure_ascii=False)
 
 
+@dataclass(slots=True)
+class _ClientMemory:
+    # PhoneAPI::lastPortNumToRadio: when a packet of each portnum was last accepted (the
+    # per-portnum rate limits start from it).
+    last_port_s: dict[int, float]
+    # PhoneAPI::recentToRadioPacketIds: the last 20 client packet ids (wasSeenRecently).
+    recent_ids: deque[int]
+
+    def __init__(self) -> None:
+        self.last_port_s = {}
+        self.recent_ids = deque(maxlen=RECENT_CLIENT_IDS)
+
+
 class SessionState(Enum):
     NOTHING = auto()  # connected, no want_config_id yet (firmware STATE_SEND_NOTHING)
     PACKETS = auto()  # handshake done, packets flow (STATE_SEND_PACKETS)
@@ -173,17 +186,26 @@ class SessionState(Enum):
 class PhoneSession:
     """One client connection: framing, the config handshake and packets both ways."""
 
-    def __init__(self, radio: SimRadio, sink: Callable[[bytes], None], on_close: Callable[[], None]) -> None:
+    def __init__(
+        self,
+        radio: SimRadio,
+        sink: Callable[[bytes], None],
+        on_close: Callable[[], None],
+        *,
+        memory: _ClientMemory | None = None,
+    ) -> None:
         self.radio = radio
         self._sink = sink
         self._on_close = on_close
         self.decoder = StreamDecoder()
         self.state = SessionState.NOTHING
         self.malformed = 0
-        # PhoneAPI::lastPortNumToRadio: when this connection last had a packet of each portnum
-        # accepted (the per-portnum rate limits start from it).
-        self._last_port_s: dict[int, float] = {}
-        self._recent_ids: deque[int] = deque(maxlen=RECENT_CLIENT_IDS)
+        # What PhoneAPI remembers about its client: a TCP connection gets a fresh PhoneAPI; the
+        # serial API is one object for the radio's uptime, so a serial client that reconnects
+        # meets the same memory (radio.serial_memory).
+        memory = memory or _ClientMemory()
+        self._last_port_s = memory.last_port_s
+        self._recent_ids = memory.recent_ids
 
     # -- input -------------------------------------------------------------------------------------
 
@@ -358,6 +380,7 @@ class SimRadio:
         self._session_passkey = self._rng.randbytes(8)
         self._admin_edit_open = False
         self._last_nodeinfo_s: float | None = None
+        self.serial_memory = _ClientMemory()
 
     # -- identity / handshake ----------------------------------------------------------------------
 
@@ -577,11 +600,13 @@ class SimRadio:
 
     # -- client attach / detach --------------------------------------------------------------------
 
-    def attach(self, sink: Callable[[bytes], None], on_close: Callable[[], None]) -> PhoneSession:
+    def attach(
+        self, sink: Callable[[bytes], None], on_close: Callable[[], None], *, serial: bool = False
+    ) -> PhoneSession:
         """A client connected. Firmware serves one API client at a time: the old one is dropped."""
         if self.session is not None:
             self.session.close()
-        session = PhoneSession(self, sink, on_close)
+        session = PhoneSession(self, sink, on_close, memory=self.serial_memory if serial else None)
         self.session = session
         if self.rebooted_pending:
             self.rebooted_pending = False
@@ -598,6 +623,7 @@ class SimRadio:
             self.session.close()
         self.to_phone.clear()
         self._want_ack_broadcasts.clear()
+        self.serial_memory = _ClientMemory()  # RAM
         self.reboot_count += 1
         self.rebooted_pending = True
 

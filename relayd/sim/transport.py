@@ -125,7 +125,7 @@ class PtyApiPort:
         self.path.symlink_to(slave_path)
         # The serial "connection" is permanent: the firmware cannot see a client come or go,
         # it only reacts to want_config_id (which restarts the handshake).
-        self._session = self.radio.attach(self._write, self._on_session_closed)
+        self._session = self.radio.attach(self._write, self._on_session_closed, serial=True)
         loop.add_reader(master, self._on_readable)
 
     async def stop(self) -> None:
@@ -165,7 +165,7 @@ class PtyApiPort:
         if not data:
             return
         if self._session is None or self.radio.session is not self._session:
-            self._session = self.radio.attach(self._write, self._on_session_closed)
+            self._session = self.radio.attach(self._write, self._on_session_closed, serial=True)
         self._session.feed(data)
 
     def _write(self, data: bytes) -> None:

@@ -540,7 +540,8 @@ async def probe_want_ack_broadcast_unheard(s: Session) -> None:
     loop_deadline = t0 + 30.0
     while time.monotonic() < loop_deadline and (nak_at is None or time.monotonic() < nak_at + 0.5):
         try:
-            m = await s.client.next(max(0.05, loop_deadline - time.monotonic()))
+            until = loop_deadline if nak_at is None else min(loop_deadline, nak_at + 0.5)
+            m = await s.client.next(max(0.05, until - time.monotonic()))
         except TimeoutError:
             break
         s._got.append(m)

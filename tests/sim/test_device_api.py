@@ -4,19 +4,23 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import tty
 from pathlib import Path
 
 import pytest
 from meshtastic.protobuf import mesh_pb2
 
-from relayd.meshapi.framing import encode_frame
+from relayd.meshapi.framing import StreamDecoder, encode_frame
 from relayd.meshapi.packets import (
     BROADCAST_NUM,
     ROUTING_APP,
     TEXT_MESSAGE_APP,
+    parse_from_radio,
     text_packet,
     to_radio_heartbeat,
     to_radio_packet,
+    to_radio_want_config,
 )
 from relayd.sim.neighborhood import Neighborhood
 from relayd.sim.scenario import LinkSpec, Role, Scenario, make_node
@@ -246,5 +250,53 @@ async def test_reboot_sends_rebooted_first_on_next_connection() -> None:
             assert first.rebooted
             msgs = await c.handshake()
             assert msgs[0].my_info.reboot_count == 1
+        finally:
+            await c.close()
+
+
+async def _pty_exchange(path: str, frames: list[bytes], wait_s: float) -> list[object]:
+    """Open the radio's serial port, write frames, collect FromRadio for `wait_s`, close it."""
+    fd = os.open(path, os.O_RDWR | os.O_NOCTTY | os.O_NONBLOCK)
+    try:
+        tty.setraw(fd)
+        for f in frames:
+            os.write(fd, f)
+        decoder = StreamDecoder()
+        got: list[object] = []
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + wait_s
+        while loop.time() < deadline:
+            try:
+                data = os.read(fd, 4096)
+            except BlockingIOError:
+                await asyncio.sleep(0.02)
+                continue
+            got.extend(parse_from_radio(p) for p in decoder.feed(data))
+        return got
+    finally:
+        os.close(fd)
+
+
+async def test_serial_api_remembers_packet_ids_across_reconnects() -> None:
+    """The firmware's serial API is one PhoneAPI for the radio's uptime: a packet id resent by a
+    client that reopened the port is still "seen recently" and ignored (a TCP connection is a
+    fresh PhoneAPI and accepts it)."""
+    nodes = (make_node("ra", Role.RELAY, pty=True, tcp_port=0), make_node("hh", Role.HANDHELD))
+    scenario = Scenario(name="serial", nodes=nodes, links=(LinkSpec("ra", "hh", 6.0),))
+    async with Neighborhood(scenario, time_scale=1) as hood:
+        path = hood.endpoints["ra"].pty_path or ""
+        hello = encode_frame(to_radio_want_config(7))
+        text = encode_frame(to_radio_packet(text_packet("once", packet_id=5001, hop_limit=3)))
+        first = await _pty_exchange(path, [hello, text], 1.0)
+        again = await _pty_exchange(path, [hello, text], 1.0)
+        ids = lambda msgs: [m.queueStatus.mesh_packet_id for m in msgs if m.HasField("queueStatus")]  # noqa: E731
+        assert ids(first) == [5001]
+        assert ids(again) == []
+        c = await ApiClient.connect(hood.endpoints["ra"].tcp_port or 0)
+        try:
+            await c.handshake()
+            await c.send(to_radio_packet(text_packet("again", packet_id=5001, hop_limit=3)))
+            qs = await c.until("queueStatus")
+            assert qs.queueStatus.mesh_packet_id == 5001
         finally:
             await c.close()
