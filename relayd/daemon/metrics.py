@@ -62,6 +62,9 @@ _EVENT_COUNTERS = (
     ("trust_refused", "relayd_trust_refused", "Trust bundles refused"),
     ("storage_errors", "relayd_storage_errors", "Failed writes to the state database"),
     ("send_retries", "relayd_send_retries", "Frames queued again after the radio refused them"),
+    ("unconfirmed", "relayd_unconfirmed_frames", "Frames a radio kept but never confirmed on air"),
+    ("forgery_notices", "relayd_forgery_notices", "Notices broadcast about forgeries heard on RF"),
+    ("catchup_dms", "relayd_catchup_messages", "Active alerts sent by DM to handhelds back on air"),
 )
 
 

@@ -152,6 +152,7 @@ class Counters:
     reports: int = 0
     ignored_text: int = 0
     forgery_notices: int = 0  # notices broadcast about forgeries heard on RF
+    unconfirmed: int = 0  # frames left with a radio that never said they went on air
     catchup_dms: int = 0  # active alerts sent by DM to handhelds switched on late
     trust_refused: int = 0
     storage_errors: int = 0
@@ -166,6 +167,9 @@ class InFlight:
     radio: str
     item: QueueItem
     deadline_s: float
+    # The radio ignored our resend of this id: it had taken it on an earlier connection, so
+    # its answer may have gone to that connection and never come.
+    ignored: bool = False
 
 
 class Relay:
@@ -1204,7 +1208,7 @@ class Relay:
             # The radio already holds this id (an in-doubt resend it had taken before):
             # its ACK or MAX_RETRANSMIT for the id will say when it was on air.
             scheduler.pop(item.alert_id)
-            self._track_in_flight(radio.name, packet_id, item)
+            self._track_in_flight(radio.name, packet_id, item, ignored=True)
             return
         except SendRejectedError as exc:
             self._on_refused(radio.name, item, exc.answer)
@@ -1218,11 +1222,13 @@ class Relay:
         """Frames taken by a radio and not yet confirmed on air (read-only view for metrics)."""
         return dict(self._in_flight)
 
-    def _track_in_flight(self, radio_name: str, packet_id: int, item: QueueItem) -> None:
+    def _track_in_flight(
+        self, radio_name: str, packet_id: int, item: QueueItem, *, ignored: bool = False
+    ) -> None:
         """Taken by the radio, not yet known to be on air (a broadcast waits for its ACK;
         an ack DM only for a late refusal such as the text rate limit)."""
         wait_s = (ACK_WAIT_S if item.to_node is None else REFUSAL_GRACE_S) / self.time_scale
-        self._in_flight[packet_id] = InFlight(radio_name, item, self.clock() + wait_s)
+        self._in_flight[packet_id] = InFlight(radio_name, item, self.clock() + wait_s, ignored)
         if item.to_node is None:
             # Peers stand down now rather than after the firmware's confirmation, which may
             # come several frames later on a busy channel; we own the frame until then.
@@ -1327,7 +1333,26 @@ class Relay:
             del self._in_flight[packet_id]
             if flight.item.to_node is not None:
                 continue
+            if flight.ignored:
+                # The radio has this id (it refuses it again) and its answer went to an
+                # earlier connection. Sending it under a new id could show it twice on every
+                # handheld; sending the same id is ignored. Leave it with the radio, and say
+                # only that: handed over, not confirmed.
+                self._finish_unconfirmed(flight)
+                continue
             self._resend_in_doubt(packet_id, flight)
+
+    def _finish_unconfirmed(self, flight: InFlight) -> None:
+        item = flight.item
+        self.counters.unconfirmed += 1
+        self._pending_radios.pop(item.alert_id, None)
+        if self._queued_rows.pop(item.alert_id, None) is not None:
+            self._storage_call(lambda: self.storage.dequeue(item.alert_id, "unconfirmed"))
+        log.warning(
+            "%s: radio %s had it from an earlier connection; never confirmed on air",
+            item.alert_id.hex(),
+            flight.radio,
+        )
 
     def _on_radio_lost(self, radio: RadioLink) -> None:
         """The link dropped: what that radio held but had not confirmed is in doubt (a
