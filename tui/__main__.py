@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from relayd.core.topics import DEFAULT_ROOT
-from tui.config import ConfigError, MqttConfig, TuiConfig
+from tui.config import ConfigError, MqttConfig, TuiConfig, default_state_dir
 from tui.startup import StartupError, load
 
 EXIT_USAGE = 2
@@ -26,6 +26,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--trust", type=Path, help="trust bundle to verify alerts against")
     p.add_argument("--bell", action="store_true", help="ring the terminal bell on urgent alerts")
     p.add_argument("--light", action="store_true", help="start with the light theme")
+    p.add_argument(
+        "--state",
+        type=Path,
+        default=None,
+        help="folder for the outbox of signed alerts not yet sent (default $XDG_STATE_HOME/relayd-tui)",
+    )
     p.add_argument("--log", type=Path, help="write a debug log here (alert text is never logged at INFO)")
     return p
 
@@ -37,7 +43,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"relayd-tui: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    config = TuiConfig(mqtt, key_path=args.key, trust_path=args.trust, bell=args.bell, dark=not args.light)
+    config = TuiConfig(
+        mqtt,
+        key_path=args.key,
+        trust_path=args.trust,
+        bell=args.bell,
+        dark=not args.light,
+        state_dir=args.state or default_state_dir(),
+    )
     try:
         loaded = load(config)
     except StartupError as exc:

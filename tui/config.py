@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -66,3 +67,15 @@ class TuiConfig:
     dark: bool = True
     # Snapshot tests freeze the cursor; an operator gets the normal blinking cursor.
     cursor_blink: bool = True
+    # Where the console keeps what must survive a restart (the outbox). None: memory only.
+    state_dir: Path | None = None
+
+    @property
+    def outbox_dir(self) -> Path | None:
+        return self.state_dir / "outbox" if self.state_dir is not None else None
+
+
+def default_state_dir() -> Path:
+    """$XDG_STATE_HOME/relayd-tui, else ~/.local/state/relayd-tui."""
+    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(base) / "relayd-tui"

@@ -40,6 +40,7 @@ from tui.config import MqttConfig, TuiConfig
 from tui.drafts import load_signer
 from tui.messages import LinkState as TuiLink
 from tui.model import InboxStatus, VerifyState
+from tui.outbox import OutboxState
 from tui.screens.compose import ComposeScreen, ConfirmScreen
 from tui.screens.dialogs import SendProgressScreen
 
@@ -291,7 +292,9 @@ async def test_report_confirm_compose_sign_publish_is_accepted_by_cli(
         await wait_for(pilot, lambda: len(received) >= 1)
         sent_id = app.model.inbox[report.id_hex].confirmed_by
         assert sent_id is not None
-        assert app.publish_results.get(sent_id) == "ok"
+        entry = app.outbox.get(sent_id)
+        assert entry is not None
+        assert entry.state is OutboxState.SENT
         assert app.model.inbox[report.id_hex].status is InboxStatus.CONFIRMED
 
         # A relay reports that it transmitted it: the progress screen says so.
@@ -303,7 +306,7 @@ async def test_report_confirm_compose_sign_publish_is_accepted_by_cli(
         )
         await wait_for(pilot, lambda: app.model.feed[sent_id].transmitted_by() == ["relay-center"])
         await pilot.pause(0.3)
-        assert "TRANSMITTED by relay-center" in str(app.screen.query_one("#progress").render())
+        assert "on air by relay-center" in str(app.screen.query_one("#progress").render())
         collector.cancel()
 
     doc = json.loads(received[0])

@@ -17,8 +17,10 @@ from textual.widgets import DataTable, Footer, Input, Static, TabbedContent, Tab
 from relayd.core.model import Kind, Severity
 from tui.messages import LinkState
 from tui.model import Change, FeedFilter, Model
+from tui.outbox import Outbox
 from tui.widgets.feed import WIDE_MIN_COLUMNS, FeedTable
 from tui.widgets.inbox import InboxTable
+from tui.widgets.outbox import OutboxTable
 from tui.widgets.panels import Banner, DiagnosticsView, StatusBar, TrustView
 from tui.widgets.relays import RelayDetail, RelayTable
 
@@ -46,17 +48,19 @@ class MainScreen(Screen[None]):
         Binding("3", "tab('inbox')", "Inbox"),
         Binding("4", "tab('trust')", "Trust"),
         Binding("5", "tab('diagnostics')", "Diag"),
+        Binding("o", "tab('outbox')", "Outbox"),
         Binding("6", "extra(0)", "Panel 6"),
         Binding("7", "extra(1)", "Panel 7"),
         Binding("8", "extra(2)", "Panel 8"),
         Binding("9", "extra(3)", "Panel 9"),
     ]
 
-    def __init__(self, model: Model, panels: Sequence[Panel] = ()) -> None:
+    def __init__(self, model: Model, outbox: Outbox, panels: Sequence[Panel] = ()) -> None:
         super().__init__()
         if len(panels) > MAX_EXTRA_PANELS:
             raise ValueError(f"at most {MAX_EXTRA_PANELS} extra panels (keys 6-9)")
         self.model = model
+        self.outbox = outbox
         self.panels = tuple(panels)
         self._search_timer: Timer | None = None
 
@@ -82,6 +86,9 @@ class MainScreen(Screen[None]):
                 yield TrustView(id="trust-view")
             with TabPane("Diag 5", id="diagnostics"), VerticalScroll():
                 yield DiagnosticsView(id="diag-view")
+            with TabPane("Outbox o", id="outbox"):
+                yield OutboxTable(id="outbox-table")
+                yield Static("r resend · d discard (before it is sent) · enter detail", id="outbox-help")
             for index, panel in enumerate(self.panels):
                 with TabPane(f"{panel.title} {index + 6}", id=panel.id):
                     yield panel.factory()
@@ -101,6 +108,17 @@ class MainScreen(Screen[None]):
     def inbox_table(self) -> InboxTable:
         return self.query_one("#inbox-table", InboxTable)
 
+    @property
+    def outbox_table(self) -> OutboxTable:
+        return self.query_one("#outbox-table", OutboxTable)
+
+    def outbox_changed(self, alert_id: str) -> None:
+        """An outbox entry changed state: its feed row and the outbox tab."""
+        self.outbox_table.sync(self.outbox, self.model, self.model.clock())
+        item = self.model.feed.get(alert_id)
+        if item is not None:
+            self.feed_table.sync_item(item, self.model.clock())
+
     def on_mount(self) -> None:
         self.feed_table.set_wide(self.app.size.width >= WIDE_MIN_COLUMNS)
         self.feed_table.focus()
@@ -118,6 +136,7 @@ class MainScreen(Screen[None]):
         for name in sorted(self.model.relays):
             self.relay_table.sync(name, self.model.relays[name], now)
         self._sync_inbox()
+        self.outbox_table.sync(self.outbox, self.model, now)
         self.query_one(TrustView).show(self.model, now)
         self.query_one(DiagnosticsView).show(self.model, now)
         self._show_relay_detail()
@@ -135,6 +154,8 @@ class MainScreen(Screen[None]):
             item = self.model.feed.get(change.feed_id)
             if item is not None:
                 feed.sync_item(item, now)
+                if change.feed_id in self._outbox_ids():
+                    self.outbox_table.sync(self.outbox, self.model, now)
         if change.relay is not None:
             self.relay_table.sync(change.relay, self.model.relays.get(change.relay), now)
             self._show_relay_detail()
@@ -153,18 +174,32 @@ class MainScreen(Screen[None]):
                 self.relay_table.sync(name, row, now)
         elif active == "trust":
             self.query_one(TrustView).show(self.model, now)
+        elif active == "outbox":
+            self.outbox_table.sync(self.outbox, self.model, now)
 
     def show_status(
-        self, link: LinkState, link_detail: str, broker: str, key: str | None, bell: bool
+        self,
+        link: LinkState,
+        link_detail: str,
+        broker: str,
+        key: str | None,
+        bell: bool,
+        *,
+        outbox_note: str = "",
     ) -> None:
         bars = self.query(StatusBar)
         if not bars:
             # The clock tick can fire while the screen is still composing or being torn down.
             return
-        bars.first().show(self.model, link, broker, key, bell)
+        bars.first().show(self.model, link, broker, key, bell, waiting=self.outbox.waiting())
         lines: list[str] = []
         if link is LinkState.RETRYING:
             lines.append(link_detail)
+        waiting = self.outbox.waiting()
+        if waiting and link is not LinkState.CONNECTED:
+            lines.append(f"{waiting} signed alert(s) waiting in the outbox: sent when the broker is back")
+        if outbox_note:
+            lines.append(outbox_note)
         for name in self.model.alarming_relays:
             s = self.model.relays[name].status
             why = s.storage_error or s.clock_warning or "offline"
@@ -174,6 +209,9 @@ class MainScreen(Screen[None]):
         if bundle is not None and bundle.is_expired(now):
             lines.append("trust bundle EXPIRED: alerts cannot be verified; get a new bundle")
         self.query_one(Banner).show(lines[:3])
+
+    def _outbox_ids(self) -> set[str]:
+        return {e.alert_id for e in self.outbox}
 
     def _sync_inbox(self) -> None:
         self.inbox_table.sync(list(self.model.inbox_entries()), self.model.clock())
@@ -207,7 +245,12 @@ class MainScreen(Screen[None]):
         return True
 
     def _focus_tab(self, tab: str) -> None:
-        target = {"feed": "#feed-table", "relays": "#relay-table", "inbox": "#inbox-table"}.get(tab)
+        target = {
+            "feed": "#feed-table",
+            "relays": "#relay-table",
+            "inbox": "#inbox-table",
+            "outbox": "#outbox-table",
+        }.get(tab)
         if target:
             self.query_one(target).focus()
 

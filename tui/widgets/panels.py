@@ -15,7 +15,9 @@ from tui.model import Model
 class StatusBar(Static):
     """One line: broker link, key, trust version and counters."""
 
-    def show(self, model: Model, link: LinkState, broker: str, key: str | None, bell: bool) -> None:
+    def show(
+        self, model: Model, link: LinkState, broker: str, key: str | None, bell: bool, *, waiting: int = 0
+    ) -> None:
         t = Text()
         t.append(" relayd ", style="bold reverse")
         style = {
@@ -33,6 +35,8 @@ class StatusBar(Static):
         t.append(f" │ relays {len(model.relays)}")
         if alarms:
             t.append(f" ({alarms} red)", style="bold red")
+        if waiting:
+            t.append(f" │ outbox {waiting} unsent", style="bold yellow")
         new = model.inbox_new
         t.append(" │ inbox ")
         t.append(str(new), style="bold yellow" if new else "")
