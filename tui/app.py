@@ -255,6 +255,8 @@ class RelaydApp(App[None]):
             main.focus_search()
         elif action == "clear_filters":
             main.clear_filters()
+        elif action == "toggle_view":
+            main.toggle_view()
 
     @on(DetailScreen.Reply)
     def _detail_reply(self, message: DetailScreen.Reply) -> None:

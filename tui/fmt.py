@@ -6,7 +6,8 @@ from rich.text import Text
 
 from relayd.core.model import Kind, Severity
 from relayd.core.status import LinkState, RelayState, RelayStatus
-from tui.model import FeedItem, VerifyState
+from tui.model import FeedItem, Lifecycle, VerifyState
+from tui.outbox import OutboxEntry, OutboxState, settle
 
 SPARK_BLOCKS = " ▁▂▃▄▅▆▇█"
 SEVERITY_SHORT = {
@@ -174,3 +175,29 @@ def airtime_cell(status: RelayStatus) -> str:
     pct = f"{used / budget * 100:3.0f}%" if budget > 0 else f"{used:4.0f}s"
     per_min_budget = budget / 60 if budget > 0 else None
     return f"{pct} {sparkline(status.airtime_history_s, 12, per_min_budget)}"
+
+
+LIFECYCLE_STYLE = {
+    Lifecycle.ACTIVE: "bold green",
+    Lifecycle.UPDATED: "bold cyan",
+    Lifecycle.CANCELLED: "magenta",
+    Lifecycle.ALLCLEAR: "green",
+    Lifecycle.EXPIRED: "dim",
+    Lifecycle.ENDS: "",
+    Lifecycle.REPORT: "yellow",
+}
+
+
+def state_cell(item: FeedItem, entry: OutboxEntry | None, now_s: float) -> Text:
+    """The row's state: this console's unsent alert first (it is not on the network), else
+    where the alert stands by verified messages."""
+    if entry is not None:
+        settled = settle(entry, now_s)
+        if settled.state is OutboxState.WAITING and settled.sent_at_s is None:
+            return Text("unsent", style="bold yellow")
+        if settled.state is OutboxState.EXPIRED:
+            return Text("exp unsent", style="bold red")
+        if settled.state is OutboxState.DISCARDED:
+            return Text("discarded", style="dim")
+    life = item.lifecycle(now_s)
+    return Text(life.value, style=LIFECYCLE_STYLE[life])

@@ -52,6 +52,22 @@ class Source(enum.Enum):
     SENT = "sent"  # composed and published by this TUI
 
 
+class Lifecycle(enum.Enum):
+    """Where an alert stands, as far as verified messages say (the Feed's state column)."""
+
+    ACTIVE = "active"
+    UPDATED = "updated"  # active, and a verified update refers to it
+    CANCELLED = "cancelled"
+    ALLCLEAR = "all-clear"
+    EXPIRED = "expired"
+    ENDS = "ends"  # a cancel or all-clear itself, until it expires
+    REPORT = "report"
+
+    @property
+    def live(self) -> bool:
+        return self in (Lifecycle.ACTIVE, Lifecycle.UPDATED)
+
+
 class InboxStatus(enum.Enum):
     NEW = "new"
     VERIFIER_DISPATCHED = "verifier dispatched"
@@ -99,6 +115,9 @@ class FeedItem:
     drop_reasons: dict[str, str] = field(default_factory=dict)
     active: bool | None = None  # True while retained on <root>/active, False once cleared
     raw: bytes = b""  # the last copy received, as received
+    # Set by the model from verified replies only (never from the unsigned active/ clears).
+    closed_by: Kind | None = None  # the kind of the cancel or all-clear that ended its thread
+    updated: bool = False  # a verified update refers to it
 
     @property
     def raw_json(self) -> str:
@@ -127,6 +146,21 @@ class FeedItem:
 
     def expired(self, now_s: float) -> bool:
         return self.alert.is_expired(now_s)
+
+    def lifecycle(self, now_s: float) -> Lifecycle:
+        kind = self.kind
+        if kind is Kind.REPORT:
+            return Lifecycle.REPORT
+        if kind in (Kind.CANCEL, Kind.ALLCLEAR):
+            return Lifecycle.EXPIRED if self.expired(now_s) else Lifecycle.ENDS
+        # Ended beats expired: "all-clear" says more than "expired" about the same alert.
+        if self.closed_by is Kind.CANCEL:
+            return Lifecycle.CANCELLED
+        if self.closed_by is Kind.ALLCLEAR:
+            return Lifecycle.ALLCLEAR
+        if self.expired(now_s):
+            return Lifecycle.EXPIRED
+        return Lifecycle.UPDATED if self.updated else Lifecycle.ACTIVE
 
     def transmitted_by(self) -> list[str]:
         return sorted(r for r, ev in self.relays.items() if EventKind.TRANSMITTED.value in ev)
@@ -198,6 +232,7 @@ class Change:
 
     feed_id: str | None = None
     feed_new: bool = False
+    related: list[str] = field(default_factory=list)  # other rows whose state this changed
     evicted: list[str] = field(default_factory=list)
     relay: str | None = None
     relay_removed: bool = False
@@ -218,12 +253,16 @@ class FeedFilter:
     severity: Severity | None = None
     relay: str | None = None
     text: str = ""
+    # The landing view shows only live alerts (active or updated); `v` shows everything.
+    show_all: bool = False
 
     @property
     def active(self) -> bool:
-        return bool(self.kind or self.severity or self.relay or self.text)
+        return bool(self.kind or self.severity or self.relay or self.text or not self.show_all)
 
-    def matches(self, item: FeedItem) -> bool:
+    def matches(self, item: FeedItem, now_s: float) -> bool:
+        if not self.show_all and not item.lifecycle(now_s).live:
+            return False
         if self.kind is not None and item.kind is not self.kind:
             return False
         if self.severity is not None and item.severity is not self.severity:
@@ -269,6 +308,10 @@ class Model:
         self._arrivals = 0
         self._max_feed_items = max_feed_items
         self._active_prefix = topics.active_wildcard[:-1]  # "<root>/active/"
+        # Thread state from verified replies, by the id they refer to (they may arrive first).
+        self._closers: dict[str, Kind] = {}
+        self._updated_ids: set[str] = set()
+        self._updates_of: dict[str, list[str]] = {}
 
     # ---- classification -------------------------------------------------------------
 
@@ -346,6 +389,7 @@ class Model:
                 return self._reject(topic, item)
             self._add_item(item)
             change.feed_new = True
+            change.related = self._link(item)
             change.evicted = self._evict()
             if item.kind is Kind.REPORT and item.ok:
                 self.inbox[alert_id] = InboxEntry(alert_id, updated_s=self.clock())
@@ -395,6 +439,54 @@ class Model:
             if reason:
                 item.drop_reasons[relay] = reason
 
+    def _link(self, item: FeedItem) -> list[str]:
+        """Record what a verified item says about its thread; returns the other rows it changed.
+
+        Like the relays (relayd/daemon/relay.py), a cancel or all-clear of X ends X and the
+        updates that refer to X.
+        """
+        alert_id = item.alert_id
+        item.updated = alert_id in self._updated_ids
+        item.closed_by = self._closers.get(alert_id)
+        if not item.ok or item.alert.fields.ref is None:
+            return []
+        ref = item.alert.fields.ref.hex()
+        changed: list[str] = []
+        if item.kind is Kind.UPDATE:
+            self._updated_ids.add(ref)
+            self._updates_of.setdefault(ref, []).append(alert_id)
+            item.closed_by = item.closed_by or self._closers.get(ref)
+            parent = self.feed.get(ref)
+            if parent is not None and not parent.updated:
+                parent.updated = True
+                changed.append(ref)
+        elif item.kind in (Kind.CANCEL, Kind.ALLCLEAR):
+            self._closers[ref] = item.kind
+            for target_id in (ref, *self._updates_of.get(ref, ())):
+                target = self.feed.get(target_id)
+                if target is not None and target.closed_by is not item.kind:
+                    target.closed_by = item.kind
+                    changed.append(target_id)
+        return changed
+
+    def _relink_all(self) -> None:
+        """After a bundle change (a key may be revoked): rebuild thread state from scratch."""
+        self._closers.clear()
+        self._updated_ids.clear()
+        self._updates_of.clear()
+        for item in self.feed.values():
+            item.closed_by, item.updated = None, False
+        for item in self.feed.values():
+            self._link(item)
+        # Replies seen before their parents: apply them to parents that arrived later.
+        for item in self.feed.values():
+            item.updated = item.alert_id in self._updated_ids
+            closer = self._closers.get(item.alert_id)
+            ref = item.alert.fields.ref
+            if closer is None and item.kind is Kind.UPDATE and ref is not None:
+                closer = self._closers.get(ref.hex())
+            item.closed_by = closer
+
     def _verify(self, item: FeedItem, frame: DecodedFrame | None = None) -> None:
         if self._verifier is None:
             item.state, item.reason, item.detail = VerifyState.UNCHECKED, None, "no trust bundle loaded"
@@ -424,6 +516,9 @@ class Model:
         while len(self.feed) > self._max_feed_items:
             alert_id, _ = self.feed.popitem(last=False)
             self.inbox.pop(alert_id, None)
+            self._closers.pop(alert_id, None)
+            self._updated_ids.discard(alert_id)
+            self._updates_of.pop(alert_id, None)
             evicted.append(alert_id)
         return evicted
 
@@ -548,6 +643,7 @@ class Model:
             self._verify(item)
             if was_ok and not item.ok:
                 self.inbox.pop(item.alert_id, None)
+        self._relink_all()
 
     # ---- local actions --------------------------------------------------------------
 
@@ -558,6 +654,7 @@ class Model:
         if item is None:
             item = self._new_item(alert, payload)
             change.feed_new = True
+            change.related = self._link(item)
             change.evicted = self._evict()
         item.sources.add(Source.SENT)
         return change
@@ -586,28 +683,20 @@ class Model:
         if flt is None or not flt.active:
             yield from self.feed.values()
             return
-        yield from (i for i in self.feed.values() if flt.matches(i))
+        now = self.clock()
+        yield from (i for i in self.feed.values() if flt.matches(i, now))
 
     def closed_ids(self) -> set[str]:
-        """Alerts retracted or ended by a verified cancel or all-clear."""
-        return {
-            i.alert.fields.ref.hex()
-            for i in self.feed.values()
-            if i.kind in (Kind.CANCEL, Kind.ALLCLEAR) and i.ok and i.alert.fields.ref is not None
-        }
+        """Alerts retracted or ended by a verified cancel or all-clear (their thread included)."""
+        return {i.alert_id for i in self.feed.values() if i.closed_by is not None}
 
     def active_alerts(self) -> list[FeedItem]:
         """Alerts an update, cancel or all-clear can refer to: newest first."""
         now = self.clock()
-        closed = self.closed_ids()
         out = [
             i
             for i in self.feed.values()
-            if i.kind in (Kind.ALERT, Kind.UPDATE, Kind.TEST)
-            and i.ok
-            and i.active is not False
-            and not i.expired(now)
-            and i.alert_id not in closed
+            if i.kind in (Kind.ALERT, Kind.UPDATE, Kind.TEST) and i.ok and i.lifecycle(now).live
         ]
         return sorted(out, key=lambda i: -i.arrival)
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from textual import on
 from textual.app import ComposeResult
@@ -72,7 +72,7 @@ class MainScreen(Screen[None]):
                 with Horizontal(id="filter-bar"):
                     yield Static(id="filter-summary")
                     yield Input(placeholder="/ search text, area, id, author", id="search", compact=True)
-                yield FeedTable(self.model.clock, id="feed-table")
+                yield FeedTable(self.model.clock, outbox=self.outbox.get, id="feed-table")
             with TabPane("Relays 2", id="relays"):
                 yield RelayTable(id="relay-table")
                 yield RelayDetail(id="relay-detail")
@@ -154,6 +154,10 @@ class MainScreen(Screen[None]):
             item = self.model.feed.get(change.feed_id)
             if item is not None:
                 feed.sync_item(item, now)
+                for related in change.related:
+                    other = self.model.feed.get(related)
+                    if other is not None:
+                        feed.sync_item(other, now)
                 if change.feed_id in self._outbox_ids():
                     self.outbox_table.sync(self.outbox, self.model, now)
         if change.relay is not None:
@@ -167,6 +171,7 @@ class MainScreen(Screen[None]):
     def tick(self) -> None:
         """Once a second: ages, time to expiry, last-heard."""
         now = self.model.clock()
+        self.feed_table.drop_stale(now)
         self.feed_table.refresh_times(self.model.feed, now)
         active = self.query_one(TabbedContent).active
         if active == "relays":
@@ -264,6 +269,7 @@ class MainScreen(Screen[None]):
     def update_filter_summary(self) -> None:
         f = self.feed_table.filter
         parts = [
+            "all (v)" if f.show_all else "active (v)",
             f"k:{f.kind.value if f.kind else 'all'}",
             f"s:{f.severity.value if f.severity else 'all'}",
             f"r:{f.relay or 'all'}",
@@ -279,19 +285,24 @@ class MainScreen(Screen[None]):
         f = self.feed_table.filter
         if what == "kind":
             kinds: list[Kind | None] = [None, *Kind]
-            f = FeedFilter(kinds[(kinds.index(f.kind) + 1) % len(kinds)], f.severity, f.relay, f.text)
+            f = replace(f, kind=kinds[(kinds.index(f.kind) + 1) % len(kinds)])
         elif what == "severity":
             sevs: list[Severity | None] = [None, *Severity]
-            f = FeedFilter(f.kind, sevs[(sevs.index(f.severity) + 1) % len(sevs)], f.relay, f.text)
+            f = replace(f, severity=sevs[(sevs.index(f.severity) + 1) % len(sevs)])
         else:
             relays: list[str | None] = [None, *self.model.relay_names()]
             current = relays.index(f.relay) if f.relay in relays else 0
-            f = FeedFilter(f.kind, f.severity, relays[(current + 1) % len(relays)], f.text)
+            f = replace(f, relay=relays[(current + 1) % len(relays)])
         self.set_filter(f)
 
     def clear_filters(self) -> None:
         self.query_one("#search", Input).value = ""
-        self.set_filter(FeedFilter())
+        self.set_filter(FeedFilter(show_all=self.feed_table.filter.show_all))
+
+    def toggle_view(self) -> None:
+        """Active alerts only (the landing view) or everything the console has seen."""
+        f = self.feed_table.filter
+        self.set_filter(replace(f, show_all=not f.show_all))
 
     def focus_search(self) -> None:
         self.query_one("#search", Input).focus()
@@ -306,7 +317,7 @@ class MainScreen(Screen[None]):
         def apply() -> None:
             f = self.feed_table.filter
             if f.text != text:
-                self.set_filter(FeedFilter(f.kind, f.severity, f.relay, text))
+                self.set_filter(replace(f, text=text))
 
         self._search_timer = self.set_timer(0.25, apply)
 
