@@ -6,6 +6,7 @@ from rich.text import Text
 
 from relayd.core.model import Kind, Severity
 from relayd.core.status import LinkState, RelayState, RelayStatus
+from tui.health import relay_problems
 from tui.model import FeedItem, Lifecycle, VerifyState
 from tui.outbox import OutboxEntry, OutboxState, settle
 
@@ -145,12 +146,9 @@ def one_line(text: str, limit: int = 200) -> str:
 
 
 def relay_state_cell(status: RelayStatus) -> Text:
-    if status.state is RelayState.OFFLINE:
-        return Text("OFFLINE", style="bold white on red")
-    if status.storage_error:
-        return Text("DISK!", style="bold white on red")
-    if status.clock_warning:
-        return Text("CLOCK!", style="bold white on red")
+    problems = relay_problems(status)
+    if problems:
+        return Text(problems[0].short, style="bold white on red")
     if status.state is RelayState.DRAINING:
         return Text("draining", style="yellow")
     return Text("online", style="green")

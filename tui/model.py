@@ -22,6 +22,7 @@ from relayd.core.status import EventKind, RelayState, RelayStatus, parse_event, 
 from relayd.core.topics import Topics
 from relayd.core.trust import TrustBundle, TrustBundleError, parse_signed_bundle, should_replace
 from relayd.core.verify import Verifier
+from tui.health import relay_problems
 
 log = logging.getLogger(__name__)
 
@@ -752,7 +753,7 @@ class Model:
 
     @property
     def alarming_relays(self) -> list[str]:
-        return sorted(name for name, row in self.relays.items() if row.status.alarming)
+        return sorted(name for name, row in self.relays.items() if relay_problems(row.status))
 
 
 def _envelope(payload: bytes) -> tuple[str | None, str | None]:

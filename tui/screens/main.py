@@ -15,6 +15,7 @@ from textual.widget import Widget
 from textual.widgets import DataTable, Footer, Input, Static, TabbedContent, TabPane
 
 from relayd.core.model import Kind, Severity
+from tui.health import relay_problems
 from tui.messages import LinkState
 from tui.model import Change, FeedFilter, Model
 from tui.outbox import Outbox
@@ -206,14 +207,13 @@ class MainScreen(Screen[None]):
         if outbox_note:
             lines.append(outbox_note)
         for name in self.model.alarming_relays:
-            s = self.model.relays[name].status
-            why = s.storage_error or s.clock_warning or "offline"
-            lines.append(f"relay {name}: {why}")
+            problems = relay_problems(self.model.relays[name].status)
+            lines.append(f"relay {name}: " + "; ".join(p.detail for p in problems))
         bundle = self.model.trust.bundle
         now = self.model.clock()
         if bundle is not None and bundle.is_expired(now):
             lines.append("trust bundle EXPIRED: alerts cannot be verified; get a new bundle")
-        self.query_one(Banner).show(lines[:3])
+        self.query_one(Banner).show(lines)
 
     def _outbox_ids(self) -> set[str]:
         return {e.alert_id for e in self.outbox}
