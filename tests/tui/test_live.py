@@ -146,7 +146,14 @@ async def test_clock_warning_turns_relay_red(mosquitto: MosquittoBroker, network
     app = make_app(mosquitto.url, network)
     async with app.run_test(size=SIZE) as pilot, peer(mosquitto) as client:
         await connected(pilot, app)
-        status = RelayStatus("relay-south", RelayState.ONLINE, time.time(), clock_warning="clock is 1970")
+        status = RelayStatus(
+            "relay-south",
+            RelayState.ONLINE,
+            time.time(),
+            radio=LinkState.CONNECTED,
+            broker=LinkState.CONNECTED,
+            clock_warning="clock is 1970",
+        )
         await client.publish(
             T.status("relay-south"),
             network.seal("relay-south", ControlKind.STATUS, encode_status(status)),
