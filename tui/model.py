@@ -309,10 +309,8 @@ class Model:
         self._arrivals = 0
         self._max_feed_items = max_feed_items
         self._active_prefix = topics.active_wildcard[:-1]  # "<root>/active/"
-        # Thread state from verified replies, by the id they refer to (they may arrive first).
-        self._closers: dict[str, Kind] = {}
-        self._updated_ids: set[str] = set()
-        self._updates_of: dict[str, list[str]] = {}
+        # Replies (update, cancel, all-clear) by the id they refer to; they may arrive first.
+        self._replies: dict[str, list[str]] = {}
 
     # ---- classification -------------------------------------------------------------
 
@@ -441,52 +439,71 @@ class Model:
                 item.drop_reasons[relay] = reason
 
     def _link(self, item: FeedItem) -> list[str]:
-        """Record what a verified item says about its thread; returns the other rows it changed.
+        """Record what a new item says about its thread; returns the other rows it changed.
 
         Like the relays (relayd/daemon/relay.py), a cancel or all-clear of X ends X and the
-        updates that refer to X.
+        updates that refer to X. Only verified replies count, and a reply that arrived
+        before the alert it names is checked again once that alert (its author) is known.
         """
         alert_id = item.alert_id
-        item.updated = alert_id in self._updated_ids
-        item.closed_by = self._closers.get(alert_id)
-        if not item.ok or item.alert.fields.ref is None:
-            return []
-        ref = item.alert.fields.ref.hex()
         changed: list[str] = []
-        if item.kind is Kind.UPDATE:
-            self._updated_ids.add(ref)
-            self._updates_of.setdefault(ref, []).append(alert_id)
-            item.closed_by = item.closed_by or self._closers.get(ref)
-            parent = self.feed.get(ref)
-            if parent is not None and not parent.updated:
-                parent.updated = True
-                changed.append(ref)
-        elif item.kind in (Kind.CANCEL, Kind.ALLCLEAR):
-            self._closers[ref] = item.kind
-            for target_id in (ref, *self._updates_of.get(ref, ())):
-                target = self.feed.get(target_id)
-                if target is not None and target.closed_by is not item.kind:
-                    target.closed_by = item.kind
-                    changed.append(target_id)
+        if item.ok and self._verifier is not None:
+            self._verifier.known.remember(item.alert.alert_id, item.alert.fields)
+        pending = self._replies.get(alert_id, [])
+        for reply_id in pending:
+            reply = self.feed.get(reply_id)
+            if reply is not None and reply.ok:
+                self._verify(reply)  # the author of what it ends is known now
+                if reply.state is VerifyState.REJECTED:
+                    changed.append(reply_id)
+        ref = item.alert.fields.ref
+        if item.kind.needs_reference and ref is not None:
+            self._replies.setdefault(ref.hex(), []).append(alert_id)
+            if item.ok:
+                changed += self._refresh_thread(ref.hex())
+        changed += self._refresh_thread(alert_id)
+        return [c for c in dict.fromkeys(changed) if c != alert_id]
+
+    def _thread_state(self, alert_id: str) -> tuple[bool, Kind | None]:
+        """(updated, closed_by) of one alert from its own verified replies."""
+        updated, closer = False, None
+        for reply_id in self._replies.get(alert_id, ()):
+            reply = self.feed.get(reply_id)
+            if reply is None or not reply.ok:
+                continue
+            if reply.kind is Kind.UPDATE:
+                updated = True
+            elif reply.kind in (Kind.CANCEL, Kind.ALLCLEAR):
+                closer = reply.kind
+        return updated, closer
+
+    def _refresh_thread(self, alert_id: str) -> list[str]:
+        """Recompute an alert's state and that of its updates; returns the rows that changed."""
+        changed: list[str] = []
+        updated, closer = self._thread_state(alert_id)
+        item = self.feed.get(alert_id)
+        if item is not None:
+            own = closer
+            ref = item.alert.fields.ref
+            if own is None and item.kind is Kind.UPDATE and ref is not None:
+                own = self._thread_state(ref.hex())[1]
+            if (item.updated, item.closed_by) != (updated, own):
+                item.updated, item.closed_by = updated, own
+                changed.append(alert_id)
+        for reply_id in self._replies.get(alert_id, ()):
+            reply = self.feed.get(reply_id)
+            if reply is not None and reply.kind is Kind.UPDATE:
+                r_updated, r_closer = self._thread_state(reply_id)
+                r_closer = r_closer or closer
+                if (reply.updated, reply.closed_by) != (r_updated, r_closer):
+                    reply.updated, reply.closed_by = r_updated, r_closer
+                    changed.append(reply_id)
         return changed
 
     def _relink_all(self) -> None:
-        """After a bundle change (a key may be revoked): rebuild thread state from scratch."""
-        self._closers.clear()
-        self._updated_ids.clear()
-        self._updates_of.clear()
-        for item in self.feed.values():
-            item.closed_by, item.updated = None, False
-        for item in self.feed.values():
-            self._link(item)
-        # Replies seen before their parents: apply them to parents that arrived later.
-        for item in self.feed.values():
-            item.updated = item.alert_id in self._updated_ids
-            closer = self._closers.get(item.alert_id)
-            ref = item.alert.fields.ref
-            if closer is None and item.kind is Kind.UPDATE and ref is not None:
-                closer = self._closers.get(ref.hex())
-            item.closed_by = closer
+        """After a bundle change (a key may be revoked): thread state from scratch."""
+        for alert_id in list(self.feed):
+            self._refresh_thread(alert_id)
 
     def _verify(self, item: FeedItem, frame: DecodedFrame | None = None) -> None:
         if self._verifier is None:
@@ -517,9 +534,7 @@ class Model:
         while len(self.feed) > self._max_feed_items:
             alert_id, _ = self.feed.popitem(last=False)
             self.inbox.pop(alert_id, None)
-            self._closers.pop(alert_id, None)
-            self._updated_ids.discard(alert_id)
-            self._updates_of.pop(alert_id, None)
+            self._replies.pop(alert_id, None)
             evicted.append(alert_id)
         return evicted
 

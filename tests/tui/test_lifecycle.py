@@ -8,7 +8,7 @@ import time
 import pytest
 
 from relayd.core.jsonform import Envelope, encode_alert
-from relayd.core.model import Kind, Severity
+from relayd.core.model import DropReason, Kind, Severity
 from relayd.core.topics import Topics
 from relayd.testing.keys import TestNetwork
 from relayd.testing.mosquitto import MosquittoBroker
@@ -31,9 +31,9 @@ async def test_all_cleared_and_cancelled_alerts_leave_the_active_view(
     mosquitto: MosquittoBroker, network: TestNetwork
 ) -> None:
     now = time.time()
-    raid = network.sign("dispatcher", "Raid at 5th & Pine", area="9q8yyk", now_s=now - 60)
+    raid = network.sign("verifier", "Raid at 5th & Pine", area="9q8yyk", now_s=now - 60)
     update = network.sign(
-        "verifier", "3 vans now", kind=Kind.UPDATE, ref=raid.alert_id, now_s=now - 30, area="9q8yyk"
+        "dispatcher2", "3 vans now", kind=Kind.UPDATE, ref=raid.alert_id, now_s=now - 30, area="9q8yyk"
     )
     allclear = network.sign(
         "verifier", "All clear: vans gone", kind=Kind.ALLCLEAR, severity=Severity.INFO, ref=raid.alert_id
@@ -45,6 +45,10 @@ async def test_all_cleared_and_cancelled_alerts_leave_the_active_view(
         kind=Kind.CANCEL,
         severity=Severity.WARNING,
         ref=rumour.alert_id,
+    )
+    # A verifier may end only its own alerts (relayd/core/authority.py): not the rumour.
+    overreach = network.sign(
+        "verifier", "All clear at Oak", kind=Kind.ALLCLEAR, severity=Severity.INFO, ref=rumour.alert_id
     )
     old = network.sign("dispatcher", "Earlier today", now_s=now - 4000, lifetime_s=600)
     live = network.sign("dispatcher2", "Observers needed at the courthouse", severity=Severity.WARNING)
@@ -65,6 +69,11 @@ async def test_all_cleared_and_cancelled_alerts_leave_the_active_view(
         assert state(app, update.id_hex) == "active"
         assert state(app, rumour.id_hex) == "active"
 
+        await client.publish(T.alerts, encode_alert(overreach), qos=1)
+        await wait_for(pilot, lambda: app.model.diagnostics.rejected_total == 1)
+        assert app.model.diagnostics.rejected[0].reason is DropReason.ROLE_NOT_ALLOWED
+        await pilot.pause()
+        assert state(app, rumour.id_hex) == "active"
         await client.publish(T.alerts, encode_alert(allclear), qos=1)
         await client.publish(T.alerts, encode_alert(cancel), qos=1)
         await wait_for(pilot, lambda: len(app.model.feed) == 7)
