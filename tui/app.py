@@ -67,8 +67,8 @@ class RelaydApp(App[None]):
     ENABLE_COMMAND_PALETTE = False
     BINDINGS = [  # noqa: RUF012 - Textual's declared class-level binding list
         Binding("question_mark,f1", "help", "Help"),
-        Binding("t", "toggle_theme", "Theme"),
-        Binding("b", "toggle_bell", "Bell"),
+        Binding("t", "toggle_theme", "Theme", show=False),
+        Binding("b", "toggle_bell", "Bell", show=False),
         Binding("q", "quit", "Quit"),
     ]
 
@@ -463,7 +463,7 @@ class RelaydApp(App[None]):
             ("Everywhere", list(self.BINDINGS)),
             (
                 "Main screen",
-                list(MainScreen.BINDINGS)[:5] + ([("6-9", "", "extra panels")] if self.extra_panels else []),
+                list(MainScreen.BINDINGS)[:6] + ([("6-9", "", "extra panels")] if self.extra_panels else []),
             ),
             ("Feed", list(FeedTable.BINDINGS)),
             ("Inbox", list(InboxTable.BINDINGS)),

@@ -63,7 +63,7 @@ class SendProgressScreen(ModalScreen[None]):
         with Vertical(id="dialog"):
             yield Label("Sending", classes="dialog-title")
             yield Static(id="progress")
-            yield Label("", id="progress-hint", classes="dim")
+            yield Static("", id="progress-hint", classes="dim")
 
     def on_mount(self) -> None:
         self.update_progress()
@@ -93,7 +93,7 @@ class SendProgressScreen(ModalScreen[None]):
                 t.append("… waiting for the broker: not connected, not sent yet\n", style="bold yellow")
             if entry is not None and entry.last_error:
                 t.append(f"  last try: {entry.last_error}\n", style="yellow")
-            return t, "esc closes; the alert stays in the outbox (key o) and is sent when the broker is back"
+            return t, "esc closes · it stays in the outbox (o) and is sent when the broker is back"
         t.append("✓ broker acknowledged (outbox)\n", style="green")
         heard = sorted(r for r, ev in relays.items() if ev - {"transmitted", "dropped"})
         if heard:
@@ -111,7 +111,7 @@ class SendProgressScreen(ModalScreen[None]):
     def update_progress(self) -> None:
         text, hint = self.progress()
         self.query_one("#progress", Static).update(text)
-        self.query_one("#progress-hint", Label).update(hint)
+        self.query_one("#progress-hint", Static).update(hint)
 
     def action_close(self) -> None:
         self.dismiss(None)
@@ -126,7 +126,8 @@ class HelpScreen(ModalScreen[None]):
 
     def compose(self) -> ComposeResult:
         t = Text()
-        t.append("relayd console — keys\n", style="bold")
+        t.append("relayd console — keys", style="bold")
+        t.append("   esc, q or ? closes this help · ↑ ↓ scroll\n", style="bold reverse")
         for title, bindings in self.sections:
             t.append(f"\n{title}\n", style="bold underline")
             for b in bindings:
@@ -142,6 +143,7 @@ class HelpScreen(ModalScreen[None]):
         t.append(
             "\nEverything works without a mouse (and over SSH). Alert text is never logged.\n", style="dim"
         )
+        t.append("esc, q or ? closes this help.\n", style="bold")
         with VerticalScroll(id="help"):
             yield Static(t)
 

@@ -44,16 +44,16 @@ class Panel:
 
 class MainScreen(Screen[None]):
     BINDINGS = [  # noqa: RUF012 - Textual's declared class-level binding list
-        Binding("1", "tab('feed')", "Feed"),
-        Binding("2", "tab('relays')", "Relays"),
-        Binding("3", "tab('inbox')", "Inbox"),
-        Binding("4", "tab('trust')", "Trust"),
-        Binding("5", "tab('diagnostics')", "Diag"),
-        Binding("o", "tab('outbox')", "Outbox"),
-        Binding("6", "extra(0)", "Panel 6"),
-        Binding("7", "extra(1)", "Panel 7"),
-        Binding("8", "extra(2)", "Panel 8"),
-        Binding("9", "extra(3)", "Panel 9"),
+        Binding("1", "tab('feed')", "Feed", show=False),
+        Binding("2", "tab('relays')", "Relays", show=False),
+        Binding("3", "tab('inbox')", "Inbox", show=False),
+        Binding("4", "tab('trust')", "Trust", show=False),
+        Binding("5", "tab('diagnostics')", "Diag", show=False),
+        Binding("o", "tab('outbox')", "Outbox", show=False),
+        Binding("6", "extra(0)", "Panel 6", show=False),
+        Binding("7", "extra(1)", "Panel 7", show=False),
+        Binding("8", "extra(2)", "Panel 8", show=False),
+        Binding("9", "extra(3)", "Panel 9", show=False),
     ]
 
     def __init__(self, model: Model, outbox: Outbox, panels: Sequence[Panel] = ()) -> None:
