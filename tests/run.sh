@@ -11,6 +11,40 @@ command -v mosquitto_pub >/dev/null 2>&1 || need_apt+=(mosquitto-clients)
 command -v tmux >/dev/null 2>&1 || need_apt+=(tmux)
 command -v shellcheck >/dev/null 2>&1 || need_apt+=(shellcheck)
 command -v systemd-analyze >/dev/null 2>&1 || need_apt+=(systemd)
+# The real Meshtastic firmware (meshtasticd 2.8.0, SimRadio) for tests/firmware: $RELAYD_MESHTASTICD or
+# ../shared/meshtasticd/meshtasticd. Its wrapper brings the libraries it was built against (lib/ beside
+# it); only glibc and libstdc++ come from the system. Ask the dynamic loader what is still missing and
+# install the Debian packages that provide it. Without the binary the firmware tests skip, except
+# under CI=true where they fail.
+meshtasticd_bin=${RELAYD_MESHTASTICD:-$(pwd)/../shared/meshtasticd/meshtasticd}
+if [ -x "$meshtasticd_bin" ]; then
+    export RELAYD_MESHTASTICD="$meshtasticd_bin"
+    fw_dir=$(cd "$(dirname "$meshtasticd_bin")" && pwd)
+    fw_elf="$fw_dir/meshtasticd.bin"
+    [ -f "$fw_elf" ] || fw_elf="$meshtasticd_bin"
+    missing=$(LD_LIBRARY_PATH="$fw_dir/lib" ldd "$fw_elf" 2>/dev/null | awk '/not found/ {print $1}' || true)
+    for lib in $missing; do
+        case $lib in
+            libstdc++*) need_apt+=(libstdc++6) ;;
+            libgcc_s*) need_apt+=(libgcc-s1) ;;
+            libusb-1.0*) need_apt+=(libusb-1.0-0) ;;
+            libyaml-cpp*) need_apt+=(libyaml-cpp0.7) ;;
+            libjsoncpp*) need_apt+=(libjsoncpp25) ;;
+            libuv*) need_apt+=(libuv1) ;;
+            libgpiod*) need_apt+=(libgpiod2) ;;
+            libi2c*) need_apt+=(libi2c0) ;;
+            libulfius*) need_apt+=(libulfius2.7) ;;
+            liborcania*) need_apt+=(liborcania2.3) ;;
+            libbsd*) need_apt+=(libbsd0) ;;
+            *) need_apt+=(libc6) ;;
+        esac
+    done
+elif [ "${CI:-}" = "true" ]; then
+    echo "CI=true but meshtasticd is missing at $meshtasticd_bin (set RELAYD_MESHTASTICD); the firmware tests will fail" >&2
+else
+    echo "meshtasticd not found at $meshtasticd_bin: the real-firmware tests (tests/firmware) will be skipped" >&2
+fi
+
 if [ ${#need_apt[@]} -gt 0 ]; then
     SUDO=""
     [ "$(id -u)" -ne 0 ] && SUDO="sudo"

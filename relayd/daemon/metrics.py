@@ -155,6 +155,31 @@ class RelayCollector(Collector):
         yield duplicates
         yield backlog
 
+        # What the firmware said, and what the link refused to believe.
+        radio_counters = (
+            (
+                "relayd_radio_unresponsive",
+                "Radio hangs found (reconnected)",
+                "unresponsive",
+            ),
+            (
+                "relayd_radio_foreign_routing",
+                "Routing packets not from our radio",
+                "foreign_routing",
+            ),
+            ("relayd_radio_notifications", "Client notifications the firmware sent", "notifications"),
+        )
+        for name, help_text, attribute in radio_counters:
+            family = self._counter(name, help_text, ["radio"])
+            for radio in relay.radios:
+                self._add(family, (radio.name,), float(getattr(radio, attribute)))
+            yield family
+        yield GaugeMetricFamily(
+            "relayd_frames_in_flight",
+            "Frames a radio has taken but not yet confirmed on air",
+            value=len(relay.in_flight),
+        )
+
         connected = GaugeMetricFamily("relayd_radio_connected", "1 if the radio link is up", labels=["radio"])
         depth = GaugeMetricFamily("relayd_queue_depth", "Alerts waiting for airtime", labels=["radio"])
         window = GaugeMetricFamily(

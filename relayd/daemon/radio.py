@@ -366,13 +366,15 @@ class RadioLink(LinkStateTracker):
             if not fut.done():
                 fut.set_exception(RadioUnavailableError("radio link dropped"))
         self._confirmations.clear()
-        if was_current:
-            # Tell the firmware we are going (the official client does): it then stops
-            # queueing packets for a client that is gone.
-            with contextlib.suppress(OSError, ConnectionError, TimeoutError):
-                await asyncio.wait_for(transport.write(encode_frame(to_radio_disconnect())), 1.0)
-        await transport.close()
-        self._set_state(LinkState.DISCONNECTED)
+        try:
+            if was_current:
+                # Tell the firmware we are going (the official client does): it then stops
+                # queueing packets for a client that is gone.
+                with contextlib.suppress(OSError, ConnectionError, TimeoutError):
+                    await asyncio.wait_for(transport.write(encode_frame(to_radio_disconnect())), 1.0)
+        finally:
+            await transport.close()
+            self._set_state(LinkState.DISCONNECTED)
 
     async def _handshake(self, transport: _Transport, decoder: StreamDecoder) -> list[FromRadio]:
         """Ask for the radio's config; returns what it sent after the handshake's end."""
@@ -397,7 +399,10 @@ class RadioLink(LinkStateTracker):
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise TimeoutError("radio did not finish the config handshake")
-            data = await asyncio.wait_for(transport.read(), remaining)
+            try:
+                data = await asyncio.wait_for(transport.read(), remaining)
+            except TimeoutError:
+                raise TimeoutError("radio did not finish the config handshake") from None
             complete = False
             after: list[FromRadio] = []
             for frame in decoder.feed(data):
@@ -672,6 +677,10 @@ class RadioLink(LinkStateTracker):
                     raise PacketIgnoredError(pid) from None
                 self.unresponsive += 1
                 # A hung radio: drop the link so run() reconnects.
+                self._fail(
+                    f"radio {self.name} stopped answering (no queue status for a packet, no reply "
+                    "to a heartbeat); reconnecting"
+                )
                 await self._teardown(transport)
                 raise RadioUnavailableError(f"radio {self.name} did not answer a packet") from None
             answer = routing.classify_queue_result(code, broadcast=broadcast)

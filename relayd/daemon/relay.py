@@ -47,6 +47,7 @@ from relayd.core.jsonform import (
     onair_from_message,
 )
 from relayd.core.model import AlertFields, DropReason, Kind, Role, Severity, SignedAlert
+from relayd.core.notice import ForgeryNotices, claims_to_be_an_alert, is_notice
 from relayd.core.ratelimit import RateLimit, TokenBuckets
 from relayd.core.replay import ReplayWindows
 from relayd.core.scheduler import AirtimeScheduler, QueueItem, Ready, Wait
@@ -140,6 +141,7 @@ class Counters:
     published: int = 0
     reports: int = 0
     ignored_text: int = 0
+    forgery_notices: int = 0  # notices broadcast about forgeries heard on RF
     trust_refused: int = 0
     storage_errors: int = 0
     send_retries: int = 0
@@ -245,6 +247,9 @@ class Relay:
         self._pending_radios: dict[bytes, set[str]] = {}
         self._active_refs: dict[bytes, bytes | None] = {}
         self._report_holds: dict[tuple[int, int], tuple[float, ReceivedText]] = {}
+        # Notices about forgeries heard on RF, by the notice's id, until their turn comes.
+        self.notices = ForgeryNotices()
+        self._notice_holds: dict[bytes, tuple[float, str]] = {}
         self._reports_seen: BoundedMap[tuple[int, int], None] = BoundedMap(REPORTS_SEEN_MAX)
         self._drops_since_log: Counter[str] = Counter()
         self._drops_logged_at = 0.0
@@ -527,6 +532,7 @@ class Relay:
         f = alert.fields
         now = self.clock()
         signer = verdict.signer
+        self.notices.genuine(alert.onair)
         envelope = Envelope(
             relay=self.config.relay_id,
             via=via,
@@ -627,6 +633,11 @@ class Relay:
         except UnicodeDecodeError:
             self._drop(Verdict(DropReason.MALFORMED, "not UTF-8"), "rf")
             return
+        if is_notice(text):
+            # Another relay answered a forgery: if we were about to, stand down.
+            self._notice_holds.pop(hashlib.sha256(text.encode()).digest()[:8], None)
+            self.counters.ignored_text += 1
+            return
         is_report_channel = (
             self.config.reports_channel is not None and rt.channel == self.config.reports_channel
         )
@@ -642,11 +653,26 @@ class Relay:
             return
         if verdict.reason is DropReason.DUPLICATE and verdict.alert is not None:
             self._heard_copy(verdict.alert.alert_id)
-        if verdict.reason is DropReason.MALFORMED and "\n" not in text:
+        if rt.channel == self.config.alerts_channel and not rt.is_direct:
+            self._answer_forgery(text, verdict.reason)
+        if verdict.reason is DropReason.MALFORMED and not claims_to_be_an_alert(text):
             # Plain chat on the alerts channel: not an attempted alert.
             self.counters.ignored_text += 1
             return
         self._drop(verdict, "rf")
+
+    def _answer_forgery(self, text: str, reason: DropReason | None) -> None:
+        """Handhelds cannot verify: tell them a frame that looked like an alert was not one
+        (relayd/core/notice.py has the bounds). One relay of an area sends it: each waits its
+        suppression turn and stands down on hearing another's identical notice."""
+        notice = self.notices.consider(text, reason, self.clock())
+        if notice is None:
+            return
+        notice_id = hashlib.sha256(notice.encode()).digest()[:8]
+        delay = self.suppressor.delay_s(notice_id, self._online_peers())
+        self._notice_holds[notice_id] = (self.clock() + delay, notice)
+        log.info("forged frame heard on RF (%s): notice %s held for its turn", reason, notice_id.hex())
+        self._wake.set()
 
     def _heard_copy(self, alert_id: bytes, source: str = "rf") -> None:
         """Another relay put this alert on air: stand down if we were going to."""
@@ -1005,6 +1031,27 @@ class Relay:
             if release <= now:
                 del self._report_holds[key]
                 self._publish_report(rt)
+        for notice_id, (release, notice) in list(self._notice_holds.items()):
+            if release <= now:
+                del self._notice_holds[notice_id]
+                self._queue_notice(notice_id, notice, int(now))
+
+    def _queue_notice(self, notice_id: bytes, notice: str, now_s: int) -> None:
+        item = QueueItem(
+            alert_id=b"notice" + notice_id,
+            onair=notice,
+            severity_rank=ACK_RANK,
+            issued_at_s=now_s,
+            expires_at_s=now_s + 600,
+            airtime_s=self._airtime(notice),
+            channel_index=self.config.alerts_channel,
+            # Not an alert: sent as a plain broadcast, never counted as one transmitted.
+            to_node=BROADCAST_NUM,
+        )
+        for scheduler in self.schedulers.values():
+            scheduler.push(item)
+        self.counters.forgery_notices += 1
+        self._wake.set()
 
     def _expire(self, now: float) -> None:
         now = best_time_s(self.clock_assessment, now)
@@ -1055,7 +1102,7 @@ class Relay:
             nxt = self.suppressor.next_release_s()
             if nxt is not None:
                 timeout = min(timeout if timeout is not None else 3600.0, max(0.0, nxt - now))
-            for release, _ in self._report_holds.values():
+            for release, _ in [*self._report_holds.values(), *self._notice_holds.values()]:
                 timeout = min(timeout if timeout is not None else 3600.0, max(0.0, release - now))
             for flight in self._in_flight.values():
                 timeout = min(timeout if timeout is not None else 3600.0, max(0.0, flight.deadline_s - now))
@@ -1099,6 +1146,11 @@ class Relay:
         scheduler.pop(item.alert_id)
         scheduler.record_transmission(item.airtime_s, self.clock())
         self._track_in_flight(radio.name, packet_id, item)
+
+    @property
+    def in_flight(self) -> dict[int, InFlight]:
+        """Frames taken by a radio and not yet confirmed on air (read-only view for metrics)."""
+        return dict(self._in_flight)
 
     def _track_in_flight(self, radio_name: str, packet_id: int, item: QueueItem) -> None:
         """Taken by the radio, not yet known to be on air (a broadcast waits for its ACK;
@@ -1225,7 +1277,13 @@ class Relay:
 
     def _resend_in_doubt(self, packet_id: int, flight: InFlight) -> None:
         item = flight.item
-        if self.clock() >= item.expires_at_s or item.alert_id in self._heard_on_air:
+        expired = self.clock() >= item.expires_at_s
+        if expired or item.alert_id in self._heard_on_air:
+            # Moot: too late, or another relay was heard putting it on air.
+            outcome = DropReason.EXPIRED.value if expired else "suppressed"
+            self._pending_radios.pop(item.alert_id, None)
+            if self._queued_rows.pop(item.alert_id, None) is not None:
+                self._storage_call(lambda: self.storage.dequeue(item.alert_id, outcome))
             return
         self._resend_ids[item.alert_id] = packet_id
         self.schedulers[flight.radio].push(item)

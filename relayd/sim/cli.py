@@ -5,11 +5,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import os
 import signal
 import sys
 from pathlib import Path
 
 from relayd.sim.control import ControlServer
+from relayd.sim.fwbackend import FirmwareNeighborhood
 from relayd.sim.neighborhood import Neighborhood
 from relayd.sim.scenario import Scenario, ScenarioError, load_scenario
 
@@ -38,6 +40,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--control-port", type=int, default=None, help="JSON-lines control port on 127.0.0.1 (0 = free)"
     )
+    p.add_argument(
+        "--firmware",
+        type=Path,
+        default=None,
+        metavar="PATH",
+        help="run every radio on the real Meshtastic firmware: PATH is meshtasticd (Linux native build, "
+        "SimRadio); relayd's medium carries the frames between them. Wall time only (time scale 1).",
+    )
 
 
 def run_from_args(args: argparse.Namespace) -> int:
@@ -49,7 +59,42 @@ def run_from_args(args: argparse.Namespace) -> int:
     if args.time_scale < 0:
         print("relayd sim: --time-scale must be >= 0", file=sys.stderr)
         return 2
+    if args.firmware is not None:
+        if args.time_scale != 1.0:
+            print("relayd sim: --firmware runs in wall time; leave --time-scale at 1", file=sys.stderr)
+            return 2
+        if args.control_port is not None:
+            print("relayd sim: --control-port is not available with --firmware", file=sys.stderr)
+            return 2
+        if not (args.firmware.is_file() and os.access(args.firmware, os.X_OK)):
+            print(f"relayd sim: --firmware {args.firmware}: not an executable meshtasticd", file=sys.stderr)
+            return 2
+        return asyncio.run(_serve_firmware(scenario, args))
     return asyncio.run(_serve(scenario, args))
+
+
+async def _serve_firmware(scenario: Scenario, args: argparse.Namespace) -> int:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    print(f"relayd sim: starting {len(scenario.nodes)} meshtasticd nodes ({args.firmware})", flush=True)
+    async with FirmwareNeighborhood(
+        scenario, binary=args.firmware.resolve(), handheld_log_path=args.handheld_log
+    ) as hood:
+        print(f"relayd sim: scenario {scenario.name!r} ({scenario.preset.name}) on real firmware")
+        for ep in hood.endpoints.values():
+            print("  " + ep.describe())
+        print("ready", flush=True)
+        try:
+            await stop.wait()
+        finally:
+            if args.summary:
+                print(hood.summary(), flush=True)
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(Exception):
+            loop.remove_signal_handler(sig)
+    return 0
 
 
 async def _serve(scenario: Scenario, args: argparse.Namespace) -> int:

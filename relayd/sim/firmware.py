@@ -5,6 +5,10 @@ handheld) its screen. `PhoneSession` is one client connection to it (TCP or seri
 the firmware's PhoneAPI state machine (src/mesh/PhoneAPI.cpp). Neither does I/O: bytes come in
 through `PhoneSession.feed`, framed FromRadio bytes go out through the session's sink, and
 packets reach the air through a `MeshPort` (the neighborhood, which owns the medium).
+
+The model follows Meshtastic firmware FOLLOWS_FIRMWARE (2.8.0) and is checked against it:
+tests/firmware/test_differential.py sends the same probes to this model and to a real meshtasticd
+node; docs/simulator.md lists every deliberate difference.
 """
 
 from __future__ import annotations
@@ -20,11 +24,12 @@ from enum import Enum, auto
 from typing import Any, Protocol
 
 from google.protobuf.message import DecodeError
-from meshtastic.protobuf import channel_pb2, config_pb2, mesh_pb2, module_config_pb2
+from meshtastic.protobuf import admin_pb2, channel_pb2, config_pb2, mesh_pb2, module_config_pb2, portnums_pb2
 
-from relayd.core.airtime import MAX_DATA_PAYLOAD_BYTES, MESHTASTIC_HEADER_BYTES, time_on_air_s
+from relayd.core.airtime import MESHTASTIC_HEADER_BYTES, time_on_air_s
 from relayd.meshapi.framing import StreamDecoder, encode_frame
 from relayd.meshapi.packets import (
+    ADMIN_APP,
     BELL_CHAR,
     BROADCAST_NUM,
     ROUTING_APP,
@@ -33,15 +38,59 @@ from relayd.meshapi.packets import (
     node_id,
     parse_to_radio,
 )
-from relayd.sim.medium import AirPacket, Delivery, SendResult
+from relayd.sim.medium import CW_MAX, CW_MIN, AirPacket, Delivery, SendResult, slot_time_s
 from relayd.sim.scenario import NodeSpec, Role, Scenario
 
 log = logging.getLogger(__name__)
 
-FIRMWARE_VERSION = "2.6.11.relayd-sim"
-# DeviceMetadata.device_state_version of firmware 2.6 (DEVICESTATE_CUR_VER).
-DEVICE_STATE_VERSION = 24
+# The firmware release whose behaviour this model follows (checked by the differential suite).
+FOLLOWS_FIRMWARE = "2.8.0"
+# What the model reports as DeviceMetadata.firmware_version: the release it follows, marked so that
+# an operator (and `relayd doctor`) can tell a simulated radio from a real one.
+FIRMWARE_VERSION = f"{FOLLOWS_FIRMWARE}.relayd-sim"
+# DeviceMetadata.device_state_version of firmware 2.8 (DEVICESTATE_CUR_VER).
+DEVICE_STATE_VERSION = 25
 MIN_APP_VERSION = 30200
+# want_config_id nonces with a meaning (PhoneAPI SPECIAL_NONCE_ONLY_CONFIG / _ONLY_NODES).
+NONCE_ONLY_CONFIG = 69420
+NONCE_ONLY_NODES = 69421
+# Router::send: the encoded Data (with the 2-byte bitfield the firmware adds) plus the 16-byte
+# header must fit in one 255-byte LoRa frame; a PKI DM also carries 12 bytes of overhead.
+MAX_LORA_PAYLOAD_LEN = 255
+MESHTASTIC_HEADER_LENGTH = 16
+MESHTASTIC_PKC_OVERHEAD = 12
+# PhoneAPI::handleToRadioPacket rate limits per portnum (ms in the firmware): texts every 2 s
+# (plus a Routing error), position/waypoint/alert/telemetry every 10 s (queueStatus only).
+TEN_SECOND_PORTS = frozenset(
+    (
+        portnums_pb2.PortNum.POSITION_APP,
+        portnums_pb2.PortNum.WAYPOINT_APP,
+        portnums_pb2.PortNum.ALERT_APP,
+        portnums_pb2.PortNum.TELEMETRY_APP,
+    )
+)
+# FromRadio.region_presets (field 19) and ModuleConfig field 17 are newer than the protobufs of
+# the `meshtastic` package: they are carried as raw fields, with the content firmware 2.8.0 sends
+# for its defaults (the region -> legal presets map; the mesh beacon module, off).
+_FROMRADIO_REGION_PRESETS = bytes.fromhex(
+    "9a01ef010a0c0a0a000103040506070809100a0d0a0b000103040506070a0b0c0d0a0f0a0b000103040506070a0b"
+    "0c0d100a0a0f0a0b000103040506070a0b0c0d100d0a080a020e0f100e18010a080a020c0d100d18011202080112"
+    "0208021204080310011204081d100212040820100312020804120208051202080612020816120208091202080712"
+    "0208081202080a1202080b1202080c1202080e120208101202081112020812120208131202081412020815120208"
+    "1712020818120208191202081a1204081b10041204081c1004120408211004120408251005120408221005120408"
+    "2310051204082410051202080d"
+)
+_MODULECONFIG_MESH_BEACON = bytes.fromhex("8a01020805")
+# The state files a 2.8 radio lists in its handshake file manifest (FromRadio.fileInfo).
+_PREFS_FILES = (
+    "/prefs/device.proto",
+    "/prefs/nodes.proto",
+    "/prefs/channels.proto",
+    "/prefs/config.proto",
+    "/prefs/module.proto",
+)
+CANNED_MESSAGES_DEFAULT = "Hi|Bye|Yes|No|Ok"
+NODEINFO_PING_COOLDOWN_S = 60.0
 # MeshService toPhoneQueue depth (mesh-pb-constants.h MAX_RX_TOPHONE).
 MAX_RX_TOPHONE = 32
 # PhoneAPI::handleToRadioPacket: a TEXT_MESSAGE_APP packet less than TWO_SECONDS_MS after the
@@ -55,12 +104,33 @@ ERRNO_UNKNOWN = 32
 ERRNO_DISABLED = 34
 ROUTING_ERROR = mesh_pb2.Routing.Error
 _MAX_CHANNELS = 8
+# AdminMessage.ModuleConfigType name -> ModuleConfig field.
+_MODULE_SECTION = {
+    "MQTT_CONFIG": "mqtt",
+    "SERIAL_CONFIG": "serial",
+    "EXTNOTIF_CONFIG": "external_notification",
+    "STOREFORWARD_CONFIG": "store_forward",
+    "RANGETEST_CONFIG": "range_test",
+    "TELEMETRY_CONFIG": "telemetry",
+    "CANNEDMSG_CONFIG": "canned_message",
+    "AUDIO_CONFIG": "audio",
+    "REMOTEHARDWARE_CONFIG": "remote_hardware",
+    "NEIGHBORINFO_CONFIG": "neighbor_info",
+    "AMBIENTLIGHTING_CONFIG": "ambient_lighting",
+    "DETECTIONSENSOR_CONFIG": "detection_sensor",
+    "PAXCOUNTER_CONFIG": "paxcounter",
+    "STATUSMESSAGE_CONFIG": "statusmessage",
+    "TRAFFICMANAGEMENT_CONFIG": "traffic_management",
+    "TAK_CONFIG": "tak",
+}
 # ReliableRouter: a want_ack packet goes out NUM_RELIABLE_RETX times in all until an
 # (implicit) ACK is heard, then the client gets MAX_RETRANSMIT.
 NUM_RELIABLE_RETX = 3
-# RadioInterface::getRetransmissionMsec: about two of the packet's airtimes plus the
-# contention window and processing time (~2 s on LongFast); we use 2 x airtime + 2 s.
-RETRANSMIT_EXTRA_S = 2.0
+# RadioInterface::getRetransmissionMsec: two of the packet's airtimes, (2^CW + 2*CWmax +
+# 2^((CWmax+CWmin)/2)) slots (CW = CWmin on an idle channel) and PROCESSING_TIME_MSEC (4.5 s):
+# about 6.9 s between transmissions on LONG_FAST, as meshtasticd 2.8.0 does it.
+RETRANSMIT_SLOTS = 2**CW_MIN + 2 * CW_MAX + 2 ** ((CW_MAX + CW_MIN) // 2)
+RETRANSMIT_PROCESSING_S = 4.5
 
 
 class MeshPort(Protocol):
@@ -110,7 +180,9 @@ class PhoneSession:
         self.decoder = StreamDecoder()
         self.state = SessionState.NOTHING
         self.malformed = 0
-        self._last_text_s: float | None = None
+        # PhoneAPI::lastPortNumToRadio: when this connection last had a packet of each portnum
+        # accepted (the per-portnum rate limits start from it).
+        self._last_port_s: dict[int, float] = {}
         self._recent_ids: deque[int] = deque(maxlen=RECENT_CLIENT_IDS)
 
     # -- input -------------------------------------------------------------------------------------
@@ -134,12 +206,17 @@ class PhoneSession:
         elif which == "packet":
             self._handle_packet(msg.packet)
         elif which == "heartbeat":
-            # A heartbeat is answered with the current queue status.
-            self._send_queue_status(ERRNO_OK, 0)
+            if msg.heartbeat.nonce == 1:
+                # 2.8: nonce 1 is a "nodeinfo ping": a NodeInfo broadcast (at most one a minute,
+                # NodeInfoModule's short cooldown) and no answer to the client.
+                self.radio.nodeinfo_ping()
+            else:
+                # Any other heartbeat is answered with the current queue status.
+                self._send_queue_status(ERRNO_OK, 0)
         elif which == "disconnect":
             # PhoneAPI::close(): back to STATE_SEND_NOTHING; the transport stays open.
             self.state = SessionState.NOTHING
-            self._last_text_s = None
+            self._last_port_s.clear()
 
     # -- output ------------------------------------------------------------------------------------
 
@@ -177,6 +254,11 @@ class PhoneSession:
         # Real radios hand over everything that queued up while no client was reading.
         self.radio.flush_to_phone()
 
+    def send_queue_status(self, res: int, packet_id: int) -> None:
+        """MeshService::sendQueueStatusToPhone (also when a queued packet leaves the radio)."""
+        if self.ready:
+            self._send_queue_status(res, packet_id)
+
     def _send_queue_status(self, res: int, packet_id: int) -> None:
         fr = mesh_pb2.FromRadio()
         fr.queueStatus.res = res
@@ -196,40 +278,40 @@ class PhoneSession:
     def _handle_packet(self, p: Any) -> None:
         radio = self.radio
         if p.id and p.id in self._recent_ids:
-            # PhoneAPI::wasSeenRecently: a resent id is ignored silently.
+            # PhoneAPI::wasSeenRecently: a resent id is ignored silently. (meshtasticd in SimRadio
+            # mode skips this check; radios on real hardware do it -- see docs/simulator.md.)
             return
         if p.id:
             self._recent_ids.append(p.id)
         portnum = p.decoded.portnum if p.HasField("decoded") else 0
         now = radio.port.sim_now_s()
-        if (
-            portnum == TEXT_MESSAGE_APP
-            and self._last_text_s is not None
-            and now - self._last_text_s < TEXT_RATE_LIMIT_S
-        ):
-            # Firmware answers with a QueueStatus (res 0!) and a Routing error to the client,
-            # and does not update the "last text" time (PhoneAPI::handleToRadioPacket).
+        last = self._last_port_s.get(portnum)
+        if portnum in TEN_SECOND_PORTS and last is not None and now - last < 10.0:
+            # Dropped with a queueStatus (res 0) and nothing else.
             self._send_queue_status(ERRNO_OK, p.id)
-            radio.routing_to_phone(p, ROUTING_ERROR.RATE_LIMIT_EXCEEDED, from_num=radio.num)
             return
-        if p.HasField("decoded") and len(p.decoded.payload) > MAX_DATA_PAYLOAD_BYTES:
-            # Real firmware: nanopb cannot decode a payload over 233 bytes, and Router::send
-            # answers an oversize packet with TOO_LARGE (QueueStatus.res and a NAK). We also
-            # send a clientNotification so clients see why.
-            self._notify(
-                mesh_pb2.LogRecord.Level.ERROR,
-                p.id,
-                f"Data payload of {len(p.decoded.payload)} bytes exceeds {MAX_DATA_PAYLOAD_BYTES}",
-            )
-            self._send_queue_status(ROUTING_ERROR.TOO_LARGE, p.id)
-            radio.routing_to_phone(p, ROUTING_ERROR.TOO_LARGE, from_num=radio.num)
+        if portnum == TEXT_MESSAGE_APP and last is not None and now - last < TEXT_RATE_LIMIT_S:
+            # queueStatus (res 0!) and a Routing error from sendRoutingErrorResponse, which
+            # addresses it to the packet's `from` as the client wrote it: with from = 0 the error
+            # goes on air to node 0 and the client never sees it. The "last text" time is not
+            # updated.
+            self._send_queue_status(ERRNO_OK, p.id)
+            radio.routing_error_to(getattr(p, "from"), p, ROUTING_ERROR.RATE_LIMIT_EXCEEDED)
             return
-        if p.channel >= len(radio.scenario.channels):
+        self._last_port_s[portnum] = now
+        if p.channel >= len(radio.channels_in_use()):
             self._send_queue_status(ROUTING_ERROR.NO_CHANNEL, p.id)
             radio.routing_to_phone(p, ROUTING_ERROR.NO_CHANNEL, from_num=radio.num)
             return
-        if portnum == TEXT_MESSAGE_APP:
-            self._last_text_s = now
+        if p.HasField("decoded") and not radio.fits_one_frame(p):
+            # Router::send: TOO_LARGE in queueStatus.res and a NAK to our own client (whatever
+            # `from` says: by then MeshService has set it to our node number).
+            self._send_queue_status(ROUTING_ERROR.TOO_LARGE, p.id)
+            radio.routing_to_phone(p, ROUTING_ERROR.TOO_LARGE, from_num=radio.num)
+            return
+        if portnum == ADMIN_APP and p.to in (radio.num, 0):
+            radio.handle_admin(p, self)
+            return
         packet_id, res = radio.originate(p)
         self._send_queue_status(ERRNO_OK if res is SendResult.QUEUED else ERRNO_UNKNOWN, packet_id)
 
@@ -265,6 +347,17 @@ class SimRadio:
         # packet id -> (the packet, transmissions left) until an implicit ACK is heard
         self._want_ack_broadcasts: dict[int, tuple[AirPacket, int]] = {}
         self.last_heard: dict[int, tuple[float, float]] = {}  # node num -> (wall time, snr)
+        # What admin messages read and write (AdminModule): owner, config, module config,
+        # channels. Built from the scenario; `set_*` changes them for this radio only.
+        self.owner = self._user(spec)
+        self.config = {c.WhichOneof("payload_variant"): c for c in self._config_sections()}
+        self.module_config = {m.WhichOneof("payload_variant"): m for m in self._module_sections()}
+        self.channels = self._channel_slots()
+        self.canned_messages = CANNED_MESSAGES_DEFAULT
+        self.ringtone = ""
+        self._session_passkey = self._rng.randbytes(8)
+        self._admin_edit_open = False
+        self._last_nodeinfo_s: float | None = None
 
     # -- identity / handshake ----------------------------------------------------------------------
 
@@ -286,11 +379,69 @@ class SimRadio:
         user.role = config_pb2.Config.DeviceConfig.Role.CLIENT
         return user
 
+    def _channel_slots(self) -> list[Any]:
+        slots = []
+        for i in range(_MAX_CHANNELS):
+            ch = channel_pb2.Channel()
+            ch.index = i
+            if i < len(self.scenario.channels):
+                spec = self.scenario.channels[i]
+                ch.role = channel_pb2.Channel.Role.PRIMARY if i == 0 else channel_pb2.Channel.Role.SECONDARY
+                ch.settings.name = spec.name
+                ch.settings.psk = spec.psk
+            else:
+                ch.role = channel_pb2.Channel.Role.DISABLED
+            slots.append(ch)
+        return slots
+
+    def channels_in_use(self) -> list[Any]:
+        return [c for c in self.channels if c.role != channel_pb2.Channel.Role.DISABLED]
+
+    @property
+    def hop_limit(self) -> int:
+        """config.lora.hop_limit (the scenario's, unless an admin message changed it)."""
+        return int(self.config["lora"].lora.hop_limit)
+
+    def metadata(self) -> Any:
+        md = mesh_pb2.DeviceMetadata()
+        md.firmware_version = FIRMWARE_VERSION
+        md.device_state_version = DEVICE_STATE_VERSION
+        md.canShutdown = True
+        md.hasWifi = self.spec.tcp_port is not None
+        md.hasBluetooth = False
+        md.role = config_pb2.Config.DeviceConfig.Role.CLIENT
+        md.hw_model = mesh_pb2.HardwareModel.PORTDUINO
+        md.hasPKC = True
+        return md
+
+    def _node_info(self, spec: NodeSpec) -> Any:
+        fr = mesh_pb2.FromRadio()
+        if spec.num == self.num:
+            fr.node_info.num = self.num
+            fr.node_info.user.CopyFrom(self.owner)
+            fr.node_info.last_heard = int(self.wall_clock())
+            fr.node_info.is_favorite = True
+            return fr
+        fr.node_info.num = spec.num
+        fr.node_info.user.CopyFrom(self._user(spec))
+        heard = self.last_heard.get(spec.num)
+        if heard is not None:
+            fr.node_info.last_heard = int(heard[0])
+            fr.node_info.snr = heard[1]
+        return fr
+
     def config_stream(self, nonce: int) -> list[Any]:
-        """The FromRadio sequence of the want_config handshake, in PhoneAPI's state order."""
+        """The FromRadio sequence of the want_config handshake, in PhoneAPI's state order (2.8):
+        my_info, deviceuiConfig, own node_info, metadata, region presets, 8 channels, 10 config
+        sections, 17 module sections, the other node_infos, the file manifest, config_complete_id.
+        Nonce 69420 leaves out the other node_infos; 69421 sends only the node_infos."""
         sc = self.scenario
         out: list[Any] = []
-        now = int(self.wall_clock())
+        others = [n for n in sc.nodes if n.num != self.num]
+        complete = mesh_pb2.FromRadio()
+        complete.config_complete_id = nonce
+        if nonce == NONCE_ONLY_NODES:
+            return [self._node_info(self.spec), *(self._node_info(n) for n in others), complete]
 
         fr = mesh_pb2.FromRadio()
         fr.my_info.my_node_num = self.num
@@ -302,62 +453,46 @@ class SimRadio:
         out.append(fr)
 
         fr = mesh_pb2.FromRadio()
-        fr.node_info.num = self.num
-        fr.node_info.user.CopyFrom(self._user(self.spec))
-        fr.node_info.last_heard = now
-        fr.node_info.is_favorite = True
+        fr.deviceuiConfig.screen_brightness = 153
+        fr.deviceuiConfig.screen_timeout = 30
+        out.append(fr)
+
+        out.append(self._node_info(self.spec))
+
+        fr = mesh_pb2.FromRadio()
+        fr.metadata.CopyFrom(self.metadata())
         out.append(fr)
 
         fr = mesh_pb2.FromRadio()
-        md = fr.metadata
-        md.firmware_version = FIRMWARE_VERSION
-        md.device_state_version = DEVICE_STATE_VERSION
-        md.canShutdown = True
-        md.hasWifi = self.spec.tcp_port is not None
-        md.hasBluetooth = False
-        md.role = config_pb2.Config.DeviceConfig.Role.CLIENT
-        md.hw_model = mesh_pb2.HardwareModel.PORTDUINO
-        md.hasPKC = True
+        fr.MergeFromString(_FROMRADIO_REGION_PRESETS)
         out.append(fr)
 
-        for i in range(_MAX_CHANNELS):
+        for ch in self.channels:
             fr = mesh_pb2.FromRadio()
-            fr.channel.index = i
-            if i < len(sc.channels):
-                ch = sc.channels[i]
-                fr.channel.role = (
-                    channel_pb2.Channel.Role.PRIMARY if i == 0 else channel_pb2.Channel.Role.SECONDARY
-                )
-                fr.channel.settings.name = ch.name
-                fr.channel.settings.psk = ch.psk
-            else:
-                fr.channel.role = channel_pb2.Channel.Role.DISABLED
+            fr.channel.CopyFrom(ch)
             out.append(fr)
-
-        for section in self._config_sections():
+        for section in self.config.values():
             fr = mesh_pb2.FromRadio()
             fr.config.CopyFrom(section)
             out.append(fr)
-        for module in self._module_sections():
+        for module in self.module_config.values():
             fr = mesh_pb2.FromRadio()
             fr.moduleConfig.CopyFrom(module)
             out.append(fr)
+        fr = mesh_pb2.FromRadio()
+        fr.moduleConfig.MergeFromString(_MODULECONFIG_MESH_BEACON)
+        out.append(fr)
 
-        for other in sc.nodes:
-            if other.num == self.num:
-                continue
+        if nonce != NONCE_ONLY_CONFIG:
+            out.extend(self._node_info(n) for n in others)
+
+        for name in _PREFS_FILES:
             fr = mesh_pb2.FromRadio()
-            fr.node_info.num = other.num
-            fr.node_info.user.CopyFrom(self._user(other))
-            heard = self.last_heard.get(other.num)
-            if heard is not None:
-                fr.node_info.last_heard = int(heard[0])
-                fr.node_info.snr = heard[1]
+            fr.fileInfo.file_name = name
+            fr.fileInfo.size_bytes = 100
             out.append(fr)
 
-        fr = mesh_pb2.FromRadio()
-        fr.config_complete_id = nonce
-        out.append(fr)
+        out.append(complete)
         return out
 
     def _config_sections(self) -> list[Any]:
@@ -401,6 +536,10 @@ class SimRadio:
         c = cfg()
         c.sessionkey.SetInParent()
         sections.append(c)
+        c = cfg()
+        c.device_ui.screen_brightness = 153
+        c.device_ui.screen_timeout = 30
+        sections.append(c)
         return sections
 
     def _module_sections(self) -> list[Any]:
@@ -419,6 +558,9 @@ class SimRadio:
             "ambient_lighting",
             "detection_sensor",
             "paxcounter",
+            "statusmessage",
+            "traffic_management",
+            "tak",
         )
         out = []
         for n in names:
@@ -490,6 +632,7 @@ class SimRadio:
         mp.to = self.num
         mp.id = self.generate_packet_id()
         mp.channel = request.channel
+        mp.hop_limit = self.hop_limit
         mp.priority = mesh_pb2.MeshPacket.Priority.ACK
         mp.rx_time = int(self.wall_clock())
         mp.decoded.portnum = ROUTING_APP
@@ -497,14 +640,157 @@ class SimRadio:
         mp.decoded.request_id = request.id
         self.queue_to_phone(mp)
 
+    def routing_error_to(self, to: int, request: Any, error: int) -> None:
+        """MeshModule::sendRoutingErrorResponse as PhoneAPI calls it: addressed to the request's
+        `from` as the client wrote it. Our own number reaches our client; anything else (0 too)
+        is a packet on air that the client never hears of."""
+        if to == self.num:
+            self.routing_to_phone(request, error, from_num=self.num)
+            return
+        routing = mesh_pb2.Routing()
+        routing.error_reason = error
+        mp = mesh_pb2.MeshPacket()
+        mp.to = to
+        mp.channel = request.channel
+        mp.priority = mesh_pb2.MeshPacket.Priority.ACK
+        mp.decoded.portnum = ROUTING_APP
+        mp.decoded.payload = routing.SerializeToString()
+        mp.decoded.request_id = request.id
+        mp.hop_limit = 0  # allocAckNak leaves it 0 and want_ack is off: nobody repeats it
+        self.originate(mp, keep_to_zero=True)
+
+    def fits_one_frame(self, p: Any) -> bool:
+        """Router::send's size check: the Data as it goes on air (the firmware adds a bitfield)
+        plus the header within 255 bytes; PKI-encrypted DMs carry 12 more bytes."""
+        data = mesh_pb2.Data()
+        data.CopyFrom(p.decoded)
+        data.bitfield = 1  # always present on air (one small varint: 2 bytes with its tag)
+        size = len(data.SerializeToString()) + MESHTASTIC_HEADER_LENGTH
+        if p.pki_encrypted:
+            size += MESHTASTIC_PKC_OVERHEAD
+        return size <= MAX_LORA_PAYLOAD_LEN
+
+    def nodeinfo_ping(self) -> None:
+        now = self.port.sim_now_s()
+        if self._last_nodeinfo_s is not None and now - self._last_nodeinfo_s < NODEINFO_PING_COOLDOWN_S:
+            return
+        self._last_nodeinfo_s = now
+        p = mesh_pb2.MeshPacket()
+        p.to = BROADCAST_NUM
+        p.decoded.portnum = portnums_pb2.PortNum.NODEINFO_APP
+        p.decoded.payload = self.owner.SerializeToString()
+        p.hop_limit = self.hop_limit
+        # MeshService::sendToMesh reports every packet it queues, the radio's own too.
+        packet_id, res = self.originate(p)
+        if self.session is not None:
+            self.session.send_queue_status(ERRNO_OK if res is SendResult.QUEUED else ERRNO_UNKNOWN, packet_id)
+
+    # -- admin (AdminModule, local client only) ----------------------------------------------------
+
+    def handle_admin(self, p: Any, session: PhoneSession) -> None:
+        """The admin messages that the official client's --set/--configure/--export-config and
+        hardware/apply-profile.sh send: get/set owner, config, module config, channel; canned
+        messages, ringtone, metadata; begin/commit edit. Anything else is ACKed and ignored."""
+        try:
+            req = admin_pb2.AdminMessage.FromString(bytes(p.decoded.payload))
+        except DecodeError:
+            session.send_queue_status(ERRNO_OK, p.id)
+            self.routing_to_phone(p, ROUTING_ERROR.BAD_REQUEST, from_num=self.num)
+            return
+        which = req.WhichOneof("payload_variant")
+        resp = admin_pb2.AdminMessage()
+        cfg_types = admin_pb2.AdminMessage.ConfigType
+        mod_types = admin_pb2.AdminMessage.ModuleConfigType
+        if which == "get_owner_request":
+            resp.get_owner_response.CopyFrom(self.owner)
+        elif which == "get_config_request":
+            name = cfg_types.Name(req.get_config_request).removesuffix("_CONFIG").lower()
+            name = "device_ui" if name == "deviceui" else name
+            section = self.config.get(name)
+            if section is not None:
+                resp.get_config_response.CopyFrom(section)
+        elif which == "get_module_config_request":
+            name = _MODULE_SECTION.get(mod_types.Name(req.get_module_config_request), "")
+            module = self.module_config.get(name)
+            if module is not None:
+                resp.get_module_config_response.CopyFrom(module)
+        elif which == "get_channel_request":
+            index = req.get_channel_request - 1
+            if 0 <= index < len(self.channels):
+                resp.get_channel_response.CopyFrom(self.channels[index])
+        elif which == "get_canned_message_module_messages_request":
+            resp.get_canned_message_module_messages_response = self.canned_messages
+        elif which == "get_ringtone_request":
+            resp.get_ringtone_response = self.ringtone
+        elif which == "get_device_metadata_request":
+            resp.get_device_metadata_response.CopyFrom(self.metadata())
+        else:
+            self._apply_admin_set(which, req)
+        if resp.WhichOneof("payload_variant") is not None and p.decoded.want_response:
+            resp.session_passkey = self._session_passkey
+            mp = mesh_pb2.MeshPacket()
+            setattr(mp, "from", self.num)
+            mp.to = self.num
+            mp.id = self.generate_packet_id()
+            mp.channel = p.channel
+            mp.hop_limit = self.hop_limit
+            mp.priority = mesh_pb2.MeshPacket.Priority.RELIABLE
+            mp.rx_time = int(self.wall_clock())
+            mp.decoded.portnum = ADMIN_APP
+            mp.decoded.payload = resp.SerializeToString()
+            mp.decoded.request_id = p.id
+            session.send_queue_status(ERRNO_OK, mp.id)
+            session.send_queue_status(ERRNO_OK, p.id)
+            self.queue_to_phone(mp)
+            return
+        session.send_queue_status(ERRNO_OK, p.id)
+        if p.want_ack:
+            self.routing_to_phone(p, ROUTING_ERROR.NONE, from_num=self.num)
+
+    def _apply_admin_set(self, which: str | None, req: Any) -> None:
+        if which == "set_owner":
+            if req.set_owner.long_name:
+                self.owner.long_name = req.set_owner.long_name
+            if req.set_owner.short_name:
+                self.owner.short_name = req.set_owner.short_name
+        elif which == "set_config":
+            name = req.set_config.WhichOneof("payload_variant")
+            if name is not None:
+                self.config[name] = config_pb2.Config()
+                self.config[name].CopyFrom(req.set_config)
+        elif which == "set_module_config":
+            name = req.set_module_config.WhichOneof("payload_variant")
+            if name is not None:
+                self.module_config[name] = module_config_pb2.ModuleConfig()
+                self.module_config[name].CopyFrom(req.set_module_config)
+        elif which == "set_channel":
+            ch = req.set_channel
+            if 0 <= ch.index < len(self.channels):
+                self.channels[ch.index].CopyFrom(ch)
+        elif which == "set_canned_message_module_messages":
+            self.canned_messages = req.set_canned_message_module_messages
+        elif which == "set_ringtone_message":
+            self.ringtone = req.set_ringtone_message
+        elif which == "begin_edit_settings":
+            self._admin_edit_open = True
+        elif which == "commit_edit_settings":
+            self._admin_edit_open = False
+
     # -- to the air --------------------------------------------------------------------------------
 
-    def originate(self, p: Any) -> tuple[int, SendResult]:
-        """Send a client's (or our own firmware's) packet into the mesh; returns (id, result)."""
+    def originate(self, p: Any, *, keep_to_zero: bool = False) -> tuple[int, SendResult]:
+        """Send a client's (or our own firmware's) packet into the mesh; returns (id, result).
+
+        A client packet that leaves `to` 0 is taken as a broadcast; the firmware's own packets
+        addressed to node 0 (`keep_to_zero`) go on air to node 0."""
         packet_id = p.id or self.generate_packet_id()
-        hop_limit = p.hop_limit or self.scenario.hop_limit
+        # Router::send fills in the configured hop limit only for a want_ack packet that leaves it
+        # 0; otherwise the client's value goes on air as it is (0: nobody repeats it).
+        hop_limit = p.hop_limit
+        if p.want_ack and hop_limit == 0:
+            hop_limit = self.hop_limit
         hop_limit = min(hop_limit, 7)
-        to = p.to if p.to else BROADCAST_NUM
+        to = p.to if p.to or keep_to_zero else BROADCAST_NUM
         if to == self.num:
             # Addressed to ourselves (e.g. admin messages): never goes on air.
             if p.want_ack:
@@ -521,7 +807,9 @@ class SimRadio:
             channel_index=p.channel,
             hop_limit=hop_limit,
             hop_start=hop_limit,
-            want_ack=p.want_ack,
+            # Router::send never sets want_ack on a broadcast on air (the implicit ACK is
+            # ReliableRouter's own bookkeeping).
+            want_ack=p.want_ack and to != BROADCAST_NUM,
             data=data,
         )
         res = self.port.transmit(self.name, air)
@@ -532,7 +820,8 @@ class SimRadio:
 
     def _schedule_retransmission(self, air: AirPacket) -> None:
         airtime_s = time_on_air_s(MESHTASTIC_HEADER_BYTES + len(air.data), self.scenario.preset)
-        at_s = self.port.sim_now_s() + 2 * airtime_s + RETRANSMIT_EXTRA_S
+        slots_s = RETRANSMIT_SLOTS * slot_time_s(self.scenario.preset)
+        at_s = self.port.sim_now_s() + 2 * airtime_s + slots_s + RETRANSMIT_PROCESSING_S
         self.port.call_at(at_s, lambda: self._retransmit(air.packet_id))
 
     def _retransmit(self, packet_id: int) -> None:
@@ -620,8 +909,8 @@ class SimRadio:
             to_num=air.from_num,
             packet_id=self.generate_packet_id(),
             channel_index=air.channel_index,
-            hop_limit=self.scenario.hop_limit,
-            hop_start=self.scenario.hop_limit,
+            hop_limit=self.hop_limit,
+            hop_start=self.hop_limit,
             want_ack=False,
             data=data.SerializeToString(),
         )

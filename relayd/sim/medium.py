@@ -45,13 +45,16 @@ MAX_TX_QUEUE = 16
 SEEN_CAPACITY = 4096
 
 
-def slot_time_s(preset: LoRaPreset) -> float:
-    """RadioInterface::applyModemConfig: slotTimeMsec = 8.5 * 2^sf / bw_kHz + 0.2 + 0.4 + 7.
+# RadioInterface::computeSlotTimeMsec (2.8): the SX126x CAD lasts NUM_SYM_CAD + 0.5 symbols
+# (at least 2.25), RadioLib's default NUM_SYM_CAD being 2.
+CAD_SYMBOLS = max(2.25, 2 + 0.5)
 
-    (CAD duration + propagation + turnaround + MAC processing.)
-    """
-    symbols_ms = 8.5 * float(2**preset.spreading_factor) / (preset.bandwidth_hz / 1000.0)
-    return (symbols_ms + 0.2 + 0.4 + 7.0) / 1000.0
+
+def slot_time_s(preset: LoRaPreset) -> float:
+    """RadioInterface::computeSlotTimeMsec: CAD duration + 0.2 + 0.4 + 7 ms (propagation,
+    turnaround, MAC processing): 28 ms on LONG_FAST, as meshtasticd 2.8.0 logs at start."""
+    symbol_ms = float(2**preset.spreading_factor) / (preset.bandwidth_hz / 1000.0)
+    return (CAD_SYMBOLS * symbol_ms + 0.2 + 0.4 + 7.0) / 1000.0
 
 
 def _arduino_map(x: float, in_lo: int, in_hi: int, out_lo: int, out_hi: int) -> int:
@@ -63,6 +66,11 @@ class FloodingMode(Enum):
     MANAGED = auto()  # Meshtastic FloodingRouter: duplicate suppression + cancel on overhear
     NAIVE = auto()  # rebroadcast every copy heard while hop_limit > 0 (benchmark baseline)
     NONE = auto()  # no rebroadcast at all: single-hop broadcast (benchmark baseline)
+    # The radios route for themselves (real firmware, relayd.sim.fwbackend): the medium only
+    # carries frames -- no rebroadcasts, no duplicate filtering, no contention delay before a
+    # frame (the firmware already waited); every frame heard is delivered, the sender's own
+    # rebroadcast copies too (the firmware takes them as implicit ACKs).
+    EXTERNAL = auto()
 
 
 class SendResult(Enum):
@@ -83,6 +91,7 @@ class AirPacket:
     hop_start: int
     want_ack: bool
     data: bytes  # encoded meshtastic Data protobuf (portnum, payload, ...)
+    relay_node: int = 0  # last byte of the transmitting node (header field; real-firmware backend)
 
     @property
     def key(self) -> tuple[int, int]:
@@ -385,6 +394,9 @@ class Medium:
         if len(st.pending) >= MAX_TX_QUEUE:
             self._queue_full += 1
             return SendResult.QUEUE_FULL
+        if self.flooding is FloodingMode.EXTERNAL:
+            self._enqueue(st, packet, delay_s=0.0, rebroadcast=False)
+            return SendResult.QUEUED
         st.remember(packet.key)
         if packet.from_num == st.num:
             st.own_unechoed.add(packet.packet_id)
@@ -507,6 +519,10 @@ class Medium:
     def _receive(self, rx: _NodeState, tx: _Transmission, q: LinkQuality, out: list[MediumEvent]) -> None:
         packet = tx.packet
         key = packet.key
+        if self.flooding is FloodingMode.EXTERNAL:
+            rx.deliveries += 1
+            out.append(Delivery(self._now, rx.name, packet, q.snr_db, q.rssi_dbm, tx.node))
+            return
         if packet.from_num == rx.num:
             # We hear our own packet being rebroadcast: ReliableRouter treats it as an implicit ACK.
             if packet.packet_id in rx.own_unechoed:

@@ -33,6 +33,7 @@ from relayd.sim.medium import (
     SendResult,
     TimerFired,
     Topology,
+    Transmitted,
 )
 from relayd.sim.scenario import Role, Scenario, ScriptedMessage
 from relayd.sim.transport import PtyApiPort, TcpApiServer
@@ -127,6 +128,8 @@ class Neighborhood:
         self._dispatching = False
         self._changed = asyncio.Event()
         self.endpoints: dict[str, Endpoint] = {}
+        # Called with every frame that goes on air (tests and probes watch the air with it).
+        self.on_air: list[Callable[[Transmitted], None]] = []
 
     # -- lifecycle ---------------------------------------------------------------------------------
 
@@ -244,6 +247,9 @@ class Neighborhood:
                     self.radios[ev.node].on_echo(ev.packet_id)
                 elif isinstance(ev, TimerFired):
                     self._run_script(ev.token)
+                elif isinstance(ev, Transmitted):
+                    for listener in self.on_air:
+                        listener(ev)
         finally:
             self._dispatching = False
         if events:

@@ -40,6 +40,10 @@ COUNTERS = {
     "relayd_malformed_frames",
     "relayd_reconnects",
     "relayd_airtime_seconds",
+    "relayd_malformed_messages",
+    "relayd_radio_unresponsive",
+    "relayd_radio_foreign_routing",
+    "relayd_radio_notifications",
 }
 GAUGES = {
     "relayd_radio_connected",
@@ -47,6 +51,7 @@ GAUGES = {
     "relayd_queue_depth",
     "relayd_suppression_held",
     "relayd_airtime_window_seconds",
+    "relayd_frames_in_flight",
 }
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -17,6 +16,7 @@ from relayd.meshapi.packets import ROUTING_APP
 from relayd.meshapi.routing import Answer
 from relayd.sim.neighborhood import Neighborhood
 from relayd.sim.scenario import load_scenario
+from relayd.testing.proxy import FreezableProxy
 from tests.daemon.conftest import ONE_RELAY
 
 
@@ -94,49 +94,15 @@ async def test_firmware_rate_limit_is_reported_as_not_sent_and_retries_get_fresh
         task.cancel()
 
 
-class FreezableProxy:
-    """A TCP pass-through to the radio that can stop forwarding while keeping both sockets
-    open: a radio that hangs with its API socket still up."""
-
-    def __init__(self, upstream_port: int) -> None:
-        self.upstream_port = upstream_port
-        self.frozen = asyncio.Event()
-        self.server: asyncio.Server | None = None
-        self.port = 0
-
-    async def __aenter__(self) -> FreezableProxy:
-        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
-        self.port = self.server.sockets[0].getsockname()[1]
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        assert self.server is not None
-        self.server.close()
-
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.upstream_port)
-
-        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
-            with contextlib.suppress(OSError, ConnectionError):
-                while data := await src.read(65536):
-                    if self.frozen.is_set():
-                        continue  # swallowed: the radio neither reads nor answers
-                    dst.write(data)
-                    await dst.drain()
-            dst.close()
-
-        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
-
-
 def _tap_client_packets(hood: Neighborhood, radio_name: str) -> list[Any]:
     """Packets the radio's firmware took from its client, as the client wrote them."""
     radio = hood.radios[radio_name]
     originate = radio.originate
     seen: list[Any] = []
 
-    def tapped(p: Any) -> Any:
+    def tapped(p: Any, **kwargs: Any) -> Any:
         seen.append(p)
-        return originate(p)
+        return originate(p, **kwargs)
 
     radio.originate = tapped  # type: ignore[method-assign]
     return seen

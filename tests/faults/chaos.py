@@ -40,7 +40,9 @@ from typing import Any
 
 import aiomqtt
 
+from relayd.core.jsonform import MalformedMessage
 from relayd.core.model import SignedAlert
+from relayd.core.status import parse_status
 from relayd.sim.neighborhood import Neighborhood
 from relayd.sim.scenario import load_scenario
 from relayd.testing.harness import write_relay_config
@@ -180,9 +182,10 @@ async def _watch_status(port: int, seen: dict[str, list[str | None]], stop: asyn
             async with aiomqtt.Client("127.0.0.1", port, timeout=2) as client:
                 await client.subscribe(f"{ROOT}/relays/+/status", qos=1)
                 async for msg in client.messages:
-                    with contextlib.suppress(ValueError, TypeError, AttributeError):
-                        doc = json.loads(bytes(msg.payload))  # type: ignore[arg-type]
-                        seen.setdefault(doc["relay"], []).append(doc.get("storage_error"))
+                    with contextlib.suppress(MalformedMessage):
+                        # The retained status is sealed by the relay's key; its body says it.
+                        status = parse_status(bytes(msg.payload))  # type: ignore[arg-type]
+                        seen.setdefault(status.relay, []).append(status.storage_error)
         except aiomqtt.MqttError:
             await asyncio.sleep(0.3)
 

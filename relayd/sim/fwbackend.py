@@ -1,0 +1,640 @@
+"""The simulated neighborhood on real Meshtastic firmware: one meshtasticd (SimRadio) node per radio.
+
+Everything above the LoRa chip is the real firmware (PhoneAPI, Router, FloodingRouter, duplicate
+detection, rate limits); relayd's medium (relayd.sim.medium, in FloodingMode.EXTERNAL) is the air
+between the nodes: topology, link loss, airtime, listen-before-talk and collisions.
+
+How frames move (see ../shared/meshtasticd/README.md): a SimRadio node hands every frame it
+transmits to its API client as a SIMULATOR_APP packet wrapping a `Compressed` protobuf. The backend
+holds one client connection per node (its "link"), reads those frames, lets the medium carry them,
+and writes each frame to every node that hears it, after the frame's airtime, as a ToRadio.packet
+with rx_snr/rx_rssi from the link (the firmware takes a packet with both zero as locally made).
+
+A relay radio is reached through a TCP pass-through on a free loopback port: it forwards the
+client's bytes to the node and the node's frames to the client, except SIMULATOR_APP frames, which
+go to the medium (a node serves one client: the medium and the relay daemon share the link).
+A handheld has no client; what its firmware delivers to the phone is what a person would see on
+its screen, logged as `DisplayedMessage` JSON lines like the simulated handhelds'.
+
+Loopback only; every node runs with MESHTASTICD_BIND_ADDR=127.0.0.1, its own free port and
+state folder, and is stopped by PID when the neighborhood stops. Time is wall time (scale 1).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+import time
+from collections import deque
+from collections.abc import Callable
+from pathlib import Path
+from types import TracebackType
+from typing import IO, Any, Self
+
+from meshtastic.protobuf import admin_pb2, channel_pb2, config_pb2, mesh_pb2, portnums_pb2
+
+from relayd.meshapi.framing import StreamDecoder, encode_frame
+from relayd.meshapi.packets import (
+    ADMIN_APP,
+    BELL_CHAR,
+    BROADCAST_NUM,
+    ROUTING_APP,
+    TEXT_MESSAGE_APP,
+    MalformedMessageError,
+    from_radio_variant,
+    node_id,
+    parse_from_radio,
+    to_radio_heartbeat,
+    to_radio_packet,
+    to_radio_want_config,
+)
+from relayd.sim.firmware import MAX_RX_TOPHONE, NONCE_ONLY_CONFIG, DisplayedMessage
+from relayd.sim.medium import (
+    AirPacket,
+    Delivery,
+    FloodingMode,
+    LinkQuality,
+    Medium,
+    MediumStats,
+    SendResult,
+    Topology,
+)
+from relayd.sim.neighborhood import Endpoint, format_summary
+from relayd.sim.scenario import NodeSpec, Role, Scenario, ScriptedMessage
+from relayd.testing.meshtasticd import LOOPBACK, MeshtasticdCluster
+
+log = logging.getLogger(__name__)
+
+SIMULATOR_APP: int = portnums_pb2.PortNum.SIMULATOR_APP
+# The firmware drops an API client it has not heard from for 15 minutes; the backend's own links
+# send a heartbeat well inside that.
+LINK_HEARTBEAT_S = 120.0
+ADMIN_REPLY_TIMEOUT_S = 5.0
+REBOOT_WAIT_S = 15.0
+_READ_CHUNK = 4096
+# A link SNR of exactly 0 would make an injected frame look locally generated to the firmware.
+_MIN_ABS_SNR = 0.25
+
+
+class NodeLink:
+    """The backend's client connection to one node: reads its frames, writes injected ones.
+
+    FromRadio frames other than SIMULATOR_APP go to `on_frame` (a relay's pass-through client, or
+    a handheld's screen)."""
+
+    def __init__(self, name: str, port: int, on_air: Callable[[str, Any], None]) -> None:
+        self.name = name
+        self.port = port
+        self.num = 0
+        self._on_air = on_air
+        self.on_frame: Callable[[bytes, Any], None] = lambda raw, msg: None
+        self._reader: asyncio.StreamReader | None = None
+        self._writer: asyncio.StreamWriter | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._heartbeat: asyncio.Task[None] | None = None
+        self._replies: dict[int, asyncio.Future[Any]] = {}
+        self._next_id = 0x1000
+        self._held_status: tuple[bytes, Any] | None = None
+        self._held_timer: asyncio.TimerHandle | None = None
+
+    async def open(self) -> list[Any]:
+        """Connect, run the handshake (config only) and start reading. Returns the handshake."""
+        self._reader, self._writer = await asyncio.open_connection(LOOPBACK, self.port)
+        self._writer.write(encode_frame(to_radio_want_config(NONCE_ONLY_CONFIG)))
+        await self._writer.drain()
+        decoder = StreamDecoder()
+        got: list[Any] = []
+        after: list[tuple[bytes, Any]] = []  # frames that came in the same read after the handshake
+        deadline = time.monotonic() + 10.0
+        while True:
+            data = await asyncio.wait_for(
+                self._reader.read(_READ_CHUNK), max(0.1, deadline - time.monotonic())
+            )
+            if not data:
+                raise ConnectionError(f"{self.name}: firmware closed the API during the handshake")
+            for payload in decoder.feed(data):
+                with contextlib.suppress(MalformedMessageError):
+                    msg = parse_from_radio(payload)
+                    if got and from_radio_variant(got[-1]) == "config_complete_id":
+                        after.append((payload, msg))
+                    else:
+                        got.append(msg)
+            if got and from_radio_variant(got[-1]) == "config_complete_id":
+                break
+        self.num = int(next(m.my_info.my_node_num for m in got if m.HasField("my_info")))
+        self._task = asyncio.create_task(self._read_loop(self._reader, decoder), name=f"fw-link-{self.name}")
+        self._heartbeat = asyncio.create_task(self._keepalive(), name=f"fw-heartbeat-{self.name}")
+        for payload, msg in after:
+            self._dispatch(payload, msg)
+        return got
+
+    async def wait_closed(self, timeout_s: float) -> bool:
+        """Wait for the firmware to close the link (a reboot); True if it did."""
+        if self._task is None:
+            return True
+        try:
+            await asyncio.wait_for(asyncio.shield(self._task), timeout_s)
+        except TimeoutError:
+            return False
+        return True
+
+    async def close(self) -> None:
+        for t in (self._task, self._heartbeat):
+            if t is not None:
+                t.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await t
+        if self._writer is not None:
+            self._writer.close()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._writer.wait_closed(), 2.0)
+
+    def write(self, data: bytes) -> None:
+        if self._writer is not None and not self._writer.is_closing():
+            self._writer.write(data)
+
+    def inject(self, air: AirPacket, snr_db: float, rssi_dbm: int) -> None:
+        """A frame this node hears, handed to its firmware as if its LoRa chip had received it."""
+        p = mesh_pb2.MeshPacket()
+        setattr(p, "from", air.from_num)
+        p.to = air.to_num
+        p.id = air.packet_id
+        p.channel = air.channel_index
+        p.hop_limit = air.hop_limit
+        p.hop_start = air.hop_start
+        p.want_ack = air.want_ack
+        p.relay_node = air.relay_node
+        p.rx_snr = snr_db if abs(snr_db) >= _MIN_ABS_SNR else _MIN_ABS_SNR
+        p.rx_rssi = rssi_dbm or -100
+        p.decoded.portnum = SIMULATOR_APP
+        p.decoded.payload = air.data
+        self.write(encode_frame(to_radio_packet(p)))
+
+    async def admin(self, msg: Any, *, want_response: bool = False) -> Any:
+        """One admin message to the node itself; waits for its ACK (or response)."""
+        self._next_id += 1
+        p = mesh_pb2.MeshPacket()
+        p.to = self.num
+        setattr(p, "from", self.num)
+        p.id = self._next_id
+        p.want_ack = True
+        p.decoded.portnum = ADMIN_APP
+        p.decoded.payload = msg.SerializeToString()
+        p.decoded.want_response = want_response
+        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._replies[p.id] = fut
+        self.write(encode_frame(to_radio_packet(p)))
+        try:
+            return await asyncio.wait_for(fut, ADMIN_REPLY_TIMEOUT_S)
+        finally:
+            self._replies.pop(p.id, None)
+
+    def _release_status(self) -> None:
+        held, self._held_status = self._held_status, None
+        self._held_timer = None
+        if held is not None:
+            self.on_frame(encode_frame(held[0]), held[1])
+
+    async def _keepalive(self) -> None:
+        while True:
+            await asyncio.sleep(LINK_HEARTBEAT_S)
+            self.write(encode_frame(to_radio_heartbeat()))
+
+    async def _read_loop(self, reader: asyncio.StreamReader, decoder: StreamDecoder) -> None:
+        try:
+            while True:
+                data = await reader.read(_READ_CHUNK)
+                if not data:
+                    log.info("%s: firmware closed the API link", self.name)
+                    return
+                for payload in decoder.feed(data):
+                    try:
+                        msg = parse_from_radio(payload)
+                    except MalformedMessageError:
+                        continue
+                    self._dispatch(payload, msg)
+        except (ConnectionError, OSError):
+            log.warning("%s: API link lost", self.name)
+
+    def _dispatch(self, payload: bytes, msg: Any) -> None:
+        # SimRadio::startSend reports a queueStatus right before each frame it hands over as
+        # SIMULATOR_APP; a LoRa chip does not, so that report is held back until the next frame
+        # shows whether it was one (then it is dropped) and clients see what real radios send.
+        held, self._held_status = self._held_status, None
+        if self._held_timer is not None:
+            self._held_timer.cancel()
+            self._held_timer = None
+        is_frame = from_radio_variant(msg) == "packet" and msg.packet.decoded.portnum == SIMULATOR_APP
+        if held is not None and not (is_frame and held[1].queueStatus.mesh_packet_id == msg.packet.id):
+            self.on_frame(encode_frame(held[0]), held[1])
+        if from_radio_variant(msg) == "queueStatus" and msg.queueStatus.mesh_packet_id:
+            self._held_status = (payload, msg)
+            self._held_timer = asyncio.get_running_loop().call_later(0.05, self._release_status)
+            return
+        if from_radio_variant(msg) == "packet":
+            p = msg.packet
+            if p.decoded.portnum == SIMULATOR_APP:
+                self._on_air(self.name, p)
+                return
+            req = p.decoded.request_id
+            if req in self._replies and p.decoded.portnum in (ROUTING_APP, ADMIN_APP):
+                fut = self._replies.pop(req)
+                if not fut.done():
+                    fut.set_result(msg)
+                return
+        self.on_frame(encode_frame(payload), msg)
+
+
+class PassThrough:
+    """A relay radio's API for its client: a loopback TCP server multiplexed onto the node's link.
+
+    One client at a time, as on a real radio: a new connection closes the previous one. While no
+    client is connected, packets the radio delivers wait (up to MAX_RX_TOPHONE) and are handed to
+    the next client after its handshake, as a real radio replays its to-phone queue."""
+
+    def __init__(self, link: NodeLink, port: int = 0) -> None:
+        self.link = link
+        self.port = port
+        self._server: asyncio.Server | None = None
+        self._client: asyncio.StreamWriter | None = None
+        self._backlog: deque[bytes] = deque(maxlen=MAX_RX_TOPHONE)
+        self._replaying = False
+        self._tasks: set[asyncio.Task[None]] = set()
+        link.on_frame = self._from_radio
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(self._on_client, LOOPBACK, self.port, reuse_address=True)
+        self.port = int(self._server.sockets[0].getsockname()[1])
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+        if self._client is not None:
+            self._client.close()
+        for t in list(self._tasks):
+            t.cancel()
+        if self._server is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._server.wait_closed(), 2.0)
+            self._server = None
+
+    def _from_radio(self, frame: bytes, msg: Any) -> None:
+        client = self._client
+        if client is None or client.is_closing():
+            if from_radio_variant(msg) == "packet":
+                self._backlog.append(frame)
+            return
+        client.write(frame)
+        if from_radio_variant(msg) == "config_complete_id" and self._backlog:
+            while self._backlog:
+                client.write(self._backlog.popleft())
+
+    async def _on_client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        if task is not None:
+            self._tasks.add(task)
+        if self._client is not None:
+            self._client.close()
+        self._client = writer
+        try:
+            while True:
+                data = await reader.read(_READ_CHUNK)
+                if not data:
+                    break
+                self.link.write(data)
+        except (ConnectionError, asyncio.CancelledError):
+            pass
+        finally:
+            if self._client is writer:
+                self._client = None
+            writer.close()
+            if task is not None:
+                self._tasks.discard(task)
+
+
+class FirmwareNeighborhood:
+    """``async with FirmwareNeighborhood(scenario) as hood: ...`` -- the Neighborhood API subset
+    (endpoints, displays, handheld_send, wait_for, stats, summary) on real firmware."""
+
+    def __init__(
+        self,
+        scenario: Scenario,
+        *,
+        binary: Path | None = None,
+        handheld_log_path: str | Path | None = None,
+        state_root: Path | None = None,
+        wall_clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.scenario = scenario
+        self.time_scale = 1.0
+        self._binary = binary
+        self._state_root = state_root
+        self._wall_clock = wall_clock
+        self._log_path = Path(handheld_log_path) if handheld_log_path else None
+        self._log_file: IO[str] | None = None
+        self.cluster: MeshtasticdCluster | None = None
+        self.links: dict[str, NodeLink] = {}
+        self.passthroughs: dict[str, PassThrough] = {}
+        self.endpoints: dict[str, Endpoint] = {}
+        self.medium: Medium | None = None
+        self._displays: dict[str, list[DisplayedMessage]] = {n.name: [] for n in scenario.nodes}
+        self._num_to_spec: dict[int, NodeSpec] = {}
+        self._mono0 = 0.0
+        self._wake = asyncio.Event()
+        self._changed = asyncio.Event()
+        self._driver: asyncio.Task[None] | None = None
+        self._timers: set[asyncio.Task[None]] = set()
+        self.frames_from_radios = 0
+
+    # -- lifecycle ---------------------------------------------------------------------------------
+
+    async def __aenter__(self) -> Self:
+        try:
+            await self.start()
+        except BaseException:
+            await self.stop()
+            raise
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.stop()
+
+    async def start(self) -> None:
+        sc = self.scenario
+        self.cluster = MeshtasticdCluster(binary=self._binary, root=self._state_root)
+        loop = asyncio.get_running_loop()
+        for spec in sc.nodes:
+            await loop.run_in_executor(None, self.cluster.add, spec.name)
+        for spec in sc.nodes:
+            node = self.cluster.nodes[spec.name]
+            link = NodeLink(spec.name, node.port, self._on_air)
+            await link.open()
+            self.links[spec.name] = link
+            self._num_to_spec[link.num] = spec
+        await asyncio.gather(*(self._configure(spec, self.links[spec.name]) for spec in sc.nodes))
+        # Committing the settings reboots each node (AdminModule, 7 s later; the process restarts
+        # in place with the same state folder and port): reconnect once it is back.
+        for spec in sc.nodes:
+            link = self.links[spec.name]
+            if not await link.wait_closed(REBOOT_WAIT_S):
+                raise RuntimeError(f"{spec.name}: meshtasticd did not restart after its configuration")
+            await link.close()
+        for spec in sc.nodes:
+            node = self.cluster.nodes[spec.name]
+            await loop.run_in_executor(None, node.wait_listening)
+            await self.links[spec.name].open()
+        if self._log_path is not None:
+            self._log_path.parent.mkdir(parents=True, exist_ok=True)
+            self._log_file = self._log_path.open("a", encoding="utf-8")
+        for spec in sc.nodes:
+            link = self.links[spec.name]
+            tcp_port: int | None = None
+            if spec.role is Role.RELAY:
+                pt = PassThrough(link, spec.tcp_port or 0)
+                await pt.start()
+                self.passthroughs[spec.name] = pt
+                tcp_port = pt.port
+            else:
+                link.on_frame = self._screen(spec)
+            self.endpoints[spec.name] = Endpoint(
+                name=spec.name,
+                num=link.num,
+                node_id=node_id(link.num),
+                role=spec.role,
+                tcp_host=LOOPBACK if tcp_port is not None else None,
+                tcp_port=tcp_port,
+                pty_path=None,
+            )
+        self.medium = self._build_medium()
+        self._mono0 = time.monotonic()
+        self._driver = asyncio.create_task(self._drive(), name="fw-medium-driver")
+        for msg in sc.messages:
+            self._at(msg.at_s, functools.partial(self._scripted, msg))
+
+    async def stop(self) -> None:
+        for t in list(self._timers):
+            t.cancel()
+        if self._driver is not None:
+            self._driver.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._driver
+            self._driver = None
+        for pt in self.passthroughs.values():
+            await pt.stop()
+        for link in self.links.values():
+            await link.close()
+        if self.cluster is not None:
+            cluster, self.cluster = self.cluster, None
+            await asyncio.get_running_loop().run_in_executor(None, cluster.close)
+        if self._log_file is not None:
+            self._log_file.close()
+            self._log_file = None
+
+    async def _configure(self, spec: NodeSpec, link: NodeLink) -> None:
+        """Give the node the scenario's settings with admin messages, as `meshtastic --configure`
+        would: owner names, region/preset/hop limit, device role, channels, the alert bell."""
+        sc = self.scenario
+        cfg = config_pb2.Config
+        begin = admin_pb2.AdminMessage()
+        begin.begin_edit_settings = True
+        await link.admin(begin)
+        owner = admin_pb2.AdminMessage()
+        owner.set_owner.long_name = spec.long_name
+        owner.set_owner.short_name = spec.short_name
+        await link.admin(owner)
+        lora = admin_pb2.AdminMessage()
+        lora.set_config.lora.use_preset = True
+        lora.set_config.lora.modem_preset = cfg.LoRaConfig.ModemPreset.Value(sc.preset.name)
+        lora.set_config.lora.region = cfg.LoRaConfig.RegionCode.Value(sc.region)
+        lora.set_config.lora.hop_limit = sc.hop_limit
+        lora.set_config.lora.tx_enabled = True
+        await link.admin(lora)
+        device = admin_pb2.AdminMessage()
+        device.set_config.device.role = cfg.DeviceConfig.Role.Value(spec.device_role)
+        await link.admin(device)
+        for i in range(8):
+            ch = admin_pb2.AdminMessage()
+            ch.set_channel.index = i
+            if i < len(sc.channels):
+                ch.set_channel.role = (
+                    channel_pb2.Channel.Role.PRIMARY if i == 0 else channel_pb2.Channel.Role.SECONDARY
+                )
+                ch.set_channel.settings.name = sc.channels[i].name
+                ch.set_channel.settings.psk = sc.channels[i].psk
+            else:
+                ch.set_channel.role = channel_pb2.Channel.Role.DISABLED
+            await link.admin(ch)
+        bell = admin_pb2.AdminMessage()
+        bell.set_module_config.external_notification.enabled = True
+        bell.set_module_config.external_notification.alert_bell = True
+        bell.set_module_config.external_notification.output_ms = 1000
+        await link.admin(bell)
+        commit = admin_pb2.AdminMessage()
+        commit.commit_edit_settings = True
+        await link.admin(commit)
+
+    def _build_medium(self) -> Medium:
+        links: dict[tuple[str, str], LinkQuality] = {}
+        for ls in self.scenario.links:
+            q = LinkQuality(ls.snr_db, ls.rssi_dbm, ls.loss)
+            links[(ls.a, ls.b)] = q
+            if ls.bidirectional:
+                links[(ls.b, ls.a)] = q
+        return Medium(
+            {name: link.num for name, link in self.links.items()},
+            Topology(links),
+            preset=self.scenario.preset,
+            seed=self.scenario.seed,
+            collisions=self.scenario.collisions,
+            flooding=FloodingMode.EXTERNAL,
+        )
+
+    # -- the air -----------------------------------------------------------------------------------
+
+    def sim_now_s(self) -> float:
+        return time.monotonic() - self._mono0
+
+    def _on_air(self, name: str, p: Any) -> None:
+        """A node transmitted a frame (its SIMULATOR_APP copy): the medium carries it."""
+        if self.medium is None:
+            return
+        self.frames_from_radios += 1
+        air = AirPacket(
+            from_num=int(getattr(p, "from")),
+            to_num=int(p.to),
+            packet_id=int(p.id),
+            channel_index=int(p.channel),
+            hop_limit=int(p.hop_limit),
+            hop_start=int(p.hop_start),
+            want_ack=bool(p.want_ack),
+            data=bytes(p.decoded.payload),
+            relay_node=int(p.relay_node),
+        )
+        self._catch_up()
+        if self.medium.send(name, air) is not SendResult.QUEUED:
+            log.debug("%s: medium refused a frame", name)
+        self._wake.set()
+
+    def _air(self) -> Medium:
+        if self.medium is None:
+            raise RuntimeError("the firmware neighborhood is not started")
+        return self.medium
+
+    def _catch_up(self) -> None:
+        medium = self._air()
+        target = self.sim_now_s()
+        while (nxt := medium.next_event_time()) is not None and nxt <= target:
+            for ev in medium.step():
+                if isinstance(ev, Delivery):
+                    self.links[ev.node].inject(ev.packet, ev.snr_db, ev.rssi_dbm)
+        medium.advance_to(target)
+
+    async def _drive(self) -> None:
+        medium = self._air()
+        while True:
+            self._wake.clear()
+            self._catch_up()
+            nxt = medium.next_event_time()
+            timeout = None if nxt is None else max(0.0, nxt - self.sim_now_s())
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout)
+
+    # -- handhelds ---------------------------------------------------------------------------------
+
+    def _screen(self, spec: NodeSpec) -> Callable[[bytes, Any], None]:
+        def show(_frame: bytes, msg: Any) -> None:
+            if from_radio_variant(msg) != "packet" or msg.packet.decoded.portnum != TEXT_MESSAGE_APP:
+                return
+            p = msg.packet
+            sender_num = int(getattr(p, "from"))
+            sender = self._num_to_spec.get(sender_num)
+            idx = int(p.channel)
+            text = bytes(p.decoded.payload).decode("utf-8", errors="replace")
+            shown = DisplayedMessage(
+                sim_time_s=round(self.sim_now_s(), 6),
+                wall_time=self._wall_clock(),
+                handheld=spec.name,
+                channel_index=idx,
+                channel_name=self.scenario.channels[idx].name if idx < len(self.scenario.channels) else "",
+                sender_id=node_id(sender_num),
+                sender_name=sender.long_name if sender else node_id(sender_num),
+                text=text,
+                bell=BELL_CHAR in text,
+                dm=int(p.to) == self.links[spec.name].num,
+            )
+            self._displays[spec.name].append(shown)
+            if self._log_file is not None:
+                self._log_file.write(shown.to_json() + "\n")
+                self._log_file.flush()
+            self._changed.set()
+
+        return show
+
+    def _scripted(self, msg: ScriptedMessage) -> None:
+        to = self.links[msg.to].num if msg.to else None
+        self.handheld_send(msg.sender, msg.text, msg.channel_index, to)
+
+    def _at(self, at_s: float, fn: Callable[[], None]) -> None:
+        async def later() -> None:
+            await asyncio.sleep(max(0.0, at_s - self.sim_now_s()))
+            fn()
+
+        task = asyncio.create_task(later())
+        self._timers.add(task)
+        task.add_done_callback(self._timers.discard)
+
+    # -- public API (as Neighborhood) ----------------------------------------------------------------
+
+    def node_num(self, name: str) -> int:
+        return self.links[name].num
+
+    def displays(self, name: str) -> list[DisplayedMessage]:
+        return list(self._displays[name])
+
+    def handheld_send(self, name: str, text: str, channel_index: int = 0, to: str | int | None = None) -> int:
+        """A person types `text` on handheld `name` (through its firmware, rate limit included)."""
+        link = self.links[name]
+        to_num = BROADCAST_NUM if to is None else (to if isinstance(to, int) else self.links[to].num)
+        p = mesh_pb2.MeshPacket()
+        setattr(p, "from", link.num)
+        p.to = to_num
+        p.channel = channel_index
+        p.hop_limit = self.scenario.hop_limit  # what the handheld's own UI sets
+        link._next_id += 1
+        p.id = link._next_id
+        p.decoded.portnum = TEXT_MESSAGE_APP
+        p.decoded.payload = text.encode("utf-8")
+        link.write(encode_frame(to_radio_packet(p)))
+        return int(p.id)
+
+    async def wait_for(self, predicate: Callable[[], bool], timeout_s: float) -> bool:
+        deadline = time.monotonic() + timeout_s
+        while not predicate():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            self._changed.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._changed.wait(), min(remaining, 0.05))
+        return True
+
+    def stats(self) -> MediumStats:
+        self._catch_up()
+        return self._air().stats()
+
+    def summary(self) -> str:
+        return format_summary(
+            self.stats(),
+            {n.name: len(self._displays[n.name]) for n in self.scenario.nodes if n.role is Role.HANDHELD},
+        )
+
+
+def is_simulator_frame(msg: Any) -> bool:
+    return from_radio_variant(msg) == "packet" and msg.packet.decoded.portnum == SIMULATOR_APP
+
+
+__all__ = ["FirmwareNeighborhood", "NodeLink", "PassThrough", "is_simulator_frame"]

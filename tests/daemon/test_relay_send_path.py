@@ -1,0 +1,133 @@
+"""The relay's side of handing frames to a radio, driven through its own methods on a real
+state directory: "transmitted" only on the firmware's word, refusals by their meaning, a
+lost radio's frames resent with the same packet id.
+
+The radio link itself is tested against the simulator (test_radio_link.py) and the real
+firmware (tests/firmware/); here the radio's answers are given directly, as the link would.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from relayd.core.model import SignedAlert
+from relayd.daemon.config import load_config
+from relayd.daemon.relay import MAX_SEND_ATTEMPTS, REFUSED_BY_RADIO, Relay
+from relayd.meshapi import routing
+from relayd.meshapi.routing import classify_routing
+from relayd.testing.harness import write_relay_config
+from relayd.testing.keys import TestNetwork
+
+PACKET_ID = 0x1234
+
+
+@pytest.fixture
+def relay(tmp_path: Path, network: TestNetwork) -> Relay:
+    path = write_relay_config(tmp_path / "relay", "relay-north", network, radio_port=9, broker_port=9)
+    return Relay(load_config(path))
+
+
+def _queue(relay: Relay, alert: SignedAlert) -> None:
+    """An outbox alert, accepted and released from suppression into the radio's queue."""
+    verdict = relay._verify(alert.onair, "mqtt")
+    assert verdict.ok, verdict
+    relay._accept(verdict, "mqtt", queue=True)
+    relay.suppressor.forget(alert.alert_id)
+    relay._enqueue(relay._queued_rows[alert.alert_id])
+
+
+def _taken(relay: Relay, alert: SignedAlert, packet_id: int = PACKET_ID) -> None:
+    """What `_transmit` does once the radio has taken the frame (QueueStatus res 0)."""
+    radio = relay.radios[0]
+    scheduler = relay.schedulers[radio.name]
+    item = scheduler.pop(alert.alert_id)
+    assert item is not None
+    relay._storage_call(lambda: relay.storage.mark_transmitting(alert.alert_id, packet_id))
+    relay._track_in_flight(radio.name, packet_id, item)
+
+
+def _on_disk(relay: Relay, alert: SignedAlert) -> bool:
+    return any(r.alert_id == alert.alert_id for r in relay.storage.queued())
+
+
+def test_a_taken_frame_is_transmitted_only_when_the_firmware_confirms_it(
+    relay: Relay, network: TestNetwork
+) -> None:
+    alert = network.sign("dispatcher", "Observers needed at Elm & 3rd")
+    _queue(relay, alert)
+    _taken(relay, alert)
+    assert relay.counters.transmitted == 0
+    assert _on_disk(relay, alert)  # still ours until the radio says it was on air
+    relay._on_radio_answer(relay.radios[0].name, PACKET_ID, classify_routing(routing.NONE, broadcast=True))
+    assert relay.counters.transmitted == 1
+    assert not _on_disk(relay, alert)
+    relay.storage.close()
+
+
+def test_an_answer_naming_a_packet_we_did_not_send_changes_nothing(
+    relay: Relay, network: TestNetwork
+) -> None:
+    alert = network.sign("dispatcher", "Observers needed at Elm & 3rd")
+    _queue(relay, alert)
+    _taken(relay, alert)
+    ack = classify_routing(routing.NONE, broadcast=True)
+    relay._on_radio_answer(relay.radios[0].name, PACKET_ID + 1, ack)
+    assert relay.counters.transmitted == 0
+    assert PACKET_ID in relay.in_flight
+    relay.storage.close()
+
+
+def test_a_lost_radio_s_unconfirmed_frame_goes_again_with_the_same_packet_id(
+    relay: Relay, network: TestNetwork
+) -> None:
+    alert = network.sign("dispatcher", "Observers needed at Elm & 3rd")
+    _queue(relay, alert)
+    _taken(relay, alert)
+    radio = relay.radios[0]
+    relay._on_radio_lost(radio)  # e.g. it rebooted with the frame in its transmit queue
+    assert relay.counters.transmitted == 0
+    assert relay._resend_ids[alert.alert_id] == PACKET_ID
+    assert len(relay.schedulers[radio.name]) == 1
+    assert _on_disk(relay, alert)
+    relay.storage.close()
+
+
+def test_a_rate_limited_frame_is_retried_a_bounded_number_of_times_then_reported_not_sent(
+    relay: Relay, network: TestNetwork
+) -> None:
+    alert = network.sign("dispatcher", "Observers needed at Elm & 3rd")
+    _queue(relay, alert)
+    radio = relay.radios[0]
+    refusal = classify_routing(routing.RATE_LIMIT_EXCEEDED, broadcast=True)
+    for attempt in range(1, MAX_SEND_ATTEMPTS):
+        _taken(relay, alert, PACKET_ID + attempt)
+        relay._on_radio_answer(radio.name, PACKET_ID + attempt, refusal)
+        assert len(relay.schedulers[radio.name]) == 1, attempt  # queued again
+        assert relay._radio_paused_until[radio.name] > relay.clock()
+    _taken(relay, alert, PACKET_ID)
+    relay._on_radio_answer(radio.name, PACKET_ID, refusal)
+    assert len(relay.schedulers[radio.name]) == 0
+    assert relay.counters.drops[REFUSED_BY_RADIO] == 1
+    assert relay.counters.transmitted == 0
+    assert not _on_disk(relay, alert)
+    relay.storage.close()
+
+
+def test_a_frame_the_firmware_can_never_send_is_given_up_and_the_queue_moves_on(
+    relay: Relay, network: TestNetwork
+) -> None:
+    too_big = network.sign("dispatcher", "Observers needed at Elm & 3rd")
+    next_one = network.sign("dispatcher", "Legal observers to Oak & 5th")
+    _queue(relay, too_big)
+    _queue(relay, next_one)
+    radio = relay.radios[0]
+    _taken(relay, too_big)
+    relay._on_radio_answer(radio.name, PACKET_ID, classify_routing(routing.TOO_LARGE, broadcast=True))
+    assert relay.counters.drops[REFUSED_BY_RADIO] == 1
+    assert radio.name not in relay._radio_paused_until  # nothing to wait for
+    scheduler = relay.schedulers[radio.name]
+    assert too_big.alert_id not in scheduler
+    assert next_one.alert_id in scheduler
+    relay.storage.close()

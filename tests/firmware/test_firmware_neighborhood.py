@@ -1,0 +1,109 @@
+"""The simulated neighborhood on real firmware: meshtasticd nodes linked by relayd's medium.
+
+A chain relay - h1 - h2 - h3: each radio hears only its neighbours, so a broadcast from the relay
+reaches h3 only if the firmware of h1 and h2 repeats it (three hops deep, as issue 11 asks).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from dataclasses import asdict
+
+import pytest
+import pytest_asyncio
+
+from relayd.meshapi.packets import TEXT_MESSAGE_APP, from_radio_variant, text_packet
+from relayd.sim.apiclient import DeviceApiClient
+from relayd.sim.fwbackend import FirmwareNeighborhood, is_simulator_frame
+from relayd.sim.scenario import LinkSpec, Role, Scenario, make_node
+from tests.firmware.conftest import require_meshtasticd
+
+pytestmark = pytest.mark.asyncio(loop_scope="module")
+HANDHELDS = ("h1", "h2", "h3")
+
+
+def chain() -> Scenario:
+    nodes = (make_node("relay", Role.RELAY), *(make_node(h, Role.HANDHELD) for h in HANDHELDS))
+    links = (
+        LinkSpec("relay", "h1", 6.0, -95),
+        LinkSpec("h1", "h2", 5.0, -100),
+        LinkSpec("h2", "h3", 4.0, -104),
+    )
+    return Scenario(name="fw-chain", nodes=nodes, links=links)
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def hood(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[FirmwareNeighborhood]:
+    binary = require_meshtasticd()
+    root = tmp_path_factory.mktemp("fw-hood")
+    async with FirmwareNeighborhood(
+        chain(), binary=binary, state_root=root / "nodes", handheld_log_path=root / "handhelds.jsonl"
+    ) as h:
+        yield h
+
+
+async def test_broadcast_reaches_three_hops_through_the_firmware(hood: FirmwareNeighborhood) -> None:
+    ep = hood.endpoints["relay"]
+    assert ep.tcp_host == "127.0.0.1"
+    async with await DeviceApiClient.connect(ep.tcp_port or 0) as c:
+        msgs = await c.handshake(4242)
+        me = msgs[0].my_info.my_node_num
+        assert me == ep.num
+        # The scenario's settings reached the firmware.
+        lora = next(m.config.lora for m in msgs if m.HasField("config") and m.config.HasField("lora"))
+        assert lora.hop_limit == 3
+        channels = [m.channel.settings.name for m in msgs if m.HasField("channel")]
+        assert channels[:2] == ["alerts", "reports"]
+        p = text_packet("\x07URGENT: fw chain", hop_limit=3, packet_id=0x4242)
+        setattr(p, "from", me)
+        await c.send_packet(p)
+        assert await hood.wait_for(lambda: all(hood.displays(h) for h in HANDHELDS), 40.0)
+        await asyncio.sleep(3.0)  # any late duplicate would show up by now
+        seen = c.drain_nowait()
+    for h in HANDHELDS:
+        shown = hood.displays(h)
+        assert [d.text for d in shown] == ["\x07URGENT: fw chain"], h
+        assert shown[0].bell
+        assert shown[0].sender_id == ep.node_id
+        assert shown[0].channel_name == "alerts"
+    # The relay's client sees what a real radio sends: no SIMULATOR_APP frames, and one
+    # queueStatus for its packet (SimRadio's extra report is held back by the pass-through).
+    assert not any(is_simulator_frame(m) for m in seen)
+    statuses = [m for m in seen if from_radio_variant(m) == "queueStatus"]
+    assert [m.queueStatus.mesh_packet_id for m in statuses].count(0x4242) == 1
+    st = hood.stats()
+    assert st.nodes["h1"].frames_sent >= 1  # h1's firmware repeated it
+    assert st.nodes["h2"].frames_sent >= 1
+    assert hood.frames_from_radios == st.frames_sent
+
+
+async def test_handheld_text_reaches_the_relay_client(hood: FirmwareNeighborhood) -> None:
+    ep = hood.endpoints["relay"]
+    async with await DeviceApiClient.connect(ep.tcp_port or 0) as c:
+        await c.handshake(4343)
+        await c.collect(0.3)
+        hood.handheld_send("h3", "!r smoke on Elm", channel_index=1)
+        got = await c.until(
+            lambda m: (
+                from_radio_variant(m) == "packet"
+                and m.packet.decoded.portnum == TEXT_MESSAGE_APP
+                and m.packet.decoded.payload == b"!r smoke on Elm"
+            ),
+            timeout_s=40.0,
+        )
+    p = got.packet
+    assert getattr(p, "from") == hood.node_num("h3")
+    assert p.channel == 1
+    assert p.hop_start == 3
+    assert p.hop_limit == 1  # repeated by h2 and h1
+    assert p.rx_snr != 0
+
+
+async def test_handheld_log_has_the_simulated_handhelds_format(hood: FirmwareNeighborhood) -> None:
+    log = hood._log_path
+    assert log is not None
+    lines = [json.loads(x) for x in log.read_text().splitlines()]
+    assert lines
+    assert {tuple(sorted(line)) for line in lines} == {tuple(sorted(asdict(hood.displays("h1")[0])))}
