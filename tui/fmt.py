@@ -140,6 +140,13 @@ def verify_long(item: FeedItem) -> Text:
     return Text("- not checked: start with --trust BUNDLE to verify signatures", style="dim")
 
 
+def text_room(table_width: int, columns: tuple[tuple[str, str, int], ...]) -> int:
+    """Cells left for a DataTable's last (text) column: it is cut there with an ellipsis
+    rather than by the screen edge. Each column has one cell of padding either side."""
+    fixed = sum(width + 2 for _, _, width in columns[:-1])
+    return max(8, table_width - fixed - 2 - 1)  # its own padding, and the scrollbar
+
+
 def one_line(text: str, limit: int = 200) -> str:
     flat = text.replace("\n", " ⏎ ")
     return flat if len(flat) <= limit else flat[: limit - 1] + "…"

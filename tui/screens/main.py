@@ -128,6 +128,9 @@ class MainScreen(Screen[None]):
 
     def on_resize(self) -> None:
         self.feed_table.set_wide(self.size.width >= WIDE_MIN_COLUMNS)
+        # Their text columns end in an ellipsis fitted to the width.
+        self._sync_inbox()
+        self.outbox_table.sync(self.outbox, self.model, self.model.clock())
 
     # ---- drawing --------------------------------------------------------------------
 
@@ -182,6 +185,8 @@ class MainScreen(Screen[None]):
             self.query_one(TrustView).show(self.model, now)
         elif active == "outbox":
             self.outbox_table.sync(self.outbox, self.model, now)
+        elif active == "inbox":
+            self._sync_inbox()  # ages
 
     def show_status(
         self,

@@ -43,10 +43,10 @@ class OutboxTable(DataTable[Text | str]):
             self.add_column(label, key=key, width=width)
 
     @staticmethod
-    def cells(entry: OutboxEntry, model: Model, now_s: float) -> list[Text | str]:
+    def cells(entry: OutboxEntry, model: Model, now_s: float, room: int = 200) -> list[Text | str]:
         item = model.feed.get(entry.alert_id)
         state = delivery(entry, item.relays if item else {}, now_s)
-        text = fmt.one_line(item.text, 200) if item else ""
+        text = fmt.one_line(item.text, room) if item else ""
         return [
             entry.alert_id[:8],
             entry.kind.value,
@@ -59,18 +59,19 @@ class OutboxTable(DataTable[Text | str]):
     def sync(self, outbox: Outbox, model: Model, now_s: float) -> None:
         """Newest first; rows updated in place so the cursor stays on its alert."""
         entries = sorted(outbox, key=lambda e: -e.signed_at_s)
+        room = fmt.text_room(self.size.width or self.app.size.width, COLUMNS)
         wanted = [e.alert_id for e in entries]
         current = [k.value for k in self.rows]
         if current != wanted:
             selected = self.selected_id
             self.clear()
             for entry in entries:
-                self.add_row(*self.cells(entry, model, now_s), key=entry.alert_id)
+                self.add_row(*self.cells(entry, model, now_s, room), key=entry.alert_id)
             if selected in wanted:
                 self.move_cursor(row=wanted.index(selected))
             return
         for entry in entries:
-            for (key, _, _), value in zip(COLUMNS, self.cells(entry, model, now_s), strict=True):
+            for (key, _, _), value in zip(COLUMNS, self.cells(entry, model, now_s, room), strict=True):
                 self.update_cell(entry.alert_id, key, value)
 
     @property
