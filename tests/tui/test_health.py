@@ -4,14 +4,16 @@ every size, explained in the banner. Signed statuses through a real Mosquitto.""
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import pytest
 
 from relayd.core.control import ControlKind
 from relayd.core.status import LinkState, RelayState, RelayStatus, encode_status
 from relayd.core.topics import Topics
+from relayd.testing.harness import RelayProcess, write_relay_config
 from relayd.testing.keys import TestNetwork
-from relayd.testing.mosquitto import MosquittoBroker
+from relayd.testing.mosquitto import MosquittoBroker, free_port
 from tests.tui.support import wait_for
 from tests.tui.test_live import cell_style, cell_text, connected, make_app, peer
 from tui.health import BACKLOG_COUNTER, relay_problems
@@ -119,3 +121,33 @@ async def test_relay_with_radio_down_is_red_and_counted(
         await pilot.pause(0.3)
         assert "· 1 RED" in str(app.main.query_one("#status-bar").render())
         assert cell_text(table, "relay-center", "state") == "online"
+
+
+@pytest.mark.mosquitto
+async def test_a_real_relay_whose_radio_is_unreachable_is_red(
+    mosquitto: MosquittoBroker, network: TestNetwork, tmp_path: Path
+) -> None:
+    # `relayd run` for real, with its radio pointed at a port nothing listens on.
+    config = write_relay_config(
+        tmp_path / "relay", "relay-north", network, radio_port=free_port(), broker_port=mosquitto.port
+    )
+    relay = RelayProcess(config, tmp_path / "relay.log")
+    relay.start()
+    try:
+        app = make_app(mosquitto.url, network)
+        async with app.run_test(size=(80, 24)) as pilot:
+            await connected(pilot, app)
+            await wait_for(pilot, lambda: "relay-north" in app.model.relays, timeout_s=20)
+            await pilot.pause(0.3)
+            status = app.model.relays["relay-north"].status
+            assert status.broker is LinkState.CONNECTED, relay.log_text()[-2000:]
+            assert status.radio is not LinkState.CONNECTED
+            assert app.model.alarming_relays == ["relay-north"]
+            assert "· 1 RED" in str(app.main.query_one("#status-bar").render())
+            assert "relay relay-north: radio" in str(app.main.query_one("#banner").render())
+            await pilot.press("2")
+            await pilot.pause()
+            assert cell_text(app.main.relay_table, "relay-north", "state") == "RADIO!"
+            assert "red" in cell_style(app.main.relay_table, "relay-north", "relay")
+    finally:
+        relay.terminate()
