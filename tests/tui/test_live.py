@@ -411,3 +411,18 @@ async def test_newer_bundle_on_mqtt_replaces_file_and_revokes(
         await wait_for(pilot, lambda: "relay-north" in app.model.relays)
         assert app.model.trust.bundle is not None
         assert app.model.trust.bundle.version == 2
+
+
+async def test_diagnostics_count_good_messages_too(mosquitto: MosquittoBroker, network: TestNetwork) -> None:
+    app = make_app(mosquitto.url, network)
+    alert = network.sign("dispatcher", "Vans at the depot", severity=Severity.WARNING)
+    async with app.run_test(size=SIZE) as pilot, peer(mosquitto) as client:
+        await connected(pilot, app)
+        await pilot.press("5")
+        await pilot.pause()
+        await client.publish(T.alerts, encode_alert(alert), qos=1)
+        await wait_for(pilot, lambda: alert.id_hex in app.model.feed)
+        await pilot.pause(1.2)  # one clock tick
+        text = str(app.main.query_one("#diag-view").render())
+        assert "nothing received yet" not in text
+        assert "alerts       0 / 1" in text

@@ -187,6 +187,9 @@ class MainScreen(Screen[None]):
             self.outbox_table.sync(self.outbox, self.model, now)
         elif active == "inbox":
             self._sync_inbox()  # ages
+        elif active == "diagnostics":
+            # Counts move with every message, not only with problems.
+            self.query_one(DiagnosticsView).show(self.model, now)
 
     def show_status(
         self,
