@@ -23,6 +23,7 @@ from tui.app import RelaydApp
 from tui.config import MqttConfig, TuiConfig
 from tui.drafts import load_signer
 from tui.messages import LinkState as TuiLink
+from tui.model import Model
 from tui.outbox import (
     Outbox,
     OutboxFileError,
@@ -246,8 +247,61 @@ async def test_expired_alert_is_never_sent(tmp_path: Path, network: TestNetwork)
                 await wait_for(pilot, lambda: app.outbox.get(alert_id).state is OutboxState.EXPIRED)  # type: ignore[union-attr]
                 await pilot.pause(0.5)
                 text = progress_text(app)
-                assert "expired before the broker acknowledged it: never sent" in text
+                assert "expired before the broker had it: never sent" in text
                 assert "waiting" not in text
                 app.resend(alert_id)
                 await pilot.pause(1.2)
                 assert received == []
+
+
+@pytest.mark.parametrize(
+    ("state", "connected", "events"),
+    [
+        ("waiting", False, {}),
+        ("waiting", True, {}),
+        ("waiting", False, {"relay-north": {"transmitted"}}),  # an echo cannot make it sent
+        ("sent", True, {}),
+        ("sent", False, {"relay-north": {"received", "taken"}}),
+        ("sent", True, {"relay-north": {"taken", "transmitted"}, "relay-south": {"dropped"}}),
+        ("expired", True, {}),
+        ("discarded", False, {}),
+    ],
+)
+def test_send_dialog_never_contradicts_itself(
+    tmp_path: Path, network: TestNetwork, state: str, connected: bool, events: dict[str, set[str]]
+) -> None:
+    alert = network.sign("dispatcher", "Raid at 5th & Pine", lifetime_s=600)
+    now = float(alert.fields.issued_at_s) + 10
+    model = Model(T, network.bundle, lambda: now if state != "expired" else now + 1000)
+    model.add_sent(alert, encode_alert(alert))
+    model.feed[alert.id_hex].relays.update(events)
+    box = Outbox(None)
+    entry = new_entry(alert, encode_alert(alert), now)
+    if state == "sent":
+        entry = acknowledged(entry, now)
+    elif state == "discarded":
+        entry = replace(entry, state=OutboxState.DISCARDED)
+    box.put(entry)
+    text, hint = SendProgressScreen(model, box, alert.id_hex, lambda: connected).progress()
+    said = text.plain + "\n" + hint
+    unsent = state != "sent"
+    if unsent:
+        for claim in (
+            "acknowledged",
+            "relays have it",
+            "on air",
+            "taken",
+            "keep sending",
+            "waiting for a relay",
+        ):
+            assert claim not in said, (claim, said)
+    else:
+        assert "not sent" not in said
+        assert "never sent" not in said
+        assert "waiting for the broker" not in said
+    if state == "expired":
+        assert "never sent" in said
+        assert "waiting" not in said
+    if state == "sent" and "transmitted" in events.get("relay-north", set()):
+        assert "on air by relay-north" in said
+        assert "waiting for a relay to transmit" not in said

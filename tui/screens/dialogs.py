@@ -81,7 +81,7 @@ class SendProgressScreen(ModalScreen[None]):
         t.append("✓ signed and kept in the outbox\n", style="green")
         settled = settle(entry, now) if entry is not None else None
         if settled is not None and settled.state is OutboxState.EXPIRED:
-            t.append("✗ expired before the broker acknowledged it: never sent\n", style="bold red")
+            t.append("✗ expired before the broker had it: never sent\n", style="bold red")
             return t, "esc closes; compose a new alert if it is still needed"
         if settled is not None and settled.state is OutboxState.DISCARDED:
             t.append("✗ discarded: never sent\n", style="bold red")
