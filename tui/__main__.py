@@ -11,6 +11,7 @@ from pathlib import Path
 
 from relayd.core.topics import DEFAULT_ROOT
 from tui.config import ConfigError, MqttConfig, TuiConfig, default_state_dir
+from tui.outbox import StateInUse, lock_state
 from tui.startup import StartupError, load
 
 EXIT_USAGE = 2
@@ -85,11 +86,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     if args.log:
         logging.basicConfig(filename=args.log, level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    assert config.state_dir is not None  # noqa: S101 - always set above
+    try:
+        lock = lock_state(config.state_dir)
+    except (StateInUse, OSError) as exc:
+        print(f"relayd-tui: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     # Imported late: argument errors should not pay for importing Textual.
     from tui.app import RelaydApp  # noqa: PLC0415
 
-    app = RelaydApp(config, signer=loaded.signer, bundle=loaded.bundle)
-    app.run()
+    with lock:
+        app = RelaydApp(config, signer=loaded.signer, bundle=loaded.bundle)
+        app.run()
     return 0
 
 

@@ -13,12 +13,14 @@ from __future__ import annotations
 
 import contextlib
 import enum
+import fcntl
 import json
 import logging
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import BinaryIO
 
 from relayd.core.codec import MalformedFrame, decode
 from relayd.core.jsonform import MalformedMessage, onair_from_message
@@ -238,3 +240,24 @@ class Outbox:
                 except OSError:
                     log.warning("could not save outbox entry %s", entry.alert_id, exc_info=True)
         return changed
+
+
+class StateInUse(RuntimeError):  # noqa: N818 - reads as the condition
+    """Another console holds this state folder."""
+
+
+def lock_state(directory: Path) -> BinaryIO:
+    """Hold `directory` for this console until the returned file is closed (or the process ends).
+
+    Two consoles on one outbox would both publish what waits in it.
+    """
+    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+    handle = (directory / "console.lock").open("ab")
+    try:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        raise StateInUse(
+            f"another relayd-tui is using {directory}; stop it, or give this one its own --state DIR"
+        ) from None
+    return handle

@@ -12,6 +12,7 @@ from relayd.testing.keys import TestNetwork
 from tui.__main__ import broker_config, build_parser, main
 from tui.config import ConfigError, MqttConfig
 from tui.mqtt_worker import tls_context
+from tui.outbox import StateInUse, lock_state
 
 
 def test_loose_key_permissions_exit_2(network: TestNetwork, capsys: pytest.CaptureFixture[str]) -> None:
@@ -85,3 +86,16 @@ def test_bad_password_or_ca_file_exit_2(tmp_path: Path, capsys: pytest.CaptureFi
     assert "--password-file" in capsys.readouterr().err
     assert main(["--broker", "mqtt://127.0.0.1:1", "--ca-file", str(tmp_path / "ca.pem")]) == 2
     assert "--ca-file is for mqtts://" in capsys.readouterr().err
+
+
+def test_two_consoles_on_one_state_folder_refuse(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    state = tmp_path / "state"
+    held = lock_state(state)
+    try:
+        with pytest.raises(StateInUse):
+            lock_state(state)
+        assert main(["--broker", "mqtt://127.0.0.1:1", "--state", str(state)]) == 2
+        assert "another relayd-tui is using" in capsys.readouterr().err
+    finally:
+        held.close()
+    lock_state(state).close()  # free again once the first console is gone
