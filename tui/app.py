@@ -6,6 +6,7 @@ import gc
 import logging
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 from textual import on
@@ -19,21 +20,35 @@ from relayd.core.topics import DEFAULT_ROOT, Topics
 from relayd.core.trust import SignedBundle
 from tui.config import TuiConfig
 from tui.drafts import Draft, Signer
-from tui.messages import BrokerState, LinkState, MqttReceived, Published
+from tui.messages import BrokerState, LinkState, MqttReceived
 from tui.model import Change, Clock, Model, VerifyState
 from tui.mqtt_worker import MqttLink, NotConnected
+from tui.outbox import (
+    Outbox,
+    OutboxEntry,
+    OutboxFileError,
+    OutboxState,
+    acknowledged,
+    alert_of,
+    failed,
+    new_entry,
+)
 from tui.screens.compose import ComposeScreen, prefill
 from tui.screens.detail import DetailScreen
 from tui.screens.dialogs import DispatchVerifierScreen, HelpScreen, SendProgressScreen
 from tui.screens.main import MainScreen, Panel
 from tui.widgets.feed import FeedTable
 from tui.widgets.inbox import InboxTable
+from tui.widgets.outbox import OutboxTable
 
 log = logging.getLogger(__name__)
 
 __all__ = ["Panel", "RelaydApp"]
 
 STATUS_INTERVAL_S = 0.2
+# A waiting alert is retried no more often than this while the broker is connected (a
+# refused or timed-out publish); a reconnect retries at once.
+OUTBOX_RETRY_S = 5.0
 FREEZE_AFTER_NEW_ITEMS = 500
 
 
@@ -52,8 +67,8 @@ class RelaydApp(App[None]):
     ENABLE_COMMAND_PALETTE = False
     BINDINGS = [  # noqa: RUF012 - Textual's declared class-level binding list
         Binding("question_mark,f1", "help", "Help"),
-        Binding("t", "toggle_theme", "Theme"),
-        Binding("b", "toggle_bell", "Bell"),
+        Binding("t", "toggle_theme", "Theme", show=False),
+        Binding("b", "toggle_bell", "Bell", show=False),
         Binding("q", "quit", "Quit"),
     ]
 
@@ -81,7 +96,10 @@ class RelaydApp(App[None]):
         self.link = MqttLink(config.mqtt, self.post_message) if config.mqtt else None
         self.link_state = LinkState.CONNECTING if self.link else LinkState.DISABLED
         self.link_detail = ""
-        self.publish_results: dict[str, str] = {}
+        self.outbox = Outbox(config.outbox_dir)
+        self.outbox_note = ""  # shown when the outbox cannot be saved to disk
+        self._in_flight: set[str] = set()
+        self._last_try: dict[str, float] = {}
         self.theme = "textual-dark" if config.dark else "textual-light"
         self._main: MainScreen | None = None
         self._status_dirty = False
@@ -90,7 +108,7 @@ class RelaydApp(App[None]):
     # ---- lifecycle ------------------------------------------------------------------
 
     def make_main_screen(self) -> MainScreen:
-        return MainScreen(self.model, self.extra_panels)
+        return MainScreen(self.model, self.outbox, self.extra_panels)
 
     @property
     def main(self) -> MainScreen:
@@ -99,6 +117,7 @@ class RelaydApp(App[None]):
         return self._main
 
     def on_mount(self) -> None:
+        self._load_outbox()
         self._main = self.make_main_screen()
         self.push_screen(self._main)
         self.update_status()
@@ -108,6 +127,30 @@ class RelaydApp(App[None]):
             self.set_interval(self.tick_interval_s, self._tick)
         self.set_interval(STATUS_INTERVAL_S, self._flush_status)
         self._warn_about_key()
+
+    def _load_outbox(self) -> None:
+        """Alerts signed before a restart and not yet acknowledged are shown and sent again."""
+        try:
+            entries = self.outbox.load(self.clock())
+        except OSError as exc:
+            self.notify(f"could not read the outbox: {exc}", title="Outbox", severity="error", timeout=15)
+            return
+        for entry in entries:
+            try:
+                alert = alert_of(entry)
+            except OutboxFileError:  # from_json already checked it; kept as the last fence
+                continue
+            self.model.add_sent(alert, entry.payload)
+        for line in self.outbox.unreadable:
+            log.warning("outbox file kept aside: %s", line)
+        if self.outbox.unreadable:
+            self.notify(
+                f"{len(self.outbox.unreadable)} outbox file(s) could not be read and were set aside "
+                "(renamed .unreadable); they will not be sent",
+                title="Outbox",
+                severity="warning",
+                timeout=15,
+            )
 
     def _warn_about_key(self) -> None:
         bundle = self.model.trust.bundle
@@ -141,6 +184,8 @@ class RelaydApp(App[None]):
 
     def _tick(self) -> None:
         self._freeze_long_lived()
+        self._settle_outbox()
+        self.flush_outbox()
         if self._main is not None and self._main.is_mounted:
             self._main.tick()
             self.update_status()
@@ -181,13 +226,18 @@ class RelaydApp(App[None]):
             detail += f" — retrying in {message.retry_in_s:.0f} s"
         self.link_detail = detail
         self.update_status()
+        if message.state is LinkState.CONNECTED:
+            self._last_try.clear()  # a new connection: whatever waits is due now
+            self.flush_outbox()
 
     def update_status(self) -> None:
         if self._main is None or not self._main.is_mounted:
             return
         key = f"{self.signer.name} ({self.signer.role.value})" if self.signer else None
         broker = self.config.mqtt.display if self.config.mqtt else ""
-        self._main.show_status(self.link_state, self.link_detail, broker, key, self.bell_enabled)
+        self._main.show_status(
+            self.link_state, self.link_detail, broker, key, self.bell_enabled, outbox_note=self.outbox_note
+        )
 
     # ---- feed and inbox actions -----------------------------------------------------
 
@@ -205,6 +255,8 @@ class RelaydApp(App[None]):
             main.focus_search()
         elif action == "clear_filters":
             main.clear_filters()
+        elif action == "toggle_view":
+            main.toggle_view()
 
     @on(DetailScreen.Reply)
     def _detail_reply(self, message: DetailScreen.Reply) -> None:
@@ -223,6 +275,17 @@ class RelaydApp(App[None]):
             )
             return
         self.open_compose(prefill(kind, item))
+
+    @on(OutboxTable.Action)
+    def _outbox_action(self, message: OutboxTable.Action) -> None:
+        if message.action == "resend":
+            self.resend(message.alert_id)
+        elif message.action == "discard":
+            self.discard(message.alert_id)
+        elif message.action == "open":
+            self.push_screen(
+                SendProgressScreen(self.model, self.outbox, message.alert_id, lambda: self.connected)
+            )
 
     @on(InboxTable.Action)
     def _inbox_action(self, message: InboxTable.Action) -> None:
@@ -275,6 +338,7 @@ class RelaydApp(App[None]):
         self.push_screen(screen, done)
 
     def sign_and_send(self, draft: Draft) -> SignedAlert | None:
+        """Sign, save in the outbox, show it, and publish it when the broker is there."""
         if self.signer is None:
             return None
         try:
@@ -286,29 +350,111 @@ class RelaydApp(App[None]):
             alert, Envelope(signer_name=self.signer.name, signer_role=self.signer.role.value)
         )
         log.info("signed %s %s seq %d", alert.kind.value, alert.id_hex, alert.fields.seq)
+        self._save(new_entry(alert, payload, self.clock()))
         self.apply(self.model.add_sent(alert, payload))
-        self.run_worker(self._publish(alert.id_hex, payload), group="publish", exit_on_error=False)
-        self.push_screen(SendProgressScreen(self.model, alert.id_hex, self.publish_results.get))
+        self.push_screen(SendProgressScreen(self.model, self.outbox, alert.id_hex, lambda: self.connected))
+        self.flush_outbox()
         return alert
 
-    async def _publish(self, alert_id: str, payload: bytes) -> None:
-        if self.link is None:
-            self.post_message(Published(alert_id, "no broker configured: not sent"))
-            return
-        try:
-            await self.link.publish(self.topics.outbox, payload, qos=1)
-        except NotConnected as exc:
-            self.post_message(Published(alert_id, str(exc)))
-        else:
-            self.post_message(Published(alert_id))
+    @property
+    def connected(self) -> bool:
+        return self.link is not None and self.link.connected
 
-    @on(Published)
-    def _published(self, message: Published) -> None:
-        self.publish_results[message.alert_id] = message.error or "ok"
-        if message.error:
-            self.notify(message.error, title="Not sent", severity="error", timeout=10)
-        else:
-            log.info("published %s to %s", message.alert_id, self.topics.outbox)
+    def _save(self, entry: OutboxEntry) -> None:
+        try:
+            self.outbox.put(entry)
+        except OSError as exc:
+            # Still held in memory and still sent; but it would not survive a restart.
+            self.outbox_note = f"outbox not saved to disk: {exc.strerror or exc}"
+            log.warning("could not save outbox entry %s: %s", entry.alert_id, exc)
+            self.notify(self.outbox_note, title="Outbox", severity="error", timeout=15)
+        self._outbox_changed(entry.alert_id)
+
+    def _outbox_changed(self, alert_id: str) -> None:
+        if self._main is not None and self._main.is_mounted:
+            self._main.outbox_changed(alert_id)
+        self.update_status()
+
+    def _settle_outbox(self) -> None:
+        for entry in self.outbox.settle_all(self.clock()):
+            log.info("outbox %s expired before the broker acknowledged it: not sent", entry.alert_id)
+            self._outbox_changed(entry.alert_id)
+
+    def flush_outbox(self) -> None:
+        """Publish whatever waits, if the broker is connected (one publish per alert at a time)."""
+        if not self.connected:
+            return
+        now = time.monotonic()
+        due = [
+            e
+            for e in self.outbox
+            if e.due(self.clock())
+            and e.alert_id not in self._in_flight
+            and now - self._last_try.get(e.alert_id, -OUTBOX_RETRY_S) >= OUTBOX_RETRY_S
+        ]
+        if due:
+            for entry in due:
+                self._in_flight.add(entry.alert_id)
+                self._last_try[entry.alert_id] = now
+            self.run_worker(self._publish(due), group="outbox", exit_on_error=False)
+
+    async def _publish(self, entries: list[OutboxEntry]) -> None:
+        """Oldest first; stops at the first failure (the rest wait for the next try)."""
+        try:
+            for index, queued in enumerate(entries):
+                entry = self.outbox.get(queued.alert_id)
+                # Discarded or expired since it was queued: never published.
+                if entry is None or not entry.due(self.clock()) or self.link is None:
+                    self._in_flight.discard(queued.alert_id)
+                    continue
+                try:
+                    await self.link.publish(self.topics.outbox, entry.payload, qos=1)
+                except NotConnected as exc:
+                    self._save(failed(entry, str(exc)))
+                    for rest in entries[index:]:
+                        self._in_flight.discard(rest.alert_id)
+                    return
+                # The PUBACK arrived: the broker has it, whatever happened to the entry meanwhile.
+                current = self.outbox.get(entry.alert_id) or entry
+                self._save(acknowledged(current, self.clock()))
+                self._in_flight.discard(entry.alert_id)
+                log.info("published %s to %s", entry.alert_id, self.topics.outbox)
+        finally:
+            for queued in entries:
+                self._in_flight.discard(queued.alert_id)
+
+    def resend(self, alert_id: str) -> None:
+        """Publish again now: a waiting alert (retry) or a sent one (relays drop duplicates)."""
+        entry = self.outbox.get(alert_id)
+        if entry is None:
+            return
+        if self.clock() >= entry.expires_at_s:
+            self.notify("this alert has expired: it is never sent", severity="warning")
+            return
+        if entry.state is OutboxState.DISCARDED:
+            self.notify("discarded alerts are not sent; compose it again", severity="warning")
+            return
+        self._last_try.pop(alert_id, None)
+        if entry.state is OutboxState.SENT:
+            self._save(replace(entry, state=OutboxState.WAITING))
+        if not self.connected:
+            self.notify("not connected to the broker: it is sent when the broker is back")
+        self.flush_outbox()
+
+    def discard(self, alert_id: str) -> None:
+        entry = self.outbox.get(alert_id)
+        if entry is None:
+            return
+        if entry.state is not OutboxState.WAITING:
+            self.notify(
+                f"already {entry.state.value}: a sent alert cannot be recalled; cancel it from the Feed (c)",
+                severity="warning",
+            )
+            return
+        if alert_id in self._in_flight:
+            self.notify("being published right now; if the broker takes it, cancel it from the Feed (c)")
+        self._save(replace(entry, state=OutboxState.DISCARDED))
+        log.info("outbox %s discarded before it was sent", alert_id)
 
     # ---- app actions ----------------------------------------------------------------
 
@@ -317,10 +463,11 @@ class RelaydApp(App[None]):
             ("Everywhere", list(self.BINDINGS)),
             (
                 "Main screen",
-                list(MainScreen.BINDINGS)[:5] + ([("6-9", "", "extra panels")] if self.extra_panels else []),
+                list(MainScreen.BINDINGS)[:6] + ([("6-9", "", "extra panels")] if self.extra_panels else []),
             ),
             ("Feed", list(FeedTable.BINDINGS)),
             ("Inbox", list(InboxTable.BINDINGS)),
+            ("Outbox", list(OutboxTable.BINDINGS)),
             ("Alert detail", list(DetailScreen.BINDINGS)),
             (
                 "Compose",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -10,6 +11,7 @@ from urllib.parse import urlsplit
 from relayd.core.topics import DEFAULT_ROOT
 
 DEFAULT_MQTT_PORT = 1883
+DEFAULT_MQTTS_PORT = 8883
 
 
 class ConfigError(ValueError):
@@ -30,29 +32,32 @@ class MqttConfig:
     # Reconnect backoff: first retry after `retry_initial_s`, doubling (with jitter) up to the cap.
     retry_initial_s: float = 0.5
     retry_max_s: float = 30.0
+    tls: bool = False  # mqtts://: the broker's certificate is checked (system CAs or ca_file)
+    ca_file: Path | None = None
 
     @classmethod
     def from_url(cls, url: str, *, root: str = DEFAULT_ROOT) -> MqttConfig:
-        """Parse `mqtt://[user[:password]@]host[:port]`."""
+        """Parse `mqtt[s]://[user[:password]@]host[:port]` (a password is better in a file)."""
         if "://" not in url:
             url = "mqtt://" + url
         parts = urlsplit(url)
-        if parts.scheme not in ("mqtt", "tcp"):
-            raise ConfigError(f"broker URL {url!r}: only mqtt://HOST:PORT is supported")
+        if parts.scheme not in ("mqtt", "tcp", "mqtts"):
+            raise ConfigError(f"broker URL {url!r}: use mqtt://HOST:PORT or mqtts://HOST:PORT")
         if not parts.hostname:
             raise ConfigError(f"broker URL {url!r} has no host; use mqtt://HOST:PORT")
+        tls = parts.scheme == "mqtts"
         try:
-            port = parts.port or DEFAULT_MQTT_PORT
+            port = parts.port or (DEFAULT_MQTTS_PORT if tls else DEFAULT_MQTT_PORT)
         except ValueError:
             raise ConfigError(f"broker URL {url!r} has an invalid port") from None
         root = root.strip("/")
         if not root or any(c in root for c in "+#"):
             raise ConfigError(f"topic root {root!r} must be non-empty and contain no '+' or '#'")
-        return cls(parts.hostname, port, root, parts.username, parts.password)
+        return cls(parts.hostname, port, root, parts.username, parts.password, tls=tls)
 
     @property
     def display(self) -> str:
-        return f"mqtt://{self.host}:{self.port} ({self.root})"
+        return f"{'mqtts' if self.tls else 'mqtt'}://{self.host}:{self.port} ({self.root})"
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,3 +71,15 @@ class TuiConfig:
     dark: bool = True
     # Snapshot tests freeze the cursor; an operator gets the normal blinking cursor.
     cursor_blink: bool = True
+    # Where the console keeps what must survive a restart (the outbox). None: memory only.
+    state_dir: Path | None = None
+
+    @property
+    def outbox_dir(self) -> Path | None:
+        return self.state_dir / "outbox" if self.state_dir is not None else None
+
+
+def default_state_dir() -> Path:
+    """$XDG_STATE_HOME/relayd-tui, else ~/.local/state/relayd-tui."""
+    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(base) / "relayd-tui"

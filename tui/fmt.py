@@ -6,7 +6,9 @@ from rich.text import Text
 
 from relayd.core.model import Kind, Severity
 from relayd.core.status import LinkState, RelayState, RelayStatus
-from tui.model import FeedItem, VerifyState
+from tui.health import relay_problems
+from tui.model import FeedItem, Lifecycle, VerifyState
+from tui.outbox import OutboxEntry, OutboxState, settle
 
 SPARK_BLOCKS = " ▁▂▃▄▅▆▇█"
 SEVERITY_SHORT = {
@@ -138,18 +140,22 @@ def verify_long(item: FeedItem) -> Text:
     return Text("- not checked: start with --trust BUNDLE to verify signatures", style="dim")
 
 
+def text_room(table_width: int, columns: tuple[tuple[str, str, int], ...]) -> int:
+    """Cells left for a DataTable's last (text) column: it is cut there with an ellipsis
+    rather than by the screen edge. Each column has one cell of padding either side."""
+    fixed = sum(width + 2 for _, _, width in columns[:-1])
+    return max(8, table_width - fixed - 2 - 1)  # its own padding, and the scrollbar
+
+
 def one_line(text: str, limit: int = 200) -> str:
     flat = text.replace("\n", " ⏎ ")
     return flat if len(flat) <= limit else flat[: limit - 1] + "…"
 
 
 def relay_state_cell(status: RelayStatus) -> Text:
-    if status.state is RelayState.OFFLINE:
-        return Text("OFFLINE", style="bold white on red")
-    if status.storage_error:
-        return Text("DISK!", style="bold white on red")
-    if status.clock_warning:
-        return Text("CLOCK!", style="bold white on red")
+    problems = relay_problems(status)
+    if problems:
+        return Text(problems[0].short, style="bold white on red")
     if status.state is RelayState.DRAINING:
         return Text("draining", style="yellow")
     return Text("online", style="green")
@@ -174,3 +180,29 @@ def airtime_cell(status: RelayStatus) -> str:
     pct = f"{used / budget * 100:3.0f}%" if budget > 0 else f"{used:4.0f}s"
     per_min_budget = budget / 60 if budget > 0 else None
     return f"{pct} {sparkline(status.airtime_history_s, 12, per_min_budget)}"
+
+
+LIFECYCLE_STYLE = {
+    Lifecycle.ACTIVE: "bold green",
+    Lifecycle.UPDATED: "bold cyan",
+    Lifecycle.CANCELLED: "magenta",
+    Lifecycle.ALLCLEAR: "green",
+    Lifecycle.EXPIRED: "dim",
+    Lifecycle.ENDS: "",
+    Lifecycle.REPORT: "yellow",
+}
+
+
+def state_cell(item: FeedItem, entry: OutboxEntry | None, now_s: float) -> Text:
+    """The row's state: this console's unsent alert first (it is not on the network), else
+    where the alert stands by verified messages."""
+    if entry is not None:
+        settled = settle(entry, now_s)
+        if settled.state is OutboxState.WAITING and settled.sent_at_s is None:
+            return Text("unsent", style="bold yellow")
+        if settled.state is OutboxState.EXPIRED:
+            return Text("exp unsent", style="bold red")
+        if settled.state is OutboxState.DISCARDED:
+            return Text("discarded", style="dim")
+    life = item.lifecycle(now_s)
+    return Text(life.value, style=LIFECYCLE_STYLE[life])

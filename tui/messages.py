@@ -32,12 +32,3 @@ class BrokerState(Message):
         self.state = state
         self.detail = detail
         self.retry_in_s = retry_in_s
-
-
-class Published(Message):
-    """A composed alert was published to the outbox (QoS 1 acknowledged) or failed."""
-
-    def __init__(self, alert_id: str, error: str | None = None) -> None:
-        super().__init__()
-        self.alert_id = alert_id
-        self.error = error

@@ -22,6 +22,7 @@ from relayd.core.status import EventKind, RelayState, RelayStatus, parse_event, 
 from relayd.core.topics import Topics
 from relayd.core.trust import TrustBundle, TrustBundleError, parse_signed_bundle, should_replace
 from relayd.core.verify import Verifier
+from tui.health import relay_problems
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +51,22 @@ class Source(enum.Enum):
     ACTIVE = "active"
     REPORTS = "reports"
     SENT = "sent"  # composed and published by this TUI
+
+
+class Lifecycle(enum.Enum):
+    """Where an alert stands, as far as verified messages say (the Feed's state column)."""
+
+    ACTIVE = "active"
+    UPDATED = "updated"  # active, and a verified update refers to it
+    CANCELLED = "cancelled"
+    ALLCLEAR = "all-clear"
+    EXPIRED = "expired"
+    ENDS = "ends"  # a cancel or all-clear itself, until it expires
+    REPORT = "report"
+
+    @property
+    def live(self) -> bool:
+        return self in (Lifecycle.ACTIVE, Lifecycle.UPDATED)
 
 
 class InboxStatus(enum.Enum):
@@ -99,6 +116,9 @@ class FeedItem:
     drop_reasons: dict[str, str] = field(default_factory=dict)
     active: bool | None = None  # True while retained on <root>/active, False once cleared
     raw: bytes = b""  # the last copy received, as received
+    # Set by the model from verified replies only (never from the unsigned active/ clears).
+    closed_by: Kind | None = None  # the kind of the cancel or all-clear that ended its thread
+    updated: bool = False  # a verified update refers to it
 
     @property
     def raw_json(self) -> str:
@@ -127,6 +147,21 @@ class FeedItem:
 
     def expired(self, now_s: float) -> bool:
         return self.alert.is_expired(now_s)
+
+    def lifecycle(self, now_s: float) -> Lifecycle:
+        kind = self.kind
+        if kind is Kind.REPORT:
+            return Lifecycle.REPORT
+        if kind in (Kind.CANCEL, Kind.ALLCLEAR):
+            return Lifecycle.EXPIRED if self.expired(now_s) else Lifecycle.ENDS
+        # Ended beats expired: "all-clear" says more than "expired" about the same alert.
+        if self.closed_by is Kind.CANCEL:
+            return Lifecycle.CANCELLED
+        if self.closed_by is Kind.ALLCLEAR:
+            return Lifecycle.ALLCLEAR
+        if self.expired(now_s):
+            return Lifecycle.EXPIRED
+        return Lifecycle.UPDATED if self.updated else Lifecycle.ACTIVE
 
     def transmitted_by(self) -> list[str]:
         return sorted(r for r, ev in self.relays.items() if EventKind.TRANSMITTED.value in ev)
@@ -198,6 +233,7 @@ class Change:
 
     feed_id: str | None = None
     feed_new: bool = False
+    related: list[str] = field(default_factory=list)  # other rows whose state this changed
     evicted: list[str] = field(default_factory=list)
     relay: str | None = None
     relay_removed: bool = False
@@ -218,12 +254,16 @@ class FeedFilter:
     severity: Severity | None = None
     relay: str | None = None
     text: str = ""
+    # The landing view shows only live alerts (active or updated); `v` shows everything.
+    show_all: bool = False
 
     @property
     def active(self) -> bool:
-        return bool(self.kind or self.severity or self.relay or self.text)
+        return bool(self.kind or self.severity or self.relay or self.text or not self.show_all)
 
-    def matches(self, item: FeedItem) -> bool:
+    def matches(self, item: FeedItem, now_s: float) -> bool:
+        if not self.show_all and not item.lifecycle(now_s).live:
+            return False
         if self.kind is not None and item.kind is not self.kind:
             return False
         if self.severity is not None and item.severity is not self.severity:
@@ -269,6 +309,8 @@ class Model:
         self._arrivals = 0
         self._max_feed_items = max_feed_items
         self._active_prefix = topics.active_wildcard[:-1]  # "<root>/active/"
+        # Replies (update, cancel, all-clear) by the id they refer to; they may arrive first.
+        self._replies: dict[str, list[str]] = {}
 
     # ---- classification -------------------------------------------------------------
 
@@ -346,6 +388,7 @@ class Model:
                 return self._reject(topic, item)
             self._add_item(item)
             change.feed_new = True
+            change.related = self._link(item)
             change.evicted = self._evict()
             if item.kind is Kind.REPORT and item.ok:
                 self.inbox[alert_id] = InboxEntry(alert_id, updated_s=self.clock())
@@ -395,6 +438,73 @@ class Model:
             if reason:
                 item.drop_reasons[relay] = reason
 
+    def _link(self, item: FeedItem) -> list[str]:
+        """Record what a new item says about its thread; returns the other rows it changed.
+
+        Like the relays (relayd/daemon/relay.py), a cancel or all-clear of X ends X and the
+        updates that refer to X. Only verified replies count, and a reply that arrived
+        before the alert it names is checked again once that alert (its author) is known.
+        """
+        alert_id = item.alert_id
+        changed: list[str] = []
+        if item.ok and self._verifier is not None:
+            self._verifier.known.remember(item.alert.alert_id, item.alert.fields)
+        pending = self._replies.get(alert_id, [])
+        for reply_id in pending:
+            reply = self.feed.get(reply_id)
+            if reply is not None and reply.ok:
+                self._verify(reply)  # the author of what it ends is known now
+                if reply.state is VerifyState.REJECTED:
+                    changed.append(reply_id)
+        ref = item.alert.fields.ref
+        if item.kind.needs_reference and ref is not None:
+            self._replies.setdefault(ref.hex(), []).append(alert_id)
+            if item.ok:
+                changed += self._refresh_thread(ref.hex())
+        changed += self._refresh_thread(alert_id)
+        return [c for c in dict.fromkeys(changed) if c != alert_id]
+
+    def _thread_state(self, alert_id: str) -> tuple[bool, Kind | None]:
+        """(updated, closed_by) of one alert from its own verified replies."""
+        updated, closer = False, None
+        for reply_id in self._replies.get(alert_id, ()):
+            reply = self.feed.get(reply_id)
+            if reply is None or not reply.ok:
+                continue
+            if reply.kind is Kind.UPDATE:
+                updated = True
+            elif reply.kind in (Kind.CANCEL, Kind.ALLCLEAR):
+                closer = reply.kind
+        return updated, closer
+
+    def _refresh_thread(self, alert_id: str) -> list[str]:
+        """Recompute an alert's state and that of its updates; returns the rows that changed."""
+        changed: list[str] = []
+        updated, closer = self._thread_state(alert_id)
+        item = self.feed.get(alert_id)
+        if item is not None:
+            own = closer
+            ref = item.alert.fields.ref
+            if own is None and item.kind is Kind.UPDATE and ref is not None:
+                own = self._thread_state(ref.hex())[1]
+            if (item.updated, item.closed_by) != (updated, own):
+                item.updated, item.closed_by = updated, own
+                changed.append(alert_id)
+        for reply_id in self._replies.get(alert_id, ()):
+            reply = self.feed.get(reply_id)
+            if reply is not None and reply.kind is Kind.UPDATE:
+                r_updated, r_closer = self._thread_state(reply_id)
+                r_closer = r_closer or closer
+                if (reply.updated, reply.closed_by) != (r_updated, r_closer):
+                    reply.updated, reply.closed_by = r_updated, r_closer
+                    changed.append(reply_id)
+        return changed
+
+    def _relink_all(self) -> None:
+        """After a bundle change (a key may be revoked): thread state from scratch."""
+        for alert_id in list(self.feed):
+            self._refresh_thread(alert_id)
+
     def _verify(self, item: FeedItem, frame: DecodedFrame | None = None) -> None:
         if self._verifier is None:
             item.state, item.reason, item.detail = VerifyState.UNCHECKED, None, "no trust bundle loaded"
@@ -424,6 +534,7 @@ class Model:
         while len(self.feed) > self._max_feed_items:
             alert_id, _ = self.feed.popitem(last=False)
             self.inbox.pop(alert_id, None)
+            self._replies.pop(alert_id, None)
             evicted.append(alert_id)
         return evicted
 
@@ -552,6 +663,7 @@ class Model:
         speaking = relay_ids(bundle, self.clock())
         for relay in [r for r in self.relays if r not in speaking]:
             del self.relays[relay]
+        self._relink_all()
 
     # ---- local actions --------------------------------------------------------------
 
@@ -562,6 +674,7 @@ class Model:
         if item is None:
             item = self._new_item(alert, payload)
             change.feed_new = True
+            change.related = self._link(item)
             change.evicted = self._evict()
         item.sources.add(Source.SENT)
         return change
@@ -590,28 +703,20 @@ class Model:
         if flt is None or not flt.active:
             yield from self.feed.values()
             return
-        yield from (i for i in self.feed.values() if flt.matches(i))
+        now = self.clock()
+        yield from (i for i in self.feed.values() if flt.matches(i, now))
 
     def closed_ids(self) -> set[str]:
-        """Alerts retracted or ended by a verified cancel or all-clear."""
-        return {
-            i.alert.fields.ref.hex()
-            for i in self.feed.values()
-            if i.kind in (Kind.CANCEL, Kind.ALLCLEAR) and i.ok and i.alert.fields.ref is not None
-        }
+        """Alerts retracted or ended by a verified cancel or all-clear (their thread included)."""
+        return {i.alert_id for i in self.feed.values() if i.closed_by is not None}
 
     def active_alerts(self) -> list[FeedItem]:
         """Alerts an update, cancel or all-clear can refer to: newest first."""
         now = self.clock()
-        closed = self.closed_ids()
         out = [
             i
             for i in self.feed.values()
-            if i.kind in (Kind.ALERT, Kind.UPDATE, Kind.TEST)
-            and i.ok
-            and i.active is not False
-            and not i.expired(now)
-            and i.alert_id not in closed
+            if i.kind in (Kind.ALERT, Kind.UPDATE, Kind.TEST) and i.ok and i.lifecycle(now).live
         ]
         return sorted(out, key=lambda i: -i.arrival)
 
@@ -667,7 +772,7 @@ class Model:
 
     @property
     def alarming_relays(self) -> list[str]:
-        return sorted(name for name, row in self.relays.items() if row.status.alarming)
+        return sorted(name for name, row in self.relays.items() if relay_problems(row.status))
 
 
 def _envelope(payload: bytes) -> tuple[str | None, str | None]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import ssl
 import time
 from collections.abc import Callable
 
@@ -44,6 +45,13 @@ def backoff_s(attempt: int, initial_s: float, max_s: float, rng: random.Random) 
     """Full-jitter-ish backoff: base doubles per attempt, then 50-100 % of it (never a thundering herd)."""
     base: float = min(max_s, initial_s * (2 ** min(attempt, 16)))
     return base * (0.5 + rng.random() / 2)
+
+
+def tls_context(cfg: MqttConfig) -> ssl.SSLContext | None:
+    """For mqtts://: verify the broker's certificate and name (system CAs, or the given CA)."""
+    if not cfg.tls:
+        return None
+    return ssl.create_default_context(cafile=str(cfg.ca_file) if cfg.ca_file else None)
 
 
 def describe(exc: BaseException) -> str:
@@ -91,6 +99,7 @@ class MqttLink:
                     password=cfg.password,
                     keepalive=cfg.keepalive_s,
                     timeout=10,
+                    tls_context=tls_context(cfg),
                 ) as client:
                     for topic in subscriptions(self.topics):
                         await client.subscribe(topic, qos=1)

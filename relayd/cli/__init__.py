@@ -18,6 +18,7 @@ _GROUPS = (
     "relayd.cli.keys",
     "relayd.cli.trust",
     "relayd.cli.alert",
+    "relayd.cli.alerts",
     "relayd.sim.cli",
     "relayd.cli.run",
     "relayd.cli.demo",

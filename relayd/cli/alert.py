@@ -69,6 +69,11 @@ def cmd_compose(args: argparse.Namespace) -> int:
     now = now_from_arg(args.now)
     expires = expiry_arg(args.expires, now)
     assert expires is not None  # noqa: S101 - argparse default guarantees a value
+    if expires <= now:
+        raise UsageError(
+            f"--expires {args.expires!r} is not after the issue time: the alert would be expired "
+            "before any relay could send it"
+        )
     ref: bytes | None = None
     if args.ref is not None:
         try:

@@ -164,7 +164,7 @@ def populate(app: RelaydApp, network: TestNetwork) -> dict[str, str]:
         area="9q8yyk",
     )
     update = network.sign(
-        "verifier",
+        "dispatcher2",
         "Update: 3 vans, moving north on Pine. Need 2 more observers.",
         kind=Kind.UPDATE,
         severity=Severity.URGENT,

@@ -40,6 +40,7 @@ from tui.config import MqttConfig, TuiConfig
 from tui.drafts import load_signer
 from tui.messages import LinkState as TuiLink
 from tui.model import InboxStatus, VerifyState
+from tui.outbox import OutboxState
 from tui.screens.compose import ComposeScreen, ConfirmScreen
 from tui.screens.dialogs import SendProgressScreen
 
@@ -145,7 +146,14 @@ async def test_clock_warning_turns_relay_red(mosquitto: MosquittoBroker, network
     app = make_app(mosquitto.url, network)
     async with app.run_test(size=SIZE) as pilot, peer(mosquitto) as client:
         await connected(pilot, app)
-        status = RelayStatus("relay-south", RelayState.ONLINE, time.time(), clock_warning="clock is 1970")
+        status = RelayStatus(
+            "relay-south",
+            RelayState.ONLINE,
+            time.time(),
+            radio=LinkState.CONNECTED,
+            broker=LinkState.CONNECTED,
+            clock_warning="clock is 1970",
+        )
         await client.publish(
             T.status("relay-south"),
             network.seal("relay-south", ControlKind.STATUS, encode_status(status)),
@@ -291,7 +299,9 @@ async def test_report_confirm_compose_sign_publish_is_accepted_by_cli(
         await wait_for(pilot, lambda: len(received) >= 1)
         sent_id = app.model.inbox[report.id_hex].confirmed_by
         assert sent_id is not None
-        assert app.publish_results.get(sent_id) == "ok"
+        entry = app.outbox.get(sent_id)
+        assert entry is not None
+        assert entry.state is OutboxState.SENT
         assert app.model.inbox[report.id_hex].status is InboxStatus.CONFIRMED
 
         # A relay reports that it transmitted it: the progress screen says so.
@@ -303,7 +313,7 @@ async def test_report_confirm_compose_sign_publish_is_accepted_by_cli(
         )
         await wait_for(pilot, lambda: app.model.feed[sent_id].transmitted_by() == ["relay-center"])
         await pilot.pause(0.3)
-        assert "TRANSMITTED by relay-center" in str(app.screen.query_one("#progress").render())
+        assert "on air by relay-center" in str(app.screen.query_one("#progress").render())
         collector.cancel()
 
     doc = json.loads(received[0])
@@ -401,3 +411,18 @@ async def test_newer_bundle_on_mqtt_replaces_file_and_revokes(
         await wait_for(pilot, lambda: "relay-north" in app.model.relays)
         assert app.model.trust.bundle is not None
         assert app.model.trust.bundle.version == 2
+
+
+async def test_diagnostics_count_good_messages_too(mosquitto: MosquittoBroker, network: TestNetwork) -> None:
+    app = make_app(mosquitto.url, network)
+    alert = network.sign("dispatcher", "Vans at the depot", severity=Severity.WARNING)
+    async with app.run_test(size=SIZE) as pilot, peer(mosquitto) as client:
+        await connected(pilot, app)
+        await pilot.press("5")
+        await pilot.pause()
+        await client.publish(T.alerts, encode_alert(alert), qos=1)
+        await wait_for(pilot, lambda: alert.id_hex in app.model.feed)
+        await pilot.pause(1.2)  # one clock tick
+        text = str(app.main.query_one("#diag-view").render())
+        assert "nothing received yet" not in text
+        assert "alerts       0 / 1" in text

@@ -75,7 +75,7 @@ def test_forged_report_stays_out_of_the_inbox(fixed_net: TestNetwork) -> None:
 def test_reference_chain_and_active_alerts(fixed_net: TestNetwork) -> None:
     m = model(fixed_net)
     a = fixed_net.sign("dispatcher", "raid", now_s=FIXED_NOW_S - 60)
-    u = fixed_net.sign("verifier", "more vans", kind=Kind.UPDATE, ref=a.alert_id, now_s=FIXED_NOW_S - 30)
+    u = fixed_net.sign("dispatcher2", "more vans", kind=Kind.UPDATE, ref=a.alert_id, now_s=FIXED_NOW_S - 30)
     c = fixed_net.sign("dispatcher", "over", kind=Kind.ALLCLEAR, ref=a.alert_id, now_s=FIXED_NOW_S - 5)
     for x in (a, u):
         m.ingest(T.alerts, encode_alert(x))

@@ -15,6 +15,7 @@ from textual.widgets import TextArea
 from relayd.testing.keys import TestNetwork
 from tests.tui.support import populate, snapshot_app
 from tui.app import RelaydApp
+from tui.drafts import Draft
 
 SnapCompare = Callable[..., bool]
 SIZES = [pytest.param((80, 24), id="80x24"), pytest.param((120, 40), id="120x40")]
@@ -47,9 +48,10 @@ def test_relays(snap_compare: SnapCompare, fixed_net: TestNetwork, size: tuple[i
     assert snap_compare(app, terminal_size=size, run_before=prepared(app, fixed_net, "2"))
 
 
-def test_inbox(snap_compare: SnapCompare, fixed_net: TestNetwork) -> None:
+@pytest.mark.parametrize("size", SIZES)
+def test_inbox(snap_compare: SnapCompare, fixed_net: TestNetwork, size: tuple[int, int]) -> None:
     app = snapshot_app(fixed_net)
-    assert snap_compare(app, terminal_size=(80, 24), run_before=prepared(app, fixed_net, "3"))
+    assert snap_compare(app, terminal_size=size, run_before=prepared(app, fixed_net, "3"))
 
 
 @pytest.mark.parametrize("size", SIZES)
@@ -70,7 +72,10 @@ def test_compose_update(snap_compare: SnapCompare, fixed_net: TestNetwork, size:
     assert snap_compare(app, terminal_size=size, run_before=run_before)
 
 
-def test_compose_oversize_blocked(snap_compare: SnapCompare, fixed_net: TestNetwork) -> None:
+@pytest.mark.parametrize("size", SIZES)
+def test_compose_oversize_blocked(
+    snap_compare: SnapCompare, fixed_net: TestNetwork, size: tuple[int, int]
+) -> None:
     app = snapshot_app(fixed_net)
 
     async def run_before(pilot: Pilot[Any]) -> None:
@@ -78,24 +83,79 @@ def test_compose_oversize_blocked(snap_compare: SnapCompare, fixed_net: TestNetw
         app.screen.query_one("#text", TextArea).load_text("Observers needed at the courthouse steps. " * 4)
         await pilot.pause()
 
-    assert snap_compare(app, terminal_size=(80, 24), run_before=run_before)
+    assert snap_compare(app, terminal_size=size, run_before=run_before)
 
 
-def test_trust(snap_compare: SnapCompare, fixed_net: TestNetwork) -> None:
+@pytest.mark.parametrize("size", SIZES)
+def test_trust(snap_compare: SnapCompare, fixed_net: TestNetwork, size: tuple[int, int]) -> None:
     app = snapshot_app(fixed_net)
-    assert snap_compare(app, terminal_size=(80, 24), run_before=prepared(app, fixed_net, "4"))
+    assert snap_compare(app, terminal_size=size, run_before=prepared(app, fixed_net, "4"))
 
 
-def test_diagnostics(snap_compare: SnapCompare, fixed_net: TestNetwork) -> None:
+@pytest.mark.parametrize("size", SIZES)
+def test_diagnostics(snap_compare: SnapCompare, fixed_net: TestNetwork, size: tuple[int, int]) -> None:
     app = snapshot_app(fixed_net)
-    assert snap_compare(app, terminal_size=(80, 24), run_before=prepared(app, fixed_net, "5"))
+    assert snap_compare(app, terminal_size=size, run_before=prepared(app, fixed_net, "5"))
 
 
-def test_help(snap_compare: SnapCompare, fixed_net: TestNetwork) -> None:
+@pytest.mark.parametrize("size", SIZES)
+def test_help(snap_compare: SnapCompare, fixed_net: TestNetwork, size: tuple[int, int]) -> None:
     app = snapshot_app(fixed_net)
-    assert snap_compare(app, terminal_size=(80, 24), run_before=prepared(app, fixed_net, "question_mark"))
+    assert snap_compare(app, terminal_size=size, run_before=prepared(app, fixed_net, "question_mark"))
 
 
 def test_feed_light_theme(snap_compare: SnapCompare, fixed_net: TestNetwork) -> None:
     app = snapshot_app(fixed_net, dark=False)
     assert snap_compare(app, terminal_size=(80, 24), run_before=prepared(app, fixed_net))
+
+
+def sent_while_offline(app: RelaydApp, network: TestNetwork, *keys: str) -> Callable[[Pilot[Any]], Any]:
+    """The evening, plus an alert this console signed with no broker: it waits in the outbox."""
+
+    async def run_before(pilot: Pilot[Any]) -> None:
+        await prepared(app, network)(pilot)
+        app.sign_and_send(Draft(text="Observers to the courthouse steps, bring water", area="zone-3"))
+        await pilot.pause()
+        for key in keys:
+            await pilot.press(key)
+            await pilot.pause()
+
+    return run_before
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_send_progress_waiting(
+    snap_compare: SnapCompare, fixed_net: TestNetwork, size: tuple[int, int]
+) -> None:
+    app = snapshot_app(fixed_net)
+    assert snap_compare(app, terminal_size=size, run_before=sent_while_offline(app, fixed_net))
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_outbox(snap_compare: SnapCompare, fixed_net: TestNetwork, size: tuple[int, int]) -> None:
+    app = snapshot_app(fixed_net)
+    assert snap_compare(app, terminal_size=size, run_before=sent_while_offline(app, fixed_net, "escape", "o"))
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_feed_all(snap_compare: SnapCompare, fixed_net: TestNetwork, size: tuple[int, int]) -> None:
+    app = snapshot_app(fixed_net)
+    assert snap_compare(app, terminal_size=size, run_before=prepared(app, fixed_net, "v"))
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_confirm(snap_compare: SnapCompare, fixed_net: TestNetwork, size: tuple[int, int]) -> None:
+    app = snapshot_app(fixed_net)
+
+    async def run_before(pilot: Pilot[Any]) -> None:
+        await prepared(app, fixed_net, "@raid", "c")(pilot)
+        await pilot.press("ctrl+s")
+        await pilot.pause()
+
+    assert snap_compare(app, terminal_size=size, run_before=run_before)
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_dispatch_verifier(snap_compare: SnapCompare, fixed_net: TestNetwork, size: tuple[int, int]) -> None:
+    app = snapshot_app(fixed_net)
+    assert snap_compare(app, terminal_size=size, run_before=prepared(app, fixed_net, "3", "v"))

@@ -200,7 +200,11 @@ class ConfirmScreen(ModalScreen[bool]):
         t.append(f" · area {d.area or '-'} · ref {d.ref[:8] if d.ref else '-'}\n")
         t.append(f"signed by {self.signer} · {d.text_bytes}/{d.budget_bytes} text bytes\n\n")
         t.append(d.preview() + "\n", style="bold")
-        t.append("\nRelays will put it on air; it cannot be recalled, only cancelled.", style="dim")
+        t.append(
+            "\nIt waits in the outbox until the broker has it; relays then put it on air. "
+            "Once sent it cannot be recalled, only cancelled.",
+            style="dim",
+        )
         with Vertical(id="confirm-box"):
             yield Static(t)
             with Horizontal(id="confirm-buttons"):

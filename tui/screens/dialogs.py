@@ -13,6 +13,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Input, Label, Static
 
 from tui.model import Model
+from tui.outbox import Outbox, OutboxState, delivery, settle
 
 
 class DispatchVerifierScreen(ModalScreen[str | None]):
@@ -43,52 +44,74 @@ class DispatchVerifierScreen(ModalScreen[str | None]):
 
 
 class SendProgressScreen(ModalScreen[None]):
-    """Follows a sent alert: broker acknowledgement, relays receiving it, relays transmitting it."""
+    """Follows a signed alert: outbox, broker acknowledgement, relays taking it, on air.
+
+    Each line says only what the console has evidence for; nothing about relays is said
+    before the broker has acknowledged the alert.
+    """
 
     BINDINGS = [Binding("escape,enter", "close", "Close")]  # noqa: RUF012 - Textual's binding list
 
-    def __init__(self, model: Model, alert_id: str, publish_state: Callable[[str], str | None]) -> None:
+    def __init__(self, model: Model, outbox: Outbox, alert_id: str, connected: Callable[[], bool]) -> None:
         super().__init__()
         self.model = model
+        self.outbox = outbox
         self.alert_id = alert_id
-        self.publish_state = publish_state
+        self.connected = connected
 
     def compose(self) -> ComposeResult:
         with Vertical(id="dialog"):
             yield Label("Sending", classes="dialog-title")
             yield Static(id="progress")
-            yield Label("esc closes; the alert keeps going", classes="dim")
+            yield Static("", id="progress-hint", classes="dim")
 
     def on_mount(self) -> None:
         self.update_progress()
         self.set_interval(0.25, self.update_progress)
 
-    def update_progress(self) -> None:
+    def progress(self) -> tuple[Text, str]:
+        """The progress lines and the closing hint (pure, for tests)."""
+        now = self.model.clock()
+        entry = self.outbox.get(self.alert_id)
         item = self.model.feed.get(self.alert_id)
+        relays = item.relays if item is not None else {}
+        state = delivery(entry, relays, now)
         t = Text()
         t.append(f"alert {self.alert_id}\n", style="bold")
-        t.append("✓ signed\n", style="green")
-        state = self.publish_state(self.alert_id)
-        if state is None:
-            t.append("… publishing to outbox (QoS 1)\n", style="yellow")
-        elif state == "ok":
-            t.append("✓ broker acknowledged (outbox)\n", style="green")
+        t.append("✓ signed and kept in the outbox\n", style="green")
+        settled = settle(entry, now) if entry is not None else None
+        if settled is not None and settled.state is OutboxState.EXPIRED:
+            t.append("✗ expired before the broker had it: never sent\n", style="bold red")
+            return t, "esc closes; compose a new alert if it is still needed"
+        if settled is not None and settled.state is OutboxState.DISCARDED:
+            t.append("✗ discarded: never sent\n", style="bold red")
+            return t, "esc closes"
+        if not state.sent:
+            if self.connected():
+                t.append("… publishing to the broker (QoS 1)\n", style="yellow")
+            else:
+                t.append("… waiting for the broker: not connected, not sent yet\n", style="bold yellow")
+            if entry is not None and entry.last_error:
+                t.append(f"  last try: {entry.last_error}\n", style="yellow")
+            return t, "esc closes · it stays in the outbox (o) and is sent when the broker is back"
+        t.append("✓ broker acknowledged (outbox)\n", style="green")
+        heard = sorted(r for r, ev in relays.items() if ev - {"transmitted", "dropped"})
+        if heard:
+            t.append(f"✓ relays have it: {', '.join(heard)}\n", style="green")
         else:
-            t.append(f"✗ {state}\n", style="bold red")
-        if item is not None:
-            received = [r for r, ev in item.relays.items() if ev - {"transmitted"}]
-            tx = item.transmitted_by()
-            if received:
-                t.append(f"✓ relays have it: {', '.join(sorted(received))}\n", style="green")
-            else:
-                t.append("… waiting for relays\n", style="yellow")
-            if tx:
-                t.append(f"✓ TRANSMITTED by {', '.join(tx)}\n", style="bold green")
-            else:
-                t.append("… waiting for a relay to transmit\n", style="yellow")
-            for relay, reason in sorted(item.drop_reasons.items()):
-                t.append(f"✗ {relay} dropped it: {reason}\n", style="red")
-        self.query_one("#progress", Static).update(t)
+            t.append("… waiting for relays to report it\n", style="yellow")
+        if state.label.startswith(("taken", "on air")):
+            t.append(f"✓ {state.label}\n", style=state.style)
+        else:
+            t.append("… waiting for a relay to transmit\n", style="yellow")
+        for relay, reason in sorted(item.drop_reasons.items() if item else ()):
+            t.append(f"✗ {relay} dropped it: {reason}\n", style="red")
+        return t, "esc closes; relays keep sending it"
+
+    def update_progress(self) -> None:
+        text, hint = self.progress()
+        self.query_one("#progress", Static).update(text)
+        self.query_one("#progress-hint", Static).update(hint)
 
     def action_close(self) -> None:
         self.dismiss(None)
@@ -103,7 +126,8 @@ class HelpScreen(ModalScreen[None]):
 
     def compose(self) -> ComposeResult:
         t = Text()
-        t.append("relayd console — keys\n", style="bold")
+        t.append("relayd console — keys", style="bold")
+        t.append("   esc, q or ? closes this help · ↑ ↓ scroll\n", style="bold reverse")
         for title, bindings in self.sections:
             t.append(f"\n{title}\n", style="bold underline")
             for b in bindings:
@@ -119,6 +143,7 @@ class HelpScreen(ModalScreen[None]):
         t.append(
             "\nEverything works without a mouse (and over SSH). Alert text is never logged.\n", style="dim"
         )
+        t.append("esc, q or ? closes this help.\n", style="bold")
         with VerticalScroll(id="help"):
             yield Static(t)
 

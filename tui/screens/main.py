@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from textual import on
 from textual.app import ComposeResult
@@ -15,10 +15,13 @@ from textual.widget import Widget
 from textual.widgets import DataTable, Footer, Input, Static, TabbedContent, TabPane
 
 from relayd.core.model import Kind, Severity
+from tui.health import relay_problems
 from tui.messages import LinkState
 from tui.model import Change, FeedFilter, Model
+from tui.outbox import Outbox
 from tui.widgets.feed import WIDE_MIN_COLUMNS, FeedTable
 from tui.widgets.inbox import InboxTable
+from tui.widgets.outbox import OutboxTable
 from tui.widgets.panels import Banner, DiagnosticsView, StatusBar, TrustView
 from tui.widgets.relays import RelayDetail, RelayTable
 
@@ -41,22 +44,24 @@ class Panel:
 
 class MainScreen(Screen[None]):
     BINDINGS = [  # noqa: RUF012 - Textual's declared class-level binding list
-        Binding("1", "tab('feed')", "Feed"),
-        Binding("2", "tab('relays')", "Relays"),
-        Binding("3", "tab('inbox')", "Inbox"),
-        Binding("4", "tab('trust')", "Trust"),
-        Binding("5", "tab('diagnostics')", "Diag"),
-        Binding("6", "extra(0)", "Panel 6"),
-        Binding("7", "extra(1)", "Panel 7"),
-        Binding("8", "extra(2)", "Panel 8"),
-        Binding("9", "extra(3)", "Panel 9"),
+        Binding("1", "tab('feed')", "Feed", show=False),
+        Binding("2", "tab('relays')", "Relays", show=False),
+        Binding("3", "tab('inbox')", "Inbox", show=False),
+        Binding("4", "tab('trust')", "Trust", show=False),
+        Binding("5", "tab('diagnostics')", "Diag", show=False),
+        Binding("o", "tab('outbox')", "Outbox", show=False),
+        Binding("6", "extra(0)", "Panel 6", show=False),
+        Binding("7", "extra(1)", "Panel 7", show=False),
+        Binding("8", "extra(2)", "Panel 8", show=False),
+        Binding("9", "extra(3)", "Panel 9", show=False),
     ]
 
-    def __init__(self, model: Model, panels: Sequence[Panel] = ()) -> None:
+    def __init__(self, model: Model, outbox: Outbox, panels: Sequence[Panel] = ()) -> None:
         super().__init__()
         if len(panels) > MAX_EXTRA_PANELS:
             raise ValueError(f"at most {MAX_EXTRA_PANELS} extra panels (keys 6-9)")
         self.model = model
+        self.outbox = outbox
         self.panels = tuple(panels)
         self._search_timer: Timer | None = None
 
@@ -68,7 +73,7 @@ class MainScreen(Screen[None]):
                 with Horizontal(id="filter-bar"):
                     yield Static(id="filter-summary")
                     yield Input(placeholder="/ search text, area, id, author", id="search", compact=True)
-                yield FeedTable(self.model.clock, id="feed-table")
+                yield FeedTable(self.model.clock, outbox=self.outbox.get, id="feed-table")
             with TabPane("Relays 2", id="relays"):
                 yield RelayTable(id="relay-table")
                 yield RelayDetail(id="relay-detail")
@@ -82,6 +87,9 @@ class MainScreen(Screen[None]):
                 yield TrustView(id="trust-view")
             with TabPane("Diag 5", id="diagnostics"), VerticalScroll():
                 yield DiagnosticsView(id="diag-view")
+            with TabPane("Outbox o", id="outbox"):
+                yield OutboxTable(id="outbox-table")
+                yield Static("r resend · d discard (before it is sent) · enter detail", id="outbox-help")
             for index, panel in enumerate(self.panels):
                 with TabPane(f"{panel.title} {index + 6}", id=panel.id):
                     yield panel.factory()
@@ -101,6 +109,17 @@ class MainScreen(Screen[None]):
     def inbox_table(self) -> InboxTable:
         return self.query_one("#inbox-table", InboxTable)
 
+    @property
+    def outbox_table(self) -> OutboxTable:
+        return self.query_one("#outbox-table", OutboxTable)
+
+    def outbox_changed(self, alert_id: str) -> None:
+        """An outbox entry changed state: its feed row and the outbox tab."""
+        self.outbox_table.sync(self.outbox, self.model, self.model.clock())
+        item = self.model.feed.get(alert_id)
+        if item is not None:
+            self.feed_table.sync_item(item, self.model.clock())
+
     def on_mount(self) -> None:
         self.feed_table.set_wide(self.app.size.width >= WIDE_MIN_COLUMNS)
         self.feed_table.focus()
@@ -109,6 +128,9 @@ class MainScreen(Screen[None]):
 
     def on_resize(self) -> None:
         self.feed_table.set_wide(self.size.width >= WIDE_MIN_COLUMNS)
+        # Their text columns end in an ellipsis fitted to the width.
+        self._sync_inbox()
+        self.outbox_table.sync(self.outbox, self.model, self.model.clock())
 
     # ---- drawing --------------------------------------------------------------------
 
@@ -118,6 +140,7 @@ class MainScreen(Screen[None]):
         for name in sorted(self.model.relays):
             self.relay_table.sync(name, self.model.relays[name], now)
         self._sync_inbox()
+        self.outbox_table.sync(self.outbox, self.model, now)
         self.query_one(TrustView).show(self.model, now)
         self.query_one(DiagnosticsView).show(self.model, now)
         self._show_relay_detail()
@@ -135,6 +158,12 @@ class MainScreen(Screen[None]):
             item = self.model.feed.get(change.feed_id)
             if item is not None:
                 feed.sync_item(item, now)
+                for related in change.related:
+                    other = self.model.feed.get(related)
+                    if other is not None:
+                        feed.sync_item(other, now)
+                if change.feed_id in self._outbox_ids():
+                    self.outbox_table.sync(self.outbox, self.model, now)
         if change.relay is not None:
             self.relay_table.sync(change.relay, self.model.relays.get(change.relay), now)
             self._show_relay_detail()
@@ -146,6 +175,7 @@ class MainScreen(Screen[None]):
     def tick(self) -> None:
         """Once a second: ages, time to expiry, last-heard."""
         now = self.model.clock()
+        self.feed_table.drop_stale(now)
         self.feed_table.refresh_times(self.model.feed, now)
         active = self.query_one(TabbedContent).active
         if active == "relays":
@@ -153,27 +183,48 @@ class MainScreen(Screen[None]):
                 self.relay_table.sync(name, row, now)
         elif active == "trust":
             self.query_one(TrustView).show(self.model, now)
+        elif active == "outbox":
+            self.outbox_table.sync(self.outbox, self.model, now)
+        elif active == "inbox":
+            self._sync_inbox()  # ages
+        elif active == "diagnostics":
+            # Counts move with every message, not only with problems.
+            self.query_one(DiagnosticsView).show(self.model, now)
 
     def show_status(
-        self, link: LinkState, link_detail: str, broker: str, key: str | None, bell: bool
+        self,
+        link: LinkState,
+        link_detail: str,
+        broker: str,
+        key: str | None,
+        bell: bool,
+        *,
+        outbox_note: str = "",
     ) -> None:
         bars = self.query(StatusBar)
         if not bars:
             # The clock tick can fire while the screen is still composing or being torn down.
             return
-        bars.first().show(self.model, link, broker, key, bell)
+        bars.first().show(self.model, link, broker, key, bell, waiting=self.outbox.waiting())
         lines: list[str] = []
         if link is LinkState.RETRYING:
             lines.append(link_detail)
+        waiting = self.outbox.waiting()
+        if waiting and link is not LinkState.CONNECTED:
+            lines.append(f"{waiting} signed alert(s) waiting in the outbox: sent when the broker is back")
+        if outbox_note:
+            lines.append(outbox_note)
         for name in self.model.alarming_relays:
-            s = self.model.relays[name].status
-            why = s.storage_error or s.clock_warning or "offline"
-            lines.append(f"relay {name}: {why}")
+            problems = relay_problems(self.model.relays[name].status)
+            lines.append(f"relay {name}: " + "; ".join(p.detail for p in problems))
         bundle = self.model.trust.bundle
         now = self.model.clock()
         if bundle is not None and bundle.is_expired(now):
             lines.append("trust bundle EXPIRED: alerts cannot be verified; get a new bundle")
-        self.query_one(Banner).show(lines[:3])
+        self.query_one(Banner).show(lines)
+
+    def _outbox_ids(self) -> set[str]:
+        return {e.alert_id for e in self.outbox}
 
     def _sync_inbox(self) -> None:
         self.inbox_table.sync(list(self.model.inbox_entries()), self.model.clock())
@@ -207,7 +258,12 @@ class MainScreen(Screen[None]):
         return True
 
     def _focus_tab(self, tab: str) -> None:
-        target = {"feed": "#feed-table", "relays": "#relay-table", "inbox": "#inbox-table"}.get(tab)
+        target = {
+            "feed": "#feed-table",
+            "relays": "#relay-table",
+            "inbox": "#inbox-table",
+            "outbox": "#outbox-table",
+        }.get(tab)
         if target:
             self.query_one(target).focus()
 
@@ -221,6 +277,7 @@ class MainScreen(Screen[None]):
     def update_filter_summary(self) -> None:
         f = self.feed_table.filter
         parts = [
+            "all (v)" if f.show_all else "active (v)",
             f"k:{f.kind.value if f.kind else 'all'}",
             f"s:{f.severity.value if f.severity else 'all'}",
             f"r:{f.relay or 'all'}",
@@ -236,19 +293,24 @@ class MainScreen(Screen[None]):
         f = self.feed_table.filter
         if what == "kind":
             kinds: list[Kind | None] = [None, *Kind]
-            f = FeedFilter(kinds[(kinds.index(f.kind) + 1) % len(kinds)], f.severity, f.relay, f.text)
+            f = replace(f, kind=kinds[(kinds.index(f.kind) + 1) % len(kinds)])
         elif what == "severity":
             sevs: list[Severity | None] = [None, *Severity]
-            f = FeedFilter(f.kind, sevs[(sevs.index(f.severity) + 1) % len(sevs)], f.relay, f.text)
+            f = replace(f, severity=sevs[(sevs.index(f.severity) + 1) % len(sevs)])
         else:
             relays: list[str | None] = [None, *self.model.relay_names()]
             current = relays.index(f.relay) if f.relay in relays else 0
-            f = FeedFilter(f.kind, f.severity, relays[(current + 1) % len(relays)], f.text)
+            f = replace(f, relay=relays[(current + 1) % len(relays)])
         self.set_filter(f)
 
     def clear_filters(self) -> None:
         self.query_one("#search", Input).value = ""
-        self.set_filter(FeedFilter())
+        self.set_filter(FeedFilter(show_all=self.feed_table.filter.show_all))
+
+    def toggle_view(self) -> None:
+        """Active alerts only (the landing view) or everything the console has seen."""
+        f = self.feed_table.filter
+        self.set_filter(replace(f, show_all=not f.show_all))
 
     def focus_search(self) -> None:
         self.query_one("#search", Input).focus()
@@ -263,7 +325,7 @@ class MainScreen(Screen[None]):
         def apply() -> None:
             f = self.feed_table.filter
             if f.text != text:
-                self.set_filter(FeedFilter(f.kind, f.severity, f.relay, text))
+                self.set_filter(replace(f, text=text))
 
         self._search_timer = self.set_timer(0.25, apply)
 

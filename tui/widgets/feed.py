@@ -23,11 +23,13 @@ from textual.strip import Strip
 from relayd.core.model import Kind
 from tui import fmt
 from tui.model import FeedFilter, FeedItem
+from tui.outbox import OutboxEntry
 
 # (key, label, width); widths include one space of gap. The text column takes what is left.
 WIDE_COLUMNS: tuple[tuple[str, str, int], ...] = (
     ("kind", "kind", 7),
     ("sev", "sev", 5),
+    ("state", "state", 11),
     ("verify", "verification", 27),
     ("age", "age", 5),
     ("ttl", "ttl", 5),
@@ -38,9 +40,10 @@ WIDE_COLUMNS: tuple[tuple[str, str, int], ...] = (
 NARROW_COLUMNS: tuple[tuple[str, str, int], ...] = (
     ("sev", "sev", 5),
     ("kind", "kind", 7),
-    ("verify", "verification", 18),
+    ("state", "state", 11),
+    ("verify", "verification", 16),
     ("ttl", "ttl", 5),
-    ("relays", "relays", 11),
+    ("relays", "relays", 9),
     ("text", "text", 0),
 )
 WIDE_MIN_COLUMNS = 100
@@ -49,7 +52,12 @@ HEADER_LINES = 1
 
 
 class FeedTable(ScrollView, can_focus=True):
-    """Rows are keyed by alert id, oldest first; the cursor follows the newest row."""
+    """Rows are keyed by alert id, oldest first.
+
+    The cursor stays on the alert the operator chose: new arrivals never move it (a key
+    pressed on the row being read must act on that row), and a row leaving the view moves
+    it to its neighbour.
+    """
 
     BINDINGS = [  # noqa: RUF012 - Textual's declared class-level binding list
         Binding("enter", "open", "Detail"),
@@ -57,11 +65,12 @@ class FeedTable(ScrollView, can_focus=True):
         Binding("u", "reply('update')", "Update"),
         Binding("c", "reply('cancel')", "Cancel"),
         Binding("a", "reply('allclear')", "All-clear"),
-        Binding("k", "cycle('kind')", "Kind"),
-        Binding("s", "cycle('severity')", "Sev"),
-        Binding("r", "cycle('relay')", "Relay"),
-        Binding("slash", "search", "Search"),
-        Binding("x", "clear_filters", "Clear filters"),
+        Binding("k", "cycle('kind')", "Kind", show=False),
+        Binding("s", "cycle('severity')", "Sev", show=False),
+        Binding("r", "cycle('relay')", "Relay", show=False),
+        Binding("slash", "search", "Search", show=False),
+        Binding("x", "clear_filters", "Clear filters", show=False),
+        Binding("v", "toggle_view", "Active/all"),
         Binding("up", "move(-1)", "Up", show=False),
         Binding("down", "move(1)", "Down", show=False),
         Binding("pageup", "page(-1)", "Page up", show=False),
@@ -92,11 +101,17 @@ class FeedTable(ScrollView, can_focus=True):
             self.action = action
             self.alert_id = alert_id
 
-    def __init__(self, clock: Callable[[], float], *, id: str | None = None) -> None:
+    def __init__(
+        self,
+        clock: Callable[[], float],
+        *,
+        outbox: Callable[[str], OutboxEntry | None] = lambda _id: None,
+        id: str | None = None,
+    ) -> None:
         super().__init__(id=id)
         self.clock = clock
+        self.outbox = outbox
         self.filter = FeedFilter()
-        self.follow = True  # keep the cursor on the newest row until the operator moves it
         self.columns_spec = NARROW_COLUMNS
         self._order: list[str] = []
         self._index: dict[str, int] = {}
@@ -152,13 +167,14 @@ class FeedTable(ScrollView, can_focus=True):
     def cells(self, item: FeedItem, now_s: float) -> list[Text]:
         narrow = self.columns_spec is NARROW_COLUMNS
         widths = {key: width for key, _, width in self.columns_spec}
-        style = "dim" if item.expired(now_s) or item.active is False else ""
+        style = "" if item.lifecycle(now_s).live or item.kind is Kind.REPORT else "dim"
         text = Text(fmt.one_line(item.text, TEXT_LIMIT), style=style)
         if item.urgent and item.ok:
             text.stylize("bold")
         values: dict[str, Text | str] = {
             "kind": fmt.kind_cell(item),
             "sev": fmt.severity_cell(item),
+            "state": fmt.state_cell(item, self.outbox(item.alert_id), now_s),
             "verify": fmt.verify_cell(item, short=narrow),
             "age": fmt.duration(now_s - item.alert.fields.issued_at_s),
             "ttl": fmt.ttl(item, now_s),
@@ -190,22 +206,31 @@ class FeedTable(ScrollView, can_focus=True):
             self._refresh_row(row)
 
     def sync_item(self, item: FeedItem, now_s: float) -> None:
-        """Add or update the row for `item` (if it passes the filter). O(1)."""
+        """Add, update or drop the row for `item` as it passes the filter. O(1) but for a drop."""
+        matches = self.filter.matches(item, now_s)
         if item.alert_id in self._index:
+            if not matches:
+                self.remove_item(item.alert_id)
+                return
             self._items[item.alert_id] = item
             self._invalidate(item.alert_id)
             return
-        if not self.filter.matches(item):
+        if not matches:
             return
-        follow = self.follow and (not self._order or self.cursor_row >= len(self._order) - 1)
         self._index[item.alert_id] = len(self._order)
         self._order.append(item.alert_id)
         self._items[item.alert_id] = item
         self._resize_virtual()
-        if follow:
-            self.cursor_row = len(self._order) - 1
-        else:
-            self._refresh_row(len(self._order) - 1)
+        self._refresh_row(len(self._order) - 1)
+        if len(self._order) == 1:
+            self.cursor_row = 0
+
+    def drop_stale(self, now_s: float) -> None:
+        """Rows that left the view by time alone (an alert expiring off the active view)."""
+        if self.filter.show_all:
+            return
+        for alert_id in [a for a, item in self._items.items() if not self.filter.matches(item, now_s)]:
+            self.remove_item(alert_id)
 
     def remove_item(self, alert_id: str) -> None:
         row = self._index.pop(alert_id, None)
@@ -219,28 +244,30 @@ class FeedTable(ScrollView, can_focus=True):
         self._index = {key: i for i, key in enumerate(self._order)}
         if self.cursor_row > row:
             self.cursor_row -= 1
+        elif self.cursor_row >= len(self._order):
+            self.cursor_row = max(0, len(self._order) - 1)
         self._resize_virtual()
         self.refresh()
 
     def rebuild(self, items: list[FeedItem], now_s: float) -> None:
         """Replace every row (filter change, bundle change). Cells are computed lazily on draw."""
-        selected = self.selected_id
+        selected, old_row = self.selected_id, self.cursor_row
         self._order = [item.alert_id for item in items]
         self._index = {key: i for i, key in enumerate(self._order)}
         self._items = {item.alert_id: item for item in items}
         self._cells.clear()
         self._strips.clear()
         self._resize_virtual()
-        if selected is not None and selected in self._index and not self.follow:
+        if selected is not None and selected in self._index:
             self.cursor_row = self._index[selected]
         else:
-            self.cursor_row = max(0, len(self._order) - 1)
+            self.cursor_row = max(0, min(old_row, len(self._order) - 1))
         self.refresh()
 
     def refresh_times(self, items: dict[str, FeedItem], now_s: float) -> None:
         """Keep age and time-to-expiry current on the rows on screen; redraw only rows that changed."""
         keys = [key for key, _, _ in self.columns_spec]
-        timed = [keys.index(k) for k in ("age", "ttl") if k in keys]
+        timed = [keys.index(k) for k in ("age", "ttl", "state") if k in keys]
         top = int(self.scroll_y)
         for row in range(top, min(len(self._order), top + self._body_height())):
             alert_id = self._order[row]
@@ -271,7 +298,6 @@ class FeedTable(ScrollView, can_focus=True):
         self._strips.clear()  # theme changed: cached rows carry the old colours
 
     def watch_cursor_row(self, old: int, new: int) -> None:
-        self.follow = new >= len(self._order) - 1
         self._refresh_row(old)
         self._refresh_row(new)
         self._scroll_cursor_into_view()
@@ -359,6 +385,9 @@ class FeedTable(ScrollView, can_focus=True):
 
     def action_search(self) -> None:
         self.post_message(self.Action("search", None))
+
+    def action_toggle_view(self) -> None:
+        self.post_message(self.Action("toggle_view", None))
 
     def action_clear_filters(self) -> None:
         self.post_message(self.Action("clear_filters", None))

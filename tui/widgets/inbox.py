@@ -50,7 +50,7 @@ class InboxTable(DataTable[Text | str]):
             self.add_column(label, key=key, width=width)
 
     @staticmethod
-    def cells(entry: InboxEntry, item: FeedItem, now_s: float) -> list[Text | str]:
+    def cells(entry: InboxEntry, item: FeedItem, now_s: float, room: int = 160) -> list[Text | str]:
         status = entry.status.value
         if entry.status is InboxStatus.VERIFIER_DISPATCHED and entry.dispatched:
             status = f"→ {entry.dispatched[-1][0]}"
@@ -62,16 +62,17 @@ class InboxTable(DataTable[Text | str]):
             item.signer_name or "?",
             f"!{origin:08x}" if origin is not None else "-",
             item.alert.fields.area or "",
-            Text(fmt.one_line(item.text, 160), style="dim" if dim else ""),
+            Text(fmt.one_line(item.text, room), style="dim" if dim else ""),
         ]
 
     def sync(self, entries: list[tuple[InboxEntry, FeedItem]], now_s: float) -> None:
         """The inbox is small (reports awaiting a decision), so it is redrawn whole."""
         selected = self.selected_id
         self.clear()
+        room = fmt.text_room(self.size.width or self.app.size.width, COLUMNS)
         # Newest first: the report that just came in is the one to look at.
         for entry, item in reversed(entries):
-            self.add_row(*self.cells(entry, item, now_s), key=entry.alert_id)
+            self.add_row(*self.cells(entry, item, now_s, room), key=entry.alert_id)
         if selected is not None:
             for index, (entry, _) in enumerate(reversed(entries)):
                 if entry.alert_id == selected:

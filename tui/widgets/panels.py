@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from rich.text import Text
 from textual.widgets import Static
 
@@ -11,45 +13,100 @@ from tui import fmt
 from tui.messages import LinkState
 from tui.model import Model
 
+ESSENTIAL = 9
+
+
+@dataclass(frozen=True, slots=True)
+class Part:
+    text: str
+    style: str = ""
+    keep: int = 0  # higher is kept longer when the line does not fit
+
+
+def status_parts(
+    model: Model, link: LinkState, *, broker: str, key: str | None, bell: bool, waiting: int
+) -> list[Part]:
+    """The status line's pieces in display order. Pure: `fit` decides what a width can show.
+
+    Kept at every width: the broker link, the relay count and how many are red, unsent
+    alerts, the trust version and new reports.
+    """
+    link_style = {
+        LinkState.CONNECTED: "green",
+        LinkState.CONNECTING: "yellow",
+        LinkState.RETRYING: "bold red",
+        LinkState.DISABLED: "dim",
+    }[link]
+    bundle = model.trust.bundle
+    red = len(model.alarming_relays)
+    new = model.inbox_new
+    bad = model.diagnostics.malformed_total
+    parts = [
+        Part(" relayd ", "bold reverse", 3),
+        Part(f" ● {link.value}", link_style, ESSENTIAL),
+        Part(f" {broker}" if broker else "", "", 1),
+        Part(f" │ key {key}" if key else " │ watch only", "", 2),
+        Part(
+            f" │ trust v{bundle.version}" if bundle else " │ NO TRUST",
+            "" if bundle else "bold yellow",
+            ESSENTIAL,
+        ),
+        Part(f" │ relays {len(model.relays)}", "", ESSENTIAL),
+        Part(f" · {red} RED" if red else "", "bold red", ESSENTIAL),
+        Part(f" │ outbox {waiting} unsent" if waiting else "", "bold yellow", ESSENTIAL),
+        Part(f" │ inbox {new}", "bold yellow" if new else "", ESSENTIAL),
+        Part(f" │ malformed {bad}" if bad else "", "yellow", 4),
+        Part(" │ 🔔" if bell else "", "", 2),
+    ]
+    return [p for p in parts if p.text]
+
+
+def fit(parts: list[Part], width: int) -> Text:
+    """Drop the least important parts until the line fits `width` cells."""
+    shown = list(parts)
+    while shown and sum(Text(p.text).cell_len for p in shown) > width:
+        lowest = min(p.keep for p in shown)
+        if lowest >= ESSENTIAL:  # only essentials left: keep them all, crop the rest
+            break
+        shown = [p for p in shown if p.keep != lowest]
+    t = Text(no_wrap=True, overflow="crop")
+    for p in shown:
+        t.append(p.text, style=p.style)
+    return t
+
 
 class StatusBar(Static):
-    """One line: broker link, key, trust version and counters."""
+    """One line: broker link, key, trust version and counters; at any width the essentials."""
 
-    def show(self, model: Model, link: LinkState, broker: str, key: str | None, bell: bool) -> None:
-        t = Text()
-        t.append(" relayd ", style="bold reverse")
-        style = {
-            LinkState.CONNECTED: "green",
-            LinkState.CONNECTING: "yellow",
-            LinkState.RETRYING: "bold red",
-            LinkState.DISABLED: "dim",
-        }[link]
-        t.append(f" ● {link.value}", style=style)
-        t.append(f" {broker}" if broker else "")
-        t.append(f" │ key {key}" if key else " │ watch only")
-        bundle = model.trust.bundle
-        t.append(f" │ trust v{bundle.version}" if bundle else " │ no trust")
-        alarms = len(model.alarming_relays)
-        t.append(f" │ relays {len(model.relays)}")
-        if alarms:
-            t.append(f" ({alarms} red)", style="bold red")
-        new = model.inbox_new
-        t.append(" │ inbox ")
-        t.append(str(new), style="bold yellow" if new else "")
-        bad = model.diagnostics.malformed_total
-        if bad:
-            t.append(f" │ malformed {bad}", style="yellow")
-        if bell:
-            t.append(" │ 🔔")
-        self.update(t)
+    _parts: list[Part] | None = None
+
+    def show(
+        self, model: Model, link: LinkState, broker: str, key: str | None, bell: bool, *, waiting: int = 0
+    ) -> None:
+        self._parts = status_parts(model, link, broker=broker, key=key, bell=bell, waiting=waiting)
+        self._draw()
+
+    def _draw(self) -> None:
+        if self._parts is not None:
+            width = self.size.width or self.app.size.width
+            self.update(fit(self._parts, width))
+
+    def on_resize(self) -> None:
+        self._draw()
 
 
 class Banner(Static):
     """A loud line for what needs attention now: broker down, relays red, trust expiring."""
 
+    MAX_LINES = 3
+
     def show(self, lines: list[str]) -> None:
+        """One line per problem, cut with an ellipsis; past three, a count and where to look."""
+        if len(lines) > self.MAX_LINES:
+            more = len(lines) - (self.MAX_LINES - 1)
+            lines = [*lines[: self.MAX_LINES - 1], f"{more} more: see Relays (2) and the status line"]
         self.display = bool(lines)
-        self.update(Text("\n".join(f"⚠ {line}" for line in lines)))
+        self.update(Text("\n".join(f"⚠ {line}" for line in lines), no_wrap=True, overflow="ellipsis"))
 
 
 class TrustView(Static):

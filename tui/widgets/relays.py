@@ -10,6 +10,7 @@ from textual.widgets.data_table import RowDoesNotExist, RowKey
 
 from relayd.core.status import RelayState
 from tui import fmt
+from tui.health import relay_problems
 from tui.model import RelayRow
 
 COLUMNS: tuple[tuple[str, str, int], ...] = (
@@ -36,7 +37,7 @@ class RelayTable(DataTable[Text | str]):
     def cells(name: str, row: RelayRow, now_s: float) -> list[Text | str]:
         s = row.status
         offline = s.state is RelayState.OFFLINE
-        red = "bold red" if s.alarming else ""
+        red = "bold red" if relay_problems(s) else ""
         return [
             Text(name, style=red),
             fmt.relay_state_cell(s),
@@ -74,12 +75,8 @@ class RelayDetail(Static):
         lines.append(f"{name}", style="bold")
         lines.append(f"  {s.state.value}  v{s.version or '?'}  status {fmt.age(now_s, row.updated_s)} ago")
         lines.append(f"  radio {s.radio.value} {s.radio_device} {s.radio_node}\n")
-        if s.state is RelayState.OFFLINE:
-            lines.append("⚠ offline: the broker published its last will or it shut down\n", style="bold red")
-        if s.clock_warning:
-            lines.append(f"⚠ clock: {s.clock_warning}\n", style="bold red")
-        if s.storage_error:
-            lines.append(f"⚠ storage: {s.storage_error}\n", style="bold red")
+        for problem in relay_problems(s):
+            lines.append(f"⚠ {problem.detail}\n", style="bold red")
         lines.append(
             f"tx {s.transmitted}  suppressed {s.suppressed}  heard {s.heard}  published {s.published}  "
             f"airtime {s.airtime_last_hour_s:.1f}/{s.airtime_budget_per_hour_s:.0f} s/h  "
