@@ -64,6 +64,10 @@ class RelayStatus:
     clock_warning: str | None = None
     storage_error: str | None = None
     trust_version: int | None = None
+    # Radio nodes of other relays that this relay's radio has heard ("!0a1b2c3d"): how a
+    # peer learns that its frames reach us (suppression among RF neighbours). Relay radios
+    # only, never handhelds.
+    rf_heard: tuple[str, ...] = ()
 
     @property
     def alarming(self) -> bool:
@@ -105,6 +109,7 @@ def encode_status(s: RelayStatus) -> bytes:
         "clock_warning": s.clock_warning,
         "storage_error": s.storage_error,
         "trust_version": s.trust_version,
+        "rf_heard": list(s.rf_heard),
     }
     return json.dumps(doc, separators=(",", ":")).encode()
 
@@ -186,6 +191,9 @@ def parse_status(payload: bytes) -> RelayStatus:
     trust_version = doc.get("trust_version")
     if trust_version is not None and (isinstance(trust_version, bool) or not isinstance(trust_version, int)):
         raise MalformedMessage("'trust_version' must be an integer or null")
+    rf_heard = doc.get("rf_heard", [])
+    if not isinstance(rf_heard, list) or not all(isinstance(n, str) for n in rf_heard):
+        raise MalformedMessage("'rf_heard' must be a list of node ids")
     return RelayStatus(
         relay=relay,
         state=state,
@@ -208,6 +216,7 @@ def parse_status(payload: bytes) -> RelayStatus:
         clock_warning=_opt_str(doc, "clock_warning"),
         storage_error=_opt_str(doc, "storage_error"),
         trust_version=trust_version,
+        rf_heard=tuple(rf_heard),
     )
 
 

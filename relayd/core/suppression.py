@@ -9,14 +9,25 @@ each alert, every relay computes the same pseudo-random permutation of the relay
 relay transmits at once; the next waits one slot (longer than a frame's airtime plus
 latency), hears the first and stands down. If the first relay's radio is down, the next
 one covers after one slot, and the load rotates between relays from alert to alert.
+
+Who counts as "the relays it knows" is the relay's RF neighbourhood (`rank_peers`), not every
+relay on the broker: on a city broker with many separate clusters, ranking among all of them
+would make each cluster wait for relays whose frames can never reach it. A neighbour is a
+relay whose radio this relay's radio has heard (directly or through a rebroadcast), or one
+whose status says its radio heard ours. A relay nobody has classified yet (a fresh install)
+still counts, so that a cold start does not put three copies on air; one that transmitted
+while we listened and was never heard is apart and does not count.
 """
 
 from __future__ import annotations
 
+import enum
 import hashlib
 import random
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+
+from relayd.core.airtime import LoRaPreset
 
 
 def rank_of(relay_id: str, alert_id: bytes, peers: Iterable[str]) -> int:
@@ -28,6 +39,74 @@ def rank_of(relay_id: str, alert_id: bytes, peers: Iterable[str]) -> int:
 
     ordered = sorted(everyone, key=draw)
     return ordered.index(relay_id)
+
+
+class Adjacency(enum.Enum):
+    NEIGHBOUR = "neighbour"  # shares our air: rank with it, honour its "transmitted"
+    UNKNOWN = "unknown"  # not classified yet: rank with it, but never stand down on its word
+    APART = "apart"  # transmitted while we listened and we never heard it
+
+
+class RankScope(enum.Enum):
+    RF = "rf"  # rank among RF neighbours (and relays not classified yet)
+    BROKER = "broker"  # rank among every online relay on the broker (relayd <= 0.x behaviour)
+
+
+@dataclass(frozen=True, slots=True)
+class NeighbourMemory:
+    """What a relay knows about which relays share its air (kept across restarts)."""
+
+    peer_nodes: Mapping[str, int] = field(default_factory=dict)  # relay -> its radio's node
+    heard_nodes: frozenset[int] = frozenset()  # nodes our radio heard (any hop)
+    heard_by: frozenset[str] = frozenset()  # relays whose status says they heard our radio
+    unheard: frozenset[str] = frozenset()  # relays that transmitted unheard while we listened
+
+
+def adjacency(relay: str, memory: NeighbourMemory) -> Adjacency:
+    """Evidence of hearing (either way) wins over evidence of not hearing: a lossy link
+    heard once is a neighbour, and a false "neighbour" costs a duplicate, never a miss."""
+    node = memory.peer_nodes.get(relay)
+    if (node is not None and node in memory.heard_nodes) or relay in memory.heard_by:
+        return Adjacency.NEIGHBOUR
+    if relay in memory.unheard:
+        return Adjacency.APART
+    return Adjacency.UNKNOWN
+
+
+def rank_peers(
+    relay_id: str, online: Iterable[str], memory: NeighbourMemory, scope: RankScope = RankScope.RF
+) -> frozenset[str]:
+    """The online peers this relay ranks itself among for an alert."""
+    peers = frozenset(online) - {relay_id}
+    if scope is RankScope.BROKER:
+        return peers
+    return frozenset(p for p in peers if adjacency(p, memory) is not Adjacency.APART)
+
+
+def honours_evidence(relay: str, memory: NeighbourMemory) -> bool:
+    """Stand down on this peer's "transmitted" only if its frame reaches our area: a relay
+    in another neighbourhood must never silence ours."""
+    return adjacency(relay, memory) is Adjacency.NEIGHBOUR
+
+
+# Meshtastic's contention window (RadioInterface: CWmin 3, CWmax 8) in slots, and the extra
+# wait of a ROUTER_LATE rebroadcast (FloodingRouter: after every CLIENT's window).
+_CW_MAX = 8
+_CLIENT_WINDOW_SLOTS = 2 * _CW_MAX + (1 << _CW_MAX)
+_ROUTER_LATE_SLOTS = 2 * _CW_MAX + (1 << _CW_MAX)
+
+
+def mac_slot_s(preset: LoRaPreset) -> float:
+    """RadioInterface::applyModemConfig slotTimeMsec (CAD + propagation + turnaround + MAC)."""
+    symbols_ms: float = 8.5 * float(1 << preset.spreading_factor) / (preset.bandwidth_hz / 1000.0)
+    return (symbols_ms + 7.6) / 1000.0
+
+
+def relayed_copy_s(preset: LoRaPreset, frame_s: float) -> float:
+    """The longest a neighbour's frame takes to reach us through one rebroadcast by a
+    ROUTER_LATE relay radio: its frame, the rebroadcaster's full wait, the copy. A relay
+    waits this long for the RF copy of an unclassified peer's transmission (once per peer)."""
+    return 2 * frame_s + (_CLIENT_WINDOW_SLOTS + _ROUTER_LATE_SLOTS) * mac_slot_s(preset)
 
 
 @dataclass
@@ -56,6 +135,14 @@ class Suppressor:
 
     def restore(self, alert_id: bytes, release_s: float) -> None:
         self._held[alert_id] = release_s
+
+    def extend(self, alert_id: bytes, release_s: float) -> bool:
+        """Hold a held alert at least until `release_s` (never earlier). True if held."""
+        current = self._held.get(alert_id)
+        if current is None:
+            return False
+        self._held[alert_id] = max(current, release_s)
+        return True
 
     def heard_on_rf(self, alert_id: bytes) -> bool:
         """Someone else put it on air: stand down. True if we were holding it."""

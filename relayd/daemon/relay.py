@@ -35,6 +35,7 @@ from relayd.core.replay import ReplayWindows
 from relayd.core.scheduler import AirtimeScheduler, QueueItem, Ready, Wait
 from relayd.core.status import (
     EventKind,
+    LinkState,
     RelayEvent,
     RelayState,
     RelayStatus,
@@ -44,7 +45,16 @@ from relayd.core.status import (
     parse_event,
     parse_status,
 )
-from relayd.core.suppression import Suppressor
+from relayd.core.suppression import (
+    Adjacency,
+    NeighbourMemory,
+    RankScope,
+    Suppressor,
+    adjacency,
+    honours_evidence,
+    rank_peers,
+    relayed_copy_s,
+)
 from relayd.core.topics import Topics
 from relayd.core.trust import SignedBundle, TrustBundleError, parse_signed_bundle, should_replace
 from relayd.core.verify import Verdict, Verifier, VerifyPolicy
@@ -135,11 +145,22 @@ class Relay:
             config.suppression.enabled,
             self._rng,
         )
+        self.rank_scope = RankScope(config.suppression.rank_among)
+        # How long the RF copy of a neighbour's frame may take through one ROUTER_LATE
+        # rebroadcast: the wait for an unclassified peer's copy.
+        self._relayed_copy_s = relayed_copy_s(config.airtime.preset, max_airtime_s * time_scale) / time_scale
         self.peers: dict[str, RelayState] = {}
         # Peer relay -> its radio's node number (from its status), and the node numbers this
         # relay's radio has heard: a peer whose radio we hear covers our area too.
         self.peer_nodes: dict[str, int] = {}
         self.heard_nodes: set[int] = set()
+        # Peers whose status says their radio heard ours, and peers that transmitted while
+        # our radio listened without our hearing it (relayd.core.suppression.adjacency).
+        self.heard_by: set[str] = set()
+        self.unheard: set[str] = set()
+        # Unclassified peer -> (when to decide, radio connects then): its RF copy is due.
+        self._awaiting_copy: dict[str, tuple[float, int]] = {}
+        self._last_tx_s: float | None = None  # our radio's last alert on air (this run)
         self._load_neighbours()
         self.radios = [
             RadioLink(
@@ -233,7 +254,10 @@ class Relay:
                 # While we were down a neighbour probably covered it; its "transmitted" event
                 # waits in our persistent MQTT session. Hold a little longer than a fresh
                 # alert so that event (or the RF copy) arrives before we decide.
-                delay = self.suppressor.delay_s(row.alert_id, self.peer_nodes) + 2 * self.suppressor.slot_s
+                peers = rank_peers(
+                    self.config.relay_id, self.peer_nodes, self._neighbour_memory(), self.rank_scope
+                )
+                delay = self.suppressor.delay_s(row.alert_id, peers) + 2 * self.suppressor.slot_s
                 self.suppressor.restore(row.alert_id, max(row.release_at_s, now + delay))
 
     def _load_neighbours(self) -> None:
@@ -248,10 +272,27 @@ class Relay:
             doc = json.loads(raw)
             self.peer_nodes = {str(k): int(v) for k, v in doc.get("peers", {}).items()}
             self.heard_nodes = {int(n) for n in doc.get("heard", [])}
+            self.heard_by = {str(r) for r in doc.get("heard_by", [])}
+            self.unheard = {str(r) for r in doc.get("unheard", [])}
 
     def _save_neighbours(self) -> None:
-        doc = json.dumps({"peers": self.peer_nodes, "heard": sorted(self.heard_nodes)[-256:]})
+        doc = json.dumps(
+            {
+                "peers": self.peer_nodes,
+                "heard": sorted(self.heard_nodes)[-256:],
+                "heard_by": sorted(self.heard_by),
+                "unheard": sorted(self.unheard),
+            }
+        )
         self._storage_call(lambda: self.storage.set_meta("neighbours", doc))
+
+    def _neighbour_memory(self) -> NeighbourMemory:
+        return NeighbourMemory(
+            peer_nodes=self.peer_nodes,
+            heard_nodes=frozenset(self.heard_nodes),
+            heard_by=frozenset(self.heard_by),
+            unheard=frozenset(self.unheard),
+        )
 
     def _assess_clock(self) -> ClockAssessment:
         return assess_clock(self.clock(), BUILD_EPOCH_S, self.newest_issued_s, self.config.clock_skew_s)
@@ -359,7 +400,7 @@ class Relay:
             # the same MQTT traffic), so the relay ahead of us needs that long more to send.
             pending = len(self.suppressor) + max((len(s) for s in self.schedulers.values()), default=0)
             interval_s = self.config.airtime.min_text_interval_s / self.time_scale
-            release = self.suppressor.hold(alert.alert_id, now, self._online_peers(), pending * interval_s)
+            release = self.suppressor.hold(alert.alert_id, now, self._rank_peers(), pending * interval_s)
             if now - f.issued_at_s > STALE_AFTER_S:
                 # Not fresh from a dispatcher: probably our session's backlog after an
                 # outage, which neighbours may already have covered. Give their
@@ -419,14 +460,85 @@ class Relay:
     def _online_peers(self) -> list[str]:
         return [r for r, s in self.peers.items() if s is not RelayState.OFFLINE and r != self.config.relay_id]
 
+    def _rank_peers(self) -> frozenset[str]:
+        """The peers this relay takes turns with: its RF neighbours (or, with
+        `suppression.rank_among = "broker"`, every online relay)."""
+        return rank_peers(
+            self.config.relay_id, self._online_peers(), self._neighbour_memory(), self.rank_scope
+        )
+
+    def _note_heard_node(self, node: int) -> None:
+        if node in self.heard_nodes:
+            return
+        self.heard_nodes.add(node)
+        if node in self.peer_nodes.values():
+            self.unheard -= {r for r, n in self.peer_nodes.items() if n == node}
+            self._save_neighbours()
+            self._status_dirty.set()
+
+    def _note_peer_status(self, relay: str, peer: RelayStatus) -> None:
+        """Learn the peer's radio node, and whether its radio hears ours."""
+        changed = False
+        if peer.radio_node.startswith("!"):
+            with contextlib.suppress(ValueError):
+                node = int(peer.radio_node[1:], 16)
+                if self.peer_nodes.get(relay) != node:
+                    self.peer_nodes[relay] = node
+                    changed = True
+        mine = self.radios[0].my_node
+        if mine is not None and peer.state is not RelayState.OFFLINE:
+            hears_us = node_id(mine) in peer.rf_heard
+            if hears_us != (relay in self.heard_by):
+                changed = True
+                if hears_us:
+                    self.heard_by.add(relay)
+                    self.unheard.discard(relay)
+                else:
+                    self.heard_by.discard(relay)
+            if (
+                not hears_us
+                and self._last_tx_s is not None
+                and peer.radio is LinkState.CONNECTED
+                and peer.ts_s >= self._last_tx_s + self._relayed_copy_s
+                and adjacency(relay, self._neighbour_memory()) is Adjacency.UNKNOWN
+            ):
+                # Its radio was listening when ours transmitted, and never heard it.
+                self.unheard.add(relay)
+                changed = True
+        if changed:
+            self._save_neighbours()
+
+    def _await_rf_copy(self, relay: str, alert_id: bytes) -> None:
+        """An unclassified peer transmitted an alert we may hold: wait for its RF copy
+        (direct or rebroadcast) before deciding, and learn from whether it comes."""
+        now = self.clock()
+        deadline = now + self._relayed_copy_s
+        if self.suppressor.extend(alert_id, deadline):
+            self._wake.set()
+        if relay not in self._awaiting_copy and all(r.connected for r in self.radios):
+            self._awaiting_copy[relay] = (deadline, sum(r.connects for r in self.radios))
+
+    def _classify_awaited(self, now: float) -> None:
+        """A peer whose transmission never reached our listening radio is apart."""
+        changed = False
+        for relay, (deadline, connects) in list(self._awaiting_copy.items()):
+            if now < deadline:
+                continue
+            del self._awaiting_copy[relay]
+            listened = all(r.connected for r in self.radios) and connects == sum(
+                r.connects for r in self.radios
+            )
+            if listened and adjacency(relay, self._neighbour_memory()) is Adjacency.UNKNOWN:
+                self.unheard.add(relay)
+                changed = True
+        if changed:
+            self._save_neighbours()
+
     # -- from the radio ---------------------------------------------------------------
 
     def _on_radio_text(self, rt: ReceivedText) -> None:
         self._last_heard_s = self.clock()
-        if rt.from_node not in self.heard_nodes:
-            self.heard_nodes.add(rt.from_node)
-            if rt.from_node in self.peer_nodes.values():
-                self._save_neighbours()
+        self._note_heard_node(rt.from_node)
         try:
             text = rt.payload.decode("utf-8")
         except UnicodeDecodeError:
@@ -471,7 +583,7 @@ class Relay:
         if key in self._reports_seen:
             return
         self._remember_report(key)
-        delay = self.suppressor.delay_s(hashlib.sha256(repr(key).encode()).digest(), self._online_peers())
+        delay = self.suppressor.delay_s(hashlib.sha256(repr(key).encode()).digest(), self._rank_peers())
         # Report slots are short: publishing is an MQTT message, not airtime.
         self._report_holds[key] = (self.clock() + delay / 4, rt)
         self._wake.set()
@@ -555,12 +667,7 @@ class Relay:
                 try:
                     peer = parse_status(msg.payload)
                     self.peers[relay] = peer.state
-                    if peer.radio_node.startswith("!"):
-                        with contextlib.suppress(ValueError):
-                            node = int(peer.radio_node[1:], 16)
-                            if self.peer_nodes.get(relay) != node:
-                                self.peer_nodes[relay] = node
-                                self._save_neighbours()
+                    self._note_peer_status(relay, peer)
                 except MalformedMessage:
                     self.peers.pop(relay, None)
                     if msg.payload:
@@ -596,11 +703,13 @@ class Relay:
 
         This is the fast path of suppression: the MQTT event arrives in milliseconds, while
         the RF copy may sit behind other traffic in the neighbour radio's queue. It counts
-        only for peers whose radio we have heard, so relays covering separate areas (on a
-        bridged city broker) never silence each other.
+        only for RF neighbours (radios that heard each other), so relays covering separate
+        areas (on a bridged city broker) never silence each other. For a peer not classified
+        yet, we wait for its RF copy instead, and learn from whether it comes.
         """
-        node = self.peer_nodes.get(relay)
-        if node is None or node not in self.heard_nodes:
+        memory = self._neighbour_memory()
+        honoured = honours_evidence(relay, memory)
+        if not honoured and adjacency(relay, memory) is Adjacency.APART:
             log.debug("event from %s ignored: its radio is not an RF neighbour", relay)
             return
         try:
@@ -608,9 +717,16 @@ class Relay:
         except MalformedMessage:
             self.counters.drops[DropReason.MALFORMED.value] += 1
             return
-        if event.event is EventKind.TRANSMITTED:
-            with contextlib.suppress(ValueError):
-                self._heard_copy(bytes.fromhex(event.alert_id), f"{relay} transmitted it")
+        if event.event is not EventKind.TRANSMITTED:
+            return
+        try:
+            alert_id = bytes.fromhex(event.alert_id)
+        except ValueError:
+            return
+        if honoured:
+            self._heard_copy(alert_id, f"{relay} transmitted it")
+        elif self.rank_scope is RankScope.RF:
+            self._await_rf_copy(relay, alert_id)
 
     def _from_self(self, payload: bytes) -> bool:
         marker = f'"relay":"{self.config.relay_id}"'.encode()
@@ -794,6 +910,7 @@ class Relay:
             self._queued_rows.pop(item.alert_id, None)
             self._storage_call(lambda: self.storage.dequeue(item.alert_id, "transmitted"))
         self.counters.transmitted += 1
+        self._last_tx_s = self.clock()
         self._event(EventKind.TRANSMITTED, item.alert_id.hex(), "rf")
         self._status_dirty.set()
         log.info("transmitted %s on %s", item.alert_id.hex(), radio.name)
@@ -881,6 +998,7 @@ class Relay:
             clock_warning=self.clock_assessment.warning,
             storage_error=self.storage_error,
             trust_version=self.verifier.bundle.version,
+            rf_heard=tuple(sorted({node_id(n) for r, n in self.peer_nodes.items() if n in self.heard_nodes})),
         )
 
     async def _publish_status(self) -> None:
@@ -910,6 +1028,7 @@ class Relay:
             self.clock_assessment = assessment
             self._check_bundle_file()
             self._expire_active(now)
+            self._classify_awaited(now)
             if now - last_purge > 60:
                 last_purge = now
                 self._purge(now)

@@ -32,3 +32,14 @@ def test_random_payloads_raise_only_malformed_message(payload: bytes) -> None:
             parse(payload)
         except MalformedMessage:
             continue
+
+
+def test_rf_heard_round_trips_and_is_optional() -> None:
+    from relayd.core.status import RelayState, RelayStatus, encode_status  # noqa: PLC0415
+
+    status = RelayStatus(relay="relay-north", state=RelayState.ONLINE, rf_heard=("!00000020", "!00000030"))
+    assert parse_status(encode_status(status)).rf_heard == ("!00000020", "!00000030")
+    older = b'{"v":1,"relay":"relay-north","state":"online"}'
+    assert parse_status(older).rf_heard == ()
+    with pytest.raises(MalformedMessage):
+        parse_status(b'{"v":1,"relay":"relay-north","state":"online","rf_heard":[32]}')
