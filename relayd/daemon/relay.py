@@ -35,7 +35,6 @@ from relayd.core.replay import ReplayWindows
 from relayd.core.scheduler import AirtimeScheduler, QueueItem, Ready, Wait
 from relayd.core.status import (
     EventKind,
-    LinkState,
     RelayEvent,
     RelayState,
     RelayStatus,
@@ -158,9 +157,9 @@ class Relay:
         # our radio listened without our hearing it (relayd.core.suppression.adjacency).
         self.heard_by: set[str] = set()
         self.unheard: set[str] = set()
+        self.peer_heard: dict[str, frozenset[int]] = {}  # from statuses; not kept across restarts
         # Unclassified peer -> (when to decide, radio connects then): its RF copy is due.
         self._awaiting_copy: dict[str, tuple[float, int]] = {}
-        self._last_tx_s: float | None = None  # our radio's last alert on air (this run)
         self._load_neighbours()
         self.radios = [
             RadioLink(
@@ -258,7 +257,7 @@ class Relay:
                     self.config.relay_id, self.peer_nodes, self._neighbour_memory(), self.rank_scope
                 )
                 delay = self.suppressor.delay_s(row.alert_id, peers) + 2 * self.suppressor.slot_s
-                self.suppressor.restore(row.alert_id, max(row.release_at_s, now + delay))
+                self.suppressor.restore(row.alert_id, max(row.release_at_s, now + delay), now)
 
     def _load_neighbours(self) -> None:
         """Peers' radio nodes and the nodes our radio has heard, kept across restarts."""
@@ -292,6 +291,7 @@ class Relay:
             heard_nodes=frozenset(self.heard_nodes),
             heard_by=frozenset(self.heard_by),
             unheard=frozenset(self.unheard),
+            peer_heard=self.peer_heard,
         )
 
     def _assess_clock(self) -> ClockAssessment:
@@ -463,6 +463,7 @@ class Relay:
     def _rank_peers(self) -> frozenset[str]:
         """The peers this relay takes turns with: its RF neighbours (or, with
         `suppression.rank_among = "broker"`, every online relay)."""
+        self._classify_awaited(self.clock())
         return rank_peers(
             self.config.relay_id, self._online_peers(), self._neighbour_memory(), self.rank_scope
         )
@@ -485,6 +486,11 @@ class Relay:
                 if self.peer_nodes.get(relay) != node:
                     self.peer_nodes[relay] = node
                     changed = True
+        heard: set[int] = set()
+        for n in peer.rf_heard:
+            with contextlib.suppress(ValueError):
+                heard.add(int(n.removeprefix("!"), 16))
+        self.peer_heard[relay] = frozenset(heard)
         mine = self.radios[0].my_node
         if mine is not None and peer.state is not RelayState.OFFLINE:
             hears_us = node_id(mine) in peer.rf_heard
@@ -495,16 +501,6 @@ class Relay:
                     self.unheard.discard(relay)
                 else:
                     self.heard_by.discard(relay)
-            if (
-                not hears_us
-                and self._last_tx_s is not None
-                and peer.radio is LinkState.CONNECTED
-                and peer.ts_s >= self._last_tx_s + self._relayed_copy_s
-                and adjacency(relay, self._neighbour_memory()) is Adjacency.UNKNOWN
-            ):
-                # Its radio was listening when ours transmitted, and never heard it.
-                self.unheard.add(relay)
-                changed = True
         if changed:
             self._save_neighbours()
 
@@ -513,7 +509,7 @@ class Relay:
         (direct or rebroadcast) before deciding, and learn from whether it comes."""
         now = self.clock()
         deadline = now + self._relayed_copy_s
-        if self.suppressor.extend(alert_id, deadline):
+        if self.suppressor.wait_for_copy(alert_id, self._relayed_copy_s):
             self._wake.set()
         if relay not in self._awaiting_copy and all(r.connected for r in self.radios):
             self._awaiting_copy[relay] = (deadline, sum(r.connects for r in self.radios))
@@ -707,6 +703,7 @@ class Relay:
         areas (on a bridged city broker) never silence each other. For a peer not classified
         yet, we wait for its RF copy instead, and learn from whether it comes.
         """
+        self._classify_awaited(self.clock())
         memory = self._neighbour_memory()
         honoured = honours_evidence(relay, memory)
         if not honoured and adjacency(relay, memory) is Adjacency.APART:
@@ -910,7 +907,6 @@ class Relay:
             self._queued_rows.pop(item.alert_id, None)
             self._storage_call(lambda: self.storage.dequeue(item.alert_id, "transmitted"))
         self.counters.transmitted += 1
-        self._last_tx_s = self.clock()
         self._event(EventKind.TRANSMITTED, item.alert_id.hex(), "rf")
         self._status_dirty.set()
         log.info("transmitted %s on %s", item.alert_id.hex(), radio.name)

@@ -87,6 +87,36 @@ def test_heard_either_way_is_a_neighbour_and_beats_unheard() -> None:
     assert not honours_evidence("relay-far", memory)
 
 
+def test_a_relay_that_heard_one_of_our_neighbours_is_two_hops_away() -> None:
+    """A chain north - center - south where north and south never heard each other: each
+    hears center, whose radio rebroadcasts the other's frames, so they rank together and
+    honour each other's "transmitted"."""
+    memory = NeighbourMemory(
+        peer_nodes=NODES,
+        heard_nodes=frozenset({0x20}),  # south heard center
+        peer_heard={"relay-north": frozenset({0x20})},  # north heard center
+    )
+    assert adjacency("relay-north", memory) is Adjacency.TWO_HOP
+    assert honours_evidence("relay-north", memory)
+    assert rank_peers("relay-south", ["relay-north", "relay-center"], memory) == {
+        "relay-north",
+        "relay-center",
+    }
+
+
+def test_a_relay_that_hears_relays_but_none_of_ours_is_apart() -> None:
+    nodes = {**NODES, "far-a": 0x90, "far-b": 0x91}
+    memory = NeighbourMemory(
+        peer_nodes=nodes,
+        heard_nodes=frozenset({0x20}),
+        peer_heard={"far-a": frozenset({0x91}), "far-b": frozenset()},
+    )
+    assert adjacency("far-a", memory) is Adjacency.APART
+    assert adjacency("far-b", memory) is Adjacency.UNKNOWN  # heard nobody yet: could be anywhere
+    cold = NeighbourMemory(peer_nodes=nodes, peer_heard={"far-a": frozenset({0x91})})
+    assert adjacency("far-a", cold) is Adjacency.UNKNOWN  # we know no neighbour: cannot tell
+
+
 def test_rank_peers_leaves_out_relays_apart_and_broker_scope_keeps_everyone() -> None:
     memory = NeighbourMemory(
         peer_nodes=NODES, heard_nodes=frozenset({0x20}), unheard=frozenset({"relay-south"})
@@ -109,17 +139,26 @@ def test_a_relay_with_no_rf_neighbour_transmits_at_once() -> None:
         assert s.delay_s(alert_id, rank_peers("relay-alone", others, memory)) == 0.0
 
 
-def test_extend_only_ever_postpones_a_held_alert() -> None:
-    s = Suppressor("relay-north", slot_s=3.0, jitter_s=0.0)
-    alert_id = b"\x01" * 8
-    assert not s.extend(alert_id, 50.0)  # not held: nothing to extend
-    release = s.hold(alert_id, 10.0, RELAYS)
-    assert s.extend(alert_id, release - 1.0)
-    assert s.due(release) == [alert_id]
-    s.hold(alert_id, 10.0, RELAYS)
-    s.extend(alert_id, 40.0)
-    assert s.due(39.9) == []
-    assert s.due(40.0) == [alert_id]
+def test_waiting_for_a_copy_postpones_once_and_keeps_the_order() -> None:
+    first = Suppressor("relay-a", slot_s=3.0, jitter_s=0.0)
+    second = Suppressor("relay-b", slot_s=3.0, jitter_s=0.0)
+    alert_id = next(
+        n.to_bytes(8, "big")
+        for n in range(100)
+        if rank_of("relay-a", n.to_bytes(8, "big"), ["relay-b", "relay-c"]) == 1
+        and rank_of("relay-b", n.to_bytes(8, "big"), ["relay-a", "relay-c"]) == 2
+    )
+    assert not first.wait_for_copy(alert_id, 40.0)  # not held: nothing to postpone
+    assert first.hold(alert_id, 10.0, ["relay-b", "relay-c"]) == 13.0
+    assert second.hold(alert_id, 10.0, ["relay-a", "relay-c"]) == 16.0
+    # relay-c transmitted; neither has classified it yet: both wait for its RF copy.
+    for _ in range(3):  # every further unknown peer's event: still postponed only once
+        assert first.wait_for_copy(alert_id, 40.0)
+        assert second.wait_for_copy(alert_id, 40.0)
+    assert first.due(52.9) == []
+    assert first.due(53.0) == [alert_id]
+    assert second.due(55.9) == []
+    assert second.due(56.0) == [alert_id]  # one slot after relay-a: it hears relay-a first
 
 
 def test_the_wait_for_a_relayed_copy_covers_a_router_late_rebroadcast() -> None:
@@ -141,7 +180,13 @@ def memories(draw: st.DrawFn) -> tuple[str, NeighbourMemory, frozenset[str]]:
     heard = draw(st.frozensets(st.sampled_from(sorted(nodes.values()) or [0]), max_size=8))
     heard_by = draw(st.frozensets(st.sampled_from(sorted(peers) or [me]), max_size=8)) - {me}
     unheard = draw(st.frozensets(st.sampled_from(sorted(peers) or [me]), max_size=8)) - {me}
-    memory = NeighbourMemory(peer_nodes=nodes, heard_nodes=heard, heard_by=heard_by, unheard=unheard)
+    peer_heard = {
+        r: draw(st.frozensets(st.sampled_from([*sorted(nodes.values()), 0x9999]), max_size=4))
+        for r in draw(st.frozensets(st.sampled_from(sorted(peers) or [me]), max_size=8)) - {me}
+    }
+    memory = NeighbourMemory(
+        peer_nodes=nodes, heard_nodes=heard, heard_by=heard_by, unheard=unheard, peer_heard=peer_heard
+    )
     return me, memory, peers
 
 
@@ -156,12 +201,28 @@ def test_delay_never_depends_on_relays_outside_the_neighbour_set(
     """Any number of relays apart from us (other clusters on the same broker, heard of only
     through their "transmitted" events) changes neither our rank set nor our delay."""
     me, memory, online = case
+    # Half the far relays were heard of only through their "transmitted" events (unheard), the
+    # others only through statuses listing relays of their own cluster.
+    far_nodes = {r: 0x9000 + i for i, r in enumerate(sorted(far))}
+    by_events = frozenset(sorted(far)[::2])
     city = NeighbourMemory(
-        peer_nodes={**memory.peer_nodes, **{r: 0x9000 + i for i, r in enumerate(sorted(far))}},
+        peer_nodes={**memory.peer_nodes, **far_nodes},
         heard_nodes=memory.heard_nodes,
         heard_by=memory.heard_by,
-        unheard=memory.unheard | far,
+        unheard=memory.unheard | by_events,
+        peer_heard={**memory.peer_heard, **{r: frozenset({0x8000}) for r in far - by_events}},
     )
+    has_neighbour = any(adjacency(r, memory) is Adjacency.NEIGHBOUR for r in memory.peer_nodes)
+    if not has_neighbour:
+        # With no neighbour of our own we cannot tell a far cluster from ours by its status
+        # (a cold start): only relays unheard while we listened are apart.
+        city = NeighbourMemory(
+            peer_nodes=city.peer_nodes,
+            heard_nodes=city.heard_nodes,
+            heard_by=city.heard_by,
+            unheard=memory.unheard | far,
+            peer_heard=memory.peer_heard,
+        )
     alone = rank_peers(me, online, memory)
     with_city = rank_peers(me, online | far, city)
     assert with_city == alone
