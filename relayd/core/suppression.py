@@ -43,9 +43,9 @@ def rank_of(relay_id: str, alert_id: bytes, peers: Iterable[str]) -> int:
 
 
 class Adjacency(enum.Enum):
-    NEIGHBOUR = "neighbour"  # radios heard each other: rank with it, honour its "transmitted"
+    NEIGHBOUR = "neighbour"  # one radio heard the other: rank with it
     TWO_HOP = "two-hop"  # it heard a neighbour of ours, whose radio rebroadcasts its frames to us
-    UNKNOWN = "unknown"  # nothing to go by yet: rank with it, never stand down on its word
+    UNKNOWN = "unknown"  # nothing to go by yet: rank with it
     APART = "apart"  # another cluster: unheard while we listened, or it hears none of ours
 
 
@@ -101,10 +101,13 @@ def rank_peers(
 
 
 def honours_evidence(relay: str, memory: NeighbourMemory) -> bool:
-    """Stand down on this peer's "transmitted" only if its frame reaches our area (directly
-    or through a neighbour's rebroadcast): a relay in another neighbourhood must never
-    silence ours."""
-    return adjacency(relay, memory) in (Adjacency.NEIGHBOUR, Adjacency.TWO_HOP)
+    """Stand down at once on this peer's "transmitted" only if our own radio has heard its
+    radio: its frame reaches our area, and no MQTT message can fake that. A relay in another
+    neighbourhood must never silence ours, and neither must a status that only claims to
+    have heard us (a compromised relay account could publish one). For every other ranked
+    peer, the relay waits for the RF copy instead (`Suppressor.wait_for_copy`)."""
+    node = memory.peer_nodes.get(relay)
+    return node is not None and node in memory.heard_nodes
 
 
 # Meshtastic's contention window (RadioInterface: CWmin 3, CWmax 8) in slots, and the extra

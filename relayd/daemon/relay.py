@@ -505,8 +505,8 @@ class Relay:
             self._save_neighbours()
 
     def _await_rf_copy(self, relay: str, alert_id: bytes) -> None:
-        """An unclassified peer transmitted an alert we may hold: wait for its RF copy
-        (direct or rebroadcast) before deciding, and learn from whether it comes."""
+        """A peer whose radio ours has not heard transmitted an alert we may hold: wait for
+        its RF copy (direct or rebroadcast) before deciding, and learn from whether it comes."""
         now = self.clock()
         deadline = now + self._relayed_copy_s
         if self.suppressor.wait_for_copy(alert_id, self._relayed_copy_s):
@@ -524,7 +524,10 @@ class Relay:
             listened = all(r.connected for r in self.radios) and connects == sum(
                 r.connects for r in self.radios
             )
-            if listened and adjacency(relay, self._neighbour_memory()) is Adjacency.UNKNOWN:
+            if listened and adjacency(relay, self._neighbour_memory()) in (
+                Adjacency.UNKNOWN,
+                Adjacency.TWO_HOP,
+            ):
                 self.unheard.add(relay)
                 changed = True
         if changed:
@@ -699,14 +702,17 @@ class Relay:
 
         This is the fast path of suppression: the MQTT event arrives in milliseconds, while
         the RF copy may sit behind other traffic in the neighbour radio's queue. It counts
-        only for RF neighbours (radios that heard each other), so relays covering separate
-        areas (on a bridged city broker) never silence each other. For a peer not classified
-        yet, we wait for its RF copy instead, and learn from whether it comes.
+        only for peers whose radio ours has heard, so relays covering separate areas (on a
+        bridged city broker) never silence each other. For another peer we take turns with
+        (two hops away, heard us, or not classified yet), we wait for its RF copy instead,
+        and learn from whether it comes.
         """
         self._classify_awaited(self.clock())
         memory = self._neighbour_memory()
         honoured = honours_evidence(relay, memory)
-        if not honoured and adjacency(relay, memory) is Adjacency.APART:
+        if not honoured and (
+            self.rank_scope is RankScope.BROKER or adjacency(relay, memory) is Adjacency.APART
+        ):
             log.debug("event from %s ignored: its radio is not an RF neighbour", relay)
             return
         try:

@@ -82,22 +82,24 @@ def test_heard_either_way_is_a_neighbour_and_beats_unheard() -> None:
     assert adjacency("relay-far", memory) is Adjacency.APART
     assert adjacency("relay-new", memory) is Adjacency.UNKNOWN
     assert honours_evidence("relay-center", memory)
-    assert honours_evidence("relay-south", memory)
-    assert not honours_evidence("relay-new", memory)  # unclassified: never stand down on its word
+    # Only our own radio's hearing makes a peer's word enough to stand down: a status that
+    # claims to have heard us could be a compromised relay account's.
+    assert not honours_evidence("relay-south", memory)
+    assert not honours_evidence("relay-new", memory)
     assert not honours_evidence("relay-far", memory)
 
 
 def test_a_relay_that_heard_one_of_our_neighbours_is_two_hops_away() -> None:
     """A chain north - center - south where north and south never heard each other: each
-    hears center, whose radio rebroadcasts the other's frames, so they rank together and
-    honour each other's "transmitted"."""
+    hears center, whose radio rebroadcasts the other's frames, so they take turns; each
+    waits for the other's RF copy rather than standing down on its word."""
     memory = NeighbourMemory(
         peer_nodes=NODES,
         heard_nodes=frozenset({0x20}),  # south heard center
         peer_heard={"relay-north": frozenset({0x20})},  # north heard center
     )
     assert adjacency("relay-north", memory) is Adjacency.TWO_HOP
-    assert honours_evidence("relay-north", memory)
+    assert not honours_evidence("relay-north", memory)
     assert rank_peers("relay-south", ["relay-north", "relay-center"], memory) == {
         "relay-north",
         "relay-center",
