@@ -147,6 +147,14 @@ BENCHMARKS: list[Benchmark] = [
         _lazy("bench_suppression", sizes=(3,), alerts=10),
     ),
     Benchmark(
+        "city",
+        "A city of RF clusters on one broker",
+        "K = 1, 3, 10 separate clusters of 3 relays, in-process relays, one Mosquitto; "
+        "baseline: ranking among every online relay",
+        _lazy("bench_city"),
+        _lazy("bench_city", sizes=(1, 3), warmup=3, alerts=3),
+    ),
+    Benchmark(
         "forgery",
         "Forgery battery",
         "single-byte mutations, splices, replays across restart, revoked key, role escalation, skewed clock",

@@ -78,6 +78,10 @@ class RelayStatus:
     malformed: dict[str, int] = field(default_factory=dict)
     # Control messages (peers' status, events, report notes) not believed, by ControlRejection.
     unverified: dict[str, int] = field(default_factory=dict)
+    # Radio nodes of other relays that this relay's radio has heard ("!0a1b2c3d"): how a
+    # peer learns that its frames reach us (suppression among RF neighbours). Relay radios
+    # only, never handhelds.
+    rf_heard: tuple[str, ...] = ()
 
     @property
     def alarming(self) -> bool:
@@ -121,6 +125,7 @@ def encode_status(s: RelayStatus) -> bytes:
         "clock_warning": s.clock_warning,
         "storage_error": s.storage_error,
         "trust_version": s.trust_version,
+        "rf_heard": list(s.rf_heard),
     }
     return json.dumps(doc, separators=(",", ":")).encode()
 
@@ -236,6 +241,10 @@ def _relay_id(doc: dict[str, object]) -> str:
     return relay
 
 
+# A relay hears at most a few hundred other relays' radios; a longer list is an attack.
+MAX_RF_HEARD = 256
+
+
 def parse_status(payload: bytes) -> RelayStatus:
     doc = _load(payload)
     relay = _relay_id(doc)
@@ -259,6 +268,13 @@ def parse_status(payload: bytes) -> RelayStatus:
         or not 0 <= trust_version <= MAX_COUNT
     ):
         raise MalformedMessage("'trust_version' must be an integer or null")
+    rf_heard = doc.get("rf_heard", [])
+    if (
+        not isinstance(rf_heard, list)
+        or len(rf_heard) > MAX_RF_HEARD
+        or not all(isinstance(n, str) and len(n) <= 16 for n in rf_heard)
+    ):
+        raise MalformedMessage("'rf_heard' must be a list of node ids")
     return RelayStatus(
         relay=relay,
         state=state,
@@ -283,6 +299,7 @@ def parse_status(payload: bytes) -> RelayStatus:
         clock_warning=_opt_str(doc, "clock_warning"),
         storage_error=_opt_str(doc, "storage_error"),
         trust_version=trust_version,
+        rf_heard=tuple(rf_heard),
     )
 
 

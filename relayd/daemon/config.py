@@ -64,6 +64,9 @@ class SuppressionConfig:
     slot_s: float | None = None
     jitter_s: float = 0.2
     margin_s: float = 1.0
+    # "rf": rank among RF neighbours (relayd.core.suppression.rank_peers); "broker": among
+    # every online relay on the broker (the old behaviour, kept for comparison benchmarks).
+    rank_among: str = "rf"
 
 
 @dataclass(frozen=True, slots=True)
@@ -347,7 +350,10 @@ def load_config(path: Path) -> Config:
         slot_s=slot_s,
         jitter_s=sup.duration("jitter", 0.2),
         margin_s=sup.duration("margin", 1.0),
+        rank_among=sup.str_("rank_among", "rf") or "rf",
     )
+    if suppression.rank_among not in ("rf", "broker"):
+        raise sup.error("rank_among", f'must be "rf" or "broker", not {suppression.rank_among!r}')
     sup.check_unknown()
 
     limits_sec = top.table("rate_limits")

@@ -76,7 +76,16 @@ from relayd.core.status import (
     parse_report_note,
     parse_status,
 )
-from relayd.core.suppression import Suppressor
+from relayd.core.suppression import (
+    Adjacency,
+    NeighbourMemory,
+    RankScope,
+    Suppressor,
+    adjacency,
+    honours_evidence,
+    rank_peers,
+    relayed_copy_s,
+)
 from relayd.core.topics import TopicKind, Topics
 from relayd.core.trust import SignedBundle, TrustBundleError, parse_signed_bundle, should_replace
 from relayd.core.verify import Verdict, Verifier, VerifyPolicy
@@ -228,10 +237,21 @@ class Relay:
         )
         # Verified peers only (signed statuses), bounded; see relayd/core/control.py.
         self.peers = PeerTable()
+        self.rank_scope = RankScope(config.suppression.rank_among)
+        # How long the RF copy of a neighbour's frame may take through one ROUTER_LATE
+        # rebroadcast: the wait for an unclassified peer's copy.
+        self._relayed_copy_s = relayed_copy_s(config.airtime.preset, max_airtime_s * time_scale) / time_scale
         # Peer relay -> its radio's node number (from its status), and the node numbers this
         # relay's radio has heard: a peer whose radio we hear covers our area too.
         self.peer_nodes: dict[str, int] = {}
         self.heard_nodes: set[int] = set()
+        # Peers whose status says their radio heard ours, and peers that transmitted while
+        # our radio listened without our hearing it (relayd.core.suppression.adjacency).
+        self.heard_by: set[str] = set()
+        self.unheard: set[str] = set()
+        self.peer_heard: dict[str, frozenset[int]] = {}  # from statuses; not kept across restarts
+        # Unclassified peer -> (when to decide, radio connects then): its RF copy is due.
+        self._awaiting_copy: dict[str, tuple[float, int]] = {}
         self._load_neighbours()
         self.radios = [
             RadioLink(
@@ -356,8 +376,11 @@ class Relay:
                 # While we were down a neighbour probably covered it; its "transmitted" event
                 # waits in our persistent MQTT session. Hold a little longer than a fresh
                 # alert so that event (or the RF copy) arrives before we decide.
-                delay = self.suppressor.delay_s(row.alert_id, self.peer_nodes) + 2 * self.suppressor.slot_s
-                self.suppressor.restore(row.alert_id, max(row.release_at_s, now + delay))
+                peers = rank_peers(
+                    self.config.relay_id, self.peer_nodes, self._neighbour_memory(), self.rank_scope
+                )
+                delay = self.suppressor.delay_s(row.alert_id, peers) + 2 * self.suppressor.slot_s
+                self.suppressor.restore(row.alert_id, max(row.release_at_s, now + delay), now)
 
     def _check_own_key(self) -> None:
         """Peers and consoles believe our status and events only if the bundle binds our key
@@ -391,6 +414,8 @@ class Relay:
             self.peer_nodes = {str(k): int(v) for k, v in peers}
             stored = {int(n) for n in doc.get("heard", [])}
             self.heard_nodes = stored & set(self.peer_nodes.values())
+            self.heard_by = {str(r) for r in doc.get("heard_by", [])[:MAX_PEERS]}
+            self.unheard = {str(r) for r in doc.get("unheard", [])[:MAX_PEERS]}
             if stored != self.heard_nodes:
                 # An older relay kept every handheld it heard: forget them now.
                 with contextlib.suppress(StorageError):
@@ -399,11 +424,27 @@ class Relay:
     def _neighbours_doc(self) -> str:
         # Only peer relays' radios: a seized relay must not list the handhelds it heard.
         peers = set(self.peer_nodes.values())
-        return json.dumps({"peers": self.peer_nodes, "heard": sorted(self.heard_nodes & peers)})
+        return json.dumps(
+            {
+                "peers": self.peer_nodes,
+                "heard": sorted(self.heard_nodes & peers),
+                "heard_by": sorted(self.heard_by),
+                "unheard": sorted(self.unheard),
+            }
+        )
 
     def _save_neighbours(self) -> None:
         doc = self._neighbours_doc()
         self._storage_call(lambda: self.storage.set_meta("neighbours", doc))
+
+    def _neighbour_memory(self) -> NeighbourMemory:
+        return NeighbourMemory(
+            peer_nodes=self.peer_nodes,
+            heard_nodes=frozenset(self.heard_nodes),
+            heard_by=frozenset(self.heard_by),
+            unheard=frozenset(self.unheard),
+            peer_heard=self.peer_heard,
+        )
 
     def _assess_clock(self) -> ClockAssessment:
         """The clock rule's view now; once the clock is known to be set, the persisted floor
@@ -575,7 +616,7 @@ class Relay:
             # the same MQTT traffic), so the relay ahead of us needs that long more to send.
             pending = len(self.suppressor) + max((len(s) for s in self.schedulers.values()), default=0)
             interval_s = self.config.airtime.min_text_interval_s / self.time_scale
-            release = self.suppressor.hold(alert.alert_id, now, self._online_peers(), pending * interval_s)
+            release = self.suppressor.hold(alert.alert_id, now, self._rank_peers(), pending * interval_s)
             if now - f.issued_at_s > STALE_AFTER_S:
                 # Not fresh from a dispatcher: probably our session's backlog after an
                 # outage, which neighbours may already have covered. Give their
@@ -650,6 +691,79 @@ class Relay:
     def _online_peers(self) -> list[str]:
         return [r for r, s in self.peers.items() if s is not RelayState.OFFLINE and r != self.config.relay_id]
 
+    def _rank_peers(self) -> frozenset[str]:
+        """The peers this relay takes turns with: its RF neighbours (or, with
+        `suppression.rank_among = "broker"`, every online relay)."""
+        self._classify_awaited(self.clock())
+        return rank_peers(
+            self.config.relay_id, self._online_peers(), self._neighbour_memory(), self.rank_scope
+        )
+
+    def _note_heard_node(self, node: int) -> None:
+        if node in self.heard_nodes:
+            return
+        self.heard_nodes.add(node)
+        if node in self.peer_nodes.values():
+            self.unheard -= {r for r, n in self.peer_nodes.items() if n == node}
+            self._save_neighbours()
+            self._status_dirty.set()
+
+    def _note_peer_status(self, relay: str, peer: RelayStatus) -> None:
+        """Learn the peer's radio node, and whether its radio hears ours."""
+        changed = False
+        if peer.radio_node.startswith("!"):
+            with contextlib.suppress(ValueError):
+                node = int(peer.radio_node[1:], 16)
+                if self.peer_nodes.get(relay) != node:
+                    self.peer_nodes[relay] = node
+                    changed = True
+        heard: set[int] = set()
+        for n in peer.rf_heard:
+            with contextlib.suppress(ValueError):
+                heard.add(int(n.removeprefix("!"), 16))
+        self.peer_heard[relay] = frozenset(heard)
+        mine = self.radios[0].my_node
+        if mine is not None and peer.state is not RelayState.OFFLINE:
+            hears_us = node_id(mine) in peer.rf_heard
+            if hears_us != (relay in self.heard_by):
+                changed = True
+                if hears_us:
+                    self.heard_by.add(relay)
+                    self.unheard.discard(relay)
+                else:
+                    self.heard_by.discard(relay)
+        if changed:
+            self._save_neighbours()
+
+    def _await_rf_copy(self, relay: str, alert_id: bytes) -> None:
+        """A peer whose radio ours has not heard transmitted an alert we may hold: wait for
+        its RF copy (direct or rebroadcast) before deciding, and learn from whether it comes."""
+        now = self.clock()
+        deadline = now + self._relayed_copy_s
+        if self.suppressor.wait_for_copy(alert_id, self._relayed_copy_s):
+            self._wake.set()
+        if relay not in self._awaiting_copy and all(r.connected for r in self.radios):
+            self._awaiting_copy[relay] = (deadline, sum(r.connects for r in self.radios))
+
+    def _classify_awaited(self, now: float) -> None:
+        """A peer whose transmission never reached our listening radio is apart."""
+        changed = False
+        for relay, (deadline, connects) in list(self._awaiting_copy.items()):
+            if now < deadline:
+                continue
+            del self._awaiting_copy[relay]
+            listened = all(r.connected for r in self.radios) and connects == sum(
+                r.connects for r in self.radios
+            )
+            if listened and adjacency(relay, self._neighbour_memory()) in (
+                Adjacency.UNKNOWN,
+                Adjacency.TWO_HOP,
+            ):
+                self.unheard.add(relay)
+                changed = True
+        if changed:
+            self._save_neighbours()
+
     # -- from the radio ---------------------------------------------------------------
 
     def _on_radio_node(self, radio_name: str, node: int, _portnum: int = 0) -> None:
@@ -685,10 +799,7 @@ class Relay:
     def _on_radio_text(self, rt: ReceivedText) -> None:
         self._last_heard_s = self.clock()
         self._on_radio_node(rt.radio, rt.from_node)
-        if rt.from_node not in self.heard_nodes:
-            self.heard_nodes.add(rt.from_node)
-            if rt.from_node in self.peer_nodes.values():
-                self._save_neighbours()
+        self._note_heard_node(rt.from_node)
         try:
             text = rt.payload.decode("utf-8")
         except UnicodeDecodeError:
@@ -730,7 +841,7 @@ class Relay:
         if notice is None:
             return
         notice_id = hashlib.sha256(notice.encode()).digest()[:8]
-        delay = self.suppressor.delay_s(notice_id, self._online_peers())
+        delay = self.suppressor.delay_s(notice_id, self._rank_peers())
         self._notice_holds[notice_id] = (self.clock() + delay, notice)
         log.info("forged frame heard on RF (%s): notice %s held for its turn", reason, notice_id.hex())
         self._wake.set()
@@ -758,7 +869,7 @@ class Relay:
         if key in self._reports_seen:
             return
         self._remember_report(key)
-        delay = self.suppressor.delay_s(hashlib.sha256(repr(key).encode()).digest(), self._online_peers())
+        delay = self.suppressor.delay_s(hashlib.sha256(repr(key).encode()).digest(), self._rank_peers())
         # Report slots are short: publishing is an MQTT message, not airtime.
         self._report_holds[key] = (self.clock() + delay / 4, rt)
         self._wake.set()
@@ -935,18 +1046,17 @@ class Relay:
         if refused is not None:
             self._unverified(refused, relay, "peer status not taken")
             return
-        node = self.peers.get(relay)
-        if node is not None and node.node is not None and self.peer_nodes.get(relay) != node.node:
-            self.peer_nodes[relay] = node.node
-            self._save_neighbours()
+        self._note_peer_status(relay, peer)
 
     def _on_peer_event(self, relay: str, payload: bytes) -> None:
         """A neighbour relay handed an alert to its radio: its frame will reach our area.
 
         This is the fast path of suppression: the MQTT event arrives in milliseconds, while
         the RF copy may sit behind other traffic in the neighbour radio's queue. It counts
-        only for peers whose radio we have heard, so relays covering separate areas (on a
-        bridged city broker) never silence each other.
+        only for peers whose radio ours has heard, so relays covering separate areas (on a
+        bridged city broker) never silence each other. For another peer we take turns with
+        (two hops away, heard us, or not classified yet), we wait for its RF copy instead,
+        and learn from whether it comes.
         """
         body = self._open_control(ControlKind.EVENT, relay, payload)
         if body is None:
@@ -957,7 +1067,12 @@ class Relay:
         # The radio node comes from the peer's signed status (kept across restarts): after a
         # restart our session's backlog of events arrives before the retained statuses do.
         node = self.peer_nodes.get(relay)
-        if node is None or node not in self.heard_nodes:
+        self._classify_awaited(self.clock())
+        memory = self._neighbour_memory()
+        honoured = honours_evidence(relay, memory)
+        if not honoured and (
+            self.rank_scope is RankScope.BROKER or adjacency(relay, memory) is Adjacency.APART
+        ):
             log.debug("event from %s ignored: its radio is not an RF neighbour", relay)
             return
         own = {r.my_node for r in self.radios}
@@ -966,9 +1081,17 @@ class Relay:
             # Standing down on either's word could silence an area; a duplicate cannot.
             self._unverified(ControlRejection.WRONG_RELAY, relay, "its radio node is claimed twice")
             return
-        if event.event in (EventKind.TAKEN, EventKind.TRANSMITTED):
-            with contextlib.suppress(ValueError):
-                self._heard_copy(bytes.fromhex(event.alert_id), f"{relay} transmitted it")
+        # "taken": its radio has the frame; "transmitted": the firmware confirmed it on air.
+        if event.event not in (EventKind.TAKEN, EventKind.TRANSMITTED):
+            return
+        try:
+            alert_id = bytes.fromhex(event.alert_id)
+        except ValueError:
+            return
+        if honoured:
+            self._heard_copy(alert_id, f"{relay} transmitted it")
+        elif self.rank_scope is RankScope.RF:
+            self._await_rf_copy(relay, alert_id)
 
     def _from_self(self, payload: bytes) -> bool:
         marker = f'"relay":"{self.config.relay_id}"'.encode()
@@ -1436,6 +1559,7 @@ class Relay:
             clock_warning=self.clock_assessment.warning,
             storage_error=self.storage_error,
             trust_version=self.verifier.bundle.version,
+            rf_heard=tuple(sorted({node_id(n) for r, n in self.peer_nodes.items() if n in self.heard_nodes})),
         )
 
     def _seal(self, kind: ControlKind, body: bytes) -> bytes:
@@ -1478,6 +1602,7 @@ class Relay:
             self._check_bundle_file()
             self._expire_reference_holds(now)
             self._expire_active(best_time_s(self.clock_assessment, now))
+            self._classify_awaited(now)
             if now - last_purge > 60:
                 last_purge = now
                 self._purge(now)

@@ -1,9 +1,19 @@
-"""Start a real Mosquitto broker on a free loopback port for tests and benchmarks."""
+"""Start a real Mosquitto broker on a free loopback port for tests and benchmarks.
+
+The broker runs as the user running the tests (`user` set to that user: started as root,
+Mosquitto would otherwise drop to its own `mosquitto` user and fail to write its save file
+in a root-owned temp folder), logs to a file in its work folder, and a persistence error in
+that log fails the test: a restart test that silently runs without persistence tests
+nothing.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import getpass
+import re
 import shutil
+import signal
 import socket
 import subprocess
 import time
@@ -14,6 +24,21 @@ from pathlib import Path
 
 class MosquittoUnavailable(RuntimeError):  # noqa: N818 - names the condition a test skips on
     """The mosquitto binary is not installed."""
+
+
+class MosquittoPersistenceError(RuntimeError):
+    """The broker could not save (or load) its persistence file; its log line says why."""
+
+
+# Mosquitto logs a failed save as "Error saving in-memory database, unable to open ... for
+# writing." and/or "Error: <strerror>." (persist_write.c), a failed load as "Error ...
+# persistent database". Only file-system errors: a bridge's "Error: Connection refused" while
+# its remote is down is expected in fault tests.
+_PERSISTENCE_ERRORS = re.compile(
+    r"in-memory database|persist|for writing|Error: (Permission denied|Is a directory"
+    r"|No space left on device|Read-only file system|Unable to open log file)",
+    re.IGNORECASE,
+)
 
 
 def free_port() -> int:
@@ -52,7 +77,11 @@ class MosquittoBroker:
     port: int = field(default_factory=free_port)
     persistence: bool = True
     extra_config: str = ""
+    # Save after every change (a queued message, a retained message, a subscription), as the
+    # shipped config/mosquitto/local.conf does: a kill -9 then loses nothing acknowledged.
+    autosave: str = "autosave_on_changes true\nautosave_interval 1"
     _proc: subprocess.Popen[bytes] | None = None
+    _log_offset: int = 0
 
     @property
     def url(self) -> str:
@@ -62,24 +91,71 @@ class MosquittoBroker:
     def config_path(self) -> Path:
         return self.workdir / "mosquitto.conf"
 
+    @property
+    def log_path(self) -> Path:
+        return self.workdir / "mosquitto.log"
+
+    @property
+    def db_path(self) -> Path:
+        return self.workdir / "mosquitto.db"
+
     def _write_config(self) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
         lines = [
+            # Stay the user we are (root stays root; anyone else cannot switch anyway).
+            f"user {getpass.getuser()}",
             f"listener {self.port} 127.0.0.1",
             "allow_anonymous true",
             f"persistence {'true' if self.persistence else 'false'}",
             f"persistence_location {self.workdir}/",
-            "autosave_interval 1",
+            self.autosave,
             "max_queued_messages 100000",
-            "log_dest none",
+            f"log_dest file {self.log_path}",
+            "log_type error",
+            "log_type warning",
+            "log_type notice",
+            "log_timestamp false",
             self.extra_config,
         ]
         self.config_path.write_text("\n".join(lines) + "\n")
+
+    def log_text(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")
+        except OSError:
+            return ""
+
+    def check_persistence(self) -> None:
+        """Raise if the broker logged a persistence error since it was last started."""
+        text = self.log_text()[self._log_offset :]
+        errors = [line for line in text.splitlines() if _PERSISTENCE_ERRORS.search(line)]
+        if errors:
+            raise MosquittoPersistenceError(
+                f"mosquitto on port {self.port} cannot persist: {errors[0].strip()} (log: {self.log_path})"
+            )
+
+    def save_now(self, timeout_s: float = 5.0) -> None:
+        """Ask the broker to write its database (SIGUSR1) and wait until it has."""
+        if self._proc is None or self._proc.poll() is not None or not self.persistence:
+            return
+        before = self.db_path.stat().st_mtime_ns if self.db_path.exists() else 0
+        self._proc.send_signal(signal.SIGUSR1)
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            self.check_persistence()
+            if self.db_path.exists() and self.db_path.stat().st_mtime_ns != before:
+                return
+            time.sleep(0.02)
+        self.check_persistence()
+        raise MosquittoPersistenceError(
+            f"mosquitto on port {self.port} wrote no {self.db_path} after SIGUSR1"
+        )
 
     def start(self) -> None:
         if self._proc is not None and self._proc.poll() is None:
             return
         self._write_config()
+        self._log_offset = len(self.log_text())
         self._proc = subprocess.Popen(  # noqa: S603 - fixed argv, our own config file
             [mosquitto_binary(), "-c", str(self.config_path)],
             stdout=subprocess.DEVNULL,
@@ -87,7 +163,11 @@ class MosquittoBroker:
         )
         try:
             wait_for_port("127.0.0.1", self.port)
-        except TimeoutError:
+            if self.persistence:
+                # Prove now that it can write its save file, rather than find out after a
+                # restart that every queued message was lost.
+                self.save_now()
+        except (TimeoutError, MosquittoPersistenceError):
             self.stop()
             raise
 

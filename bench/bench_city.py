@@ -1,0 +1,224 @@
+"""Benchmark: a city of separate RF clusters on one broker.
+
+    python -m bench.bench_city [--clusters 1 3 10] [--warmup 4] [--alerts 6]
+
+K clusters of 3 relay radios (ROUTER_LATE) and 2 handhelds each; inside a cluster every
+node hears every other, between clusters nothing is heard. All 3K relays run in this event
+loop on one real Mosquitto, as one city would share a broker. A dispatcher publishes one
+alert at a time to the outbox and waits until every cluster has put it on air (or a
+timeout). Measured per alert and cluster, from the simulated radios' firmware (`RadioTap`):
+frames the cluster's relays put on air, and the time from the outbox publish to the
+cluster's first frame (in simulated seconds, i.e. real LoRa time); and how many times each
+handheld displayed each alert.
+
+Baseline in the same run: the same city with `suppression.rank_among = "broker"`, the
+design that ranks every relay among all online relays on the broker. Relays start with
+empty state; the first `--warmup` alerts let them learn their RF neighbours (figures are
+given for the first alert, cold, and for the alerts after the warm-up).
+Goals: <= 1.2 transmissions per alert per cluster; the slowest cluster within one
+suppression slot of the fastest, whatever K; every handheld shows every alert once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import math
+import statistics
+import tempfile
+import time
+from dataclasses import dataclass, field
+from itertools import combinations
+from pathlib import Path
+
+from bench.common import Figure, figure, print_figures
+from bench.rig import RadioTap, bench_broker, inprocess_relay, mqtt_client, relay_config, wait_for
+from relayd.core.airtime import LONG_FAST, MAX_DATA_PAYLOAD_BYTES, mesh_frame_time_on_air_s
+from relayd.core.jsonform import encode_alert
+from relayd.core.model import Role as KeyRole
+from relayd.core.model import Severity
+from relayd.daemon.relay import Relay
+from relayd.sim.neighborhood import Neighborhood
+from relayd.sim.scenario import LinkSpec, Role, Scenario, make_node
+from relayd.testing.keys import make_network
+
+GOAL_TX_PER_ALERT = 1.2
+TIME_SCALE = 20.0
+RELAYS_PER_CLUSTER = 3
+HANDHELDS_PER_CLUSTER = 2
+ALERT_TIMEOUT_S = 40.0  # wall seconds for every cluster's first frame
+SETTLE_S = 1.0  # after the last cluster's first frame: the stragglers' frames and displays
+# relay.SLOT_FRAMES max-size frames plus the default 1 s margin, in simulated seconds.
+SLOT_S = 4 * mesh_frame_time_on_air_s(MAX_DATA_PAYLOAD_BYTES, LONG_FAST) + 1.0
+
+
+def city_scenario(clusters: int) -> Scenario:
+    nodes = []
+    links = []
+    for c in range(clusters):
+        members = [
+            make_node(f"c{c}-relay-{i}", Role.RELAY, tcp_port=0, device_role="ROUTER_LATE")
+            for i in range(RELAYS_PER_CLUSTER)
+        ]
+        members += [make_node(f"c{c}-hh-{i}", Role.HANDHELD) for i in range(HANDHELDS_PER_CLUSTER)]
+        nodes += members
+        links += [LinkSpec(a.name, b.name, snr_db=6.0, rssi_dbm=-95) for a, b in combinations(members, 2)]
+    return Scenario(name=f"city{clusters}", nodes=tuple(nodes), links=tuple(links))
+
+
+@dataclass
+class AlertResult:
+    tx: list[int]  # per cluster: frames its relays put on air
+    first_s: list[float]  # per cluster: outbox -> first frame, simulated seconds (nan: none)
+    displays: list[int] = field(default_factory=list)  # per handheld: times shown
+
+
+@dataclass
+class CityResult:
+    clusters: int
+    scope: str
+    alerts: list[AlertResult]
+
+
+def _cluster_of(name: str) -> int:
+    return int(name.split("-", 1)[0][1:])
+
+
+async def run_city(work: Path, clusters: int, scope: str, alerts: int) -> CityResult:
+    tag = f"{scope}{clusters}"
+    relays = [f"c{c}-relay-{i}" for c in range(clusters) for i in range(RELAYS_PER_CLUSTER)]
+    handhelds = [f"c{c}-hh-{i}" for c in range(clusters) for i in range(HANDHELDS_PER_CLUSTER)]
+    network = make_network(
+        work / tag / "keys", {"dispatcher": KeyRole.DISPATCHER} | dict.fromkeys(relays, KeyRole.RELAY)
+    )
+    broker = bench_broker(work / tag / "mosquitto")
+    hood = Neighborhood(city_scenario(clusters), time_scale=TIME_SCALE)
+    await hood.start()
+    taps = {r: RadioTap() for r in relays}
+    for r, tap in taps.items():
+        tap.attach(hood, r)
+    results: list[AlertResult] = []
+    try:
+        async with contextlib.AsyncExitStack() as stack:
+            running: list[Relay] = []
+            for r in relays:
+                path = relay_config(
+                    work / tag / "relays",
+                    r,
+                    network,
+                    hood=hood,
+                    radio=r,
+                    broker=broker,
+                    time_scale=TIME_SCALE,
+                    topic_root="city",
+                    suppression=True,
+                )
+                text = path.read_text().replace(
+                    "[suppression]\nenabled = true", f'[suppression]\nenabled = true\nrank_among = "{scope}"'
+                )
+                path.write_text(text)
+                running.append(await stack.enter_async_context(inprocess_relay(path, ready_timeout_s=60)))
+            # Every relay has every peer's retained status (and radio node).
+            await wait_for(lambda: all(len(x.peers) >= len(relays) - 1 for x in running), 20)
+            client = await stack.enter_async_context(mqtt_client(broker.port))
+            for i in range(alerts):
+                alert = network.sign(
+                    "dispatcher", f"Drill {i}: checkpoint at Elm & {i}th", severity=Severity.URGENT
+                )
+                t0 = time.perf_counter()
+                await client.publish("city/outbox", encode_alert(alert), qos=1)
+
+                def first_frames(text: str = alert.onair) -> list[float]:
+                    firsts = [float("nan")] * clusters
+                    for r, tap in taps.items():
+                        t = tap.written.get(text)
+                        c = _cluster_of(r)
+                        if t is not None and (math.isnan(firsts[c]) or t < firsts[c]):
+                            firsts[c] = t
+                    return firsts
+
+                await wait_for(lambda: not any(math.isnan(f) for f in first_frames()), ALERT_TIMEOUT_S)
+                await asyncio.sleep(SETTLE_S)
+                firsts = first_frames()
+                tx = [0] * clusters
+                for r, tap in taps.items():
+                    if alert.onair in tap.written:
+                        tx[_cluster_of(r)] += 1
+                displays = [sum(1 for d in hood.displays(h) if d.text == alert.onair) for h in handhelds]
+                results.append(AlertResult(tx, [(f - t0) * TIME_SCALE for f in firsts], displays))
+    finally:
+        await hood.stop()
+        broker.stop()
+    return CityResult(clusters, scope, results)
+
+
+def _figures(r: CityResult, warmup: int) -> list[Figure]:
+    tag = f"city.k{r.clusters}.{r.scope}"
+    steady = r.alerts[warmup:] or r.alerts
+    cold = r.alerts[0]
+    tx = [t for a in steady for t in a.tx]
+    spread = [max(a.first_s) - min(a.first_s) for a in steady]
+    slowest = [max(a.first_s) for a in steady]
+    shown = [d for a in r.alerts for d in a.displays]
+    ours = r.scope == "rf"
+    return [
+        figure(
+            f"{tag}_tx_per_alert",
+            statistics.mean(tx),
+            "frames",
+            f"<= {GOAL_TX_PER_ALERT}" if ours else None,
+            statistics.mean(tx) <= GOAL_TX_PER_ALERT if ours else None,
+        ),
+        figure(f"{tag}_tx_per_alert_max", max(tx), "frames"),
+        figure(f"{tag}_first_tx_fastest_s", statistics.mean(min(a.first_s) for a in steady), "s"),
+        figure(f"{tag}_first_tx_slowest_s", statistics.mean(slowest), "s"),
+        figure(f"{tag}_first_tx_slowest_max_s", max(slowest), "s"),
+        figure(
+            f"{tag}_first_tx_spread_s",
+            max(spread),
+            "s",
+            f"<= {SLOT_S:.1f} (one slot)" if ours else None,
+            max(spread) <= SLOT_S if ours else None,
+        ),
+        figure(f"{tag}_cold_first_tx_slowest_s", max(cold.first_s), "s"),
+        figure(f"{tag}_cold_tx_per_alert", statistics.mean(cold.tx), "frames"),
+        figure(
+            f"{tag}_shown_exactly_once",
+            100.0 * sum(1 for d in shown if d == 1) / len(shown),
+            "%",
+            "== 100 %" if ours else None,
+            all(d == 1 for d in shown) if ours else None,
+        ),
+        figure(f"{tag}_missed", sum(1 for d in shown if d == 0), "displays"),
+        figure(f"{tag}_duplicated", sum(1 for d in shown if d > 1), "displays"),
+    ]
+
+
+async def _measure(sizes: tuple[int, ...], warmup: int, alerts: int) -> list[Figure]:
+    figures: list[Figure] = []
+    with tempfile.TemporaryDirectory(prefix="relayd-bench-city-") as tmp:
+        for k in sizes:
+            for scope in ("rf", "broker"):
+                result = await run_city(Path(tmp), k, scope, warmup + alerts)
+                figures += _figures(result, warmup)
+                print_figures(f"{k} clusters, rank among {scope}", figures[-11:])
+    return figures
+
+
+def run(sizes: tuple[int, ...] = (1, 3, 10), warmup: int = 4, alerts: int = 6) -> list[Figure]:
+    return asyncio.run(_measure(tuple(sizes), warmup, alerts))
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m bench.bench_city")
+    ap.add_argument("--clusters", type=int, nargs="+", default=[1, 3, 10])
+    ap.add_argument("--warmup", type=int, default=4)
+    ap.add_argument("--alerts", type=int, default=6)
+    args = ap.parse_args(argv)
+    print_figures("city", run(tuple(args.clusters), args.warmup, args.alerts))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
