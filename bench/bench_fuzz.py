@@ -29,7 +29,7 @@ from pathlib import Path
 
 from bench.common import REPO, Figure, figure, print_figures
 
-TARGETS = ("frame", "bundle", "message", "device")
+TARGETS = ("frame", "bundle", "message", "device", "relay_mqtt", "relay_radio", "console")
 GOAL_INPUTS = 1_000_000
 
 

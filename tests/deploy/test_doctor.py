@@ -19,6 +19,7 @@ import pytest
 from deploy_support import REPO_ROOT, Broker
 
 from relayd.doctor import DISK_FAIL_BYTES, DISK_WARN_BYTES, Level, assess_disk
+from relayd.sim.firmware import FIRMWARE_VERSION
 from relayd.sim.neighborhood import Neighborhood
 from relayd.sim.scenario import load_scenario
 from relayd.testing.harness import write_relay_config
@@ -101,7 +102,7 @@ async def test_healthy_relay_passes_every_check(
     assert set(result.lines) == {"device", "radio", "broker", "key", "trust", "clock", "disk"}
     assert all(line.startswith("ok") for line in result.lines.values()), result.output
     node = radio.endpoints["relay"].node_id
-    assert f"handshake complete (node {node}, firmware 2.6.11" in result.lines["radio"]
+    assert f"handshake complete (node {node}, firmware {FIRMWARE_VERSION}" in result.lines["radio"]
     assert "role relay" in result.lines["key"]
 
 

@@ -13,6 +13,7 @@ import asyncio
 import atexit
 import contextlib
 import hashlib
+import itertools
 import json
 import shutil
 import tempfile
@@ -304,6 +305,48 @@ def check_relay_mqtt(data: bytes) -> None:
         assert row.onair in c.frames, f"forgery queued: {row.onair!r}"
 
 
+_radio_packets = itertools.count(1)
+
+
+def check_relay_radio(data: bytes) -> None:
+    """Relay._on_radio_text as the radio link hands it a received text (any channel, to
+    anyone): never raises, and queues for the radio only frames a trusted key signed."""
+    from relayd.daemon.radio import ReceivedText  # noqa: PLC0415
+
+    h = relay_harness()
+    head = data[0] if data else 0
+    rt = ReceivedText(
+        radio="main",
+        from_node=0x2000 + (head & 0x0F),
+        to_node=0xFFFFFFFF if head & 0x10 else 0x1234,
+        packet_id=next(_radio_packets),
+        channel=(head >> 5) % 3,
+        payload=data[1:],
+        rx_time_s=float(NOW_S),
+        hop_start=3,
+        hop_limit=2,
+    )
+    h.relay._on_radio_text(rt)
+    c = corpus()
+    for row in h.relay._queued_rows.values():
+        assert row.onair in c.frames, f"forgery queued from RF: {row.onair!r}"
+
+
+def fresh_genuine_alert(seq: int) -> str:
+    """A genuine alert the harness relay has not seen: after fuzzing it must still be taken."""
+    ident = _identity("dispatcher", Role.DISPATCHER)
+    fields = AlertFields(
+        kind=Kind.ALERT,
+        severity=Severity.URGENT,
+        key_id=ident.key_id,
+        issued_at_s=NOW_S - 1,
+        seq=seq,
+        expires_at_s=NOW_S + 1800,
+        text=f"After the fuzz: observers to Elm & {seq}th",
+    )
+    return compose(fields, ident.sign).onair
+
+
 @cache
 def console() -> Model:
     from relayd.core.topics import Topics  # noqa: PLC0415
@@ -335,6 +378,7 @@ TARGETS = {
     "message": check_message,
     "device": check_device_stream,
     "relay_mqtt": check_relay_mqtt,
+    "relay_radio": check_relay_radio,
     "console": check_console,
 }
 
@@ -351,6 +395,10 @@ def seeds(target: str) -> list[bytes]:
         ]
     if target == "message":
         return [*c.messages, *hostile_payloads("relay-north").values()]
+    if target == "relay_radio":
+        texts = [f.encode() for f in c.frames]
+        texts += [b"!r police at 5th", b"\x07URGENT raid at Oak", b"coffee anyone?", b"\xff\xfe"]
+        return [bytes([i]) + t for i in (0x10, 0x11, 0x30, 0x50) for t in texts]
     if target in ("relay_mqtt", "console"):
         payloads = [*c.messages, c.bundle_bytes, *hostile_payloads("relay-north").values()]
         return [bytes([i]) + p for i in range(len(HANDLER_TOPICS)) for p in payloads]

@@ -16,7 +16,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.faults.fuzz_targets import TARGETS, seeds
+from relayd.daemon.mqtt import Incoming
+from tests.faults.fuzz_targets import ROOT, TARGETS, fresh_genuine_alert, relay_harness, seeds
 
 ENV_EXAMPLES = "RELAYD_FUZZ_EXAMPLES"
 ENV_COUNT_FILE = "RELAYD_FUZZ_COUNT_FILE"  # the bench adds up the inputs tried
@@ -100,3 +101,35 @@ def test_every_seed_as_is_keeps_the_targets_promise(target: str) -> None:
     check = TARGETS[target]
     for data in seeds(target):
         check(data)
+
+
+@pytest.mark.parametrize("budget", BUDGETS)
+def test_after_fuzzing_the_relays_handlers_a_genuine_alert_is_still_taken(budget: int) -> None:
+    """Whatever the fuzz did to the in-process relay (the same one the handler targets use),
+    it still accepts and queues a genuine alert from the outbox and one heard on RF."""
+
+    @settings(max_examples=budget, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+    @given(
+        st.one_of(
+            inputs("relay_mqtt").map(lambda d: ("relay_mqtt", d)),
+            inputs("relay_radio").map(lambda d: ("relay_radio", d)),
+        )
+    )
+    def fuzz(case: tuple[str, bytes]) -> None:
+        TARGETS[case[0]](case[1])
+
+    fuzz()
+    h = relay_harness()
+    onair = fresh_genuine_alert(5000 + budget)
+    message = Incoming(f"{ROOT}/outbox", onair_message(onair), retain=False)
+    h.loop.run_until_complete(h.relay._on_mqtt(message))
+    assert any(r.onair == onair for r in h.relay._queued_rows.values()) or onair in {
+        r.onair for r in h.relay.storage.queued()
+    }
+
+
+def onair_message(onair: str) -> bytes:
+    from relayd.core.codec import decode  # noqa: PLC0415
+    from relayd.core.jsonform import encode_alert  # noqa: PLC0415
+
+    return encode_alert(decode(onair).to_signed_alert())
