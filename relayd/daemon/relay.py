@@ -125,7 +125,12 @@ STALE_AFTER_S = 2.0
 # Keep this many slots of the radio's transmit queue (firmware MAX_TX_QUEUE = 16) free for
 # the mesh's own rebroadcasts.
 RADIO_QUEUE_RESERVE = 4
-ACK_RANK = 1  # acks go after urgent alerts, before the rest
+# Acks and notices go after every alert: a handheld's thank-you never delays an alert.
+ACK_RANK = 9
+# Reports a handheld may send: a burst of 5, then one each 30 s (anyone can type fast, and
+# anyone can claim any node number, so the table of handhelds is bounded too).
+REPORTS_PER_HANDHELD = RateLimit(burst=5, per_s=1 / 30)
+REPORT_SENDERS_MAX = 1024
 HOUSEKEEPING_INTERVAL_S = 5.0
 # A broadcast sent with want_ack is answered by the firmware when it hears a neighbour repeat
 # it, or with MAX_RETRANSMIT after three tries (ReliableRouter; each try waits a couple of
@@ -283,6 +288,7 @@ class Relay:
         self._pending_radios: dict[bytes, set[str]] = {}
         self._active_refs: dict[bytes, bytes | None] = {}
         self._report_holds: dict[tuple[int, int], tuple[float, ReceivedText]] = {}
+        self._report_buckets: BoundedMap[int, tuple[float, float]] = BoundedMap(REPORT_SENDERS_MAX)
         # Active alerts a late-joining handheld is sent by DM (relayd/core/catchup.py).
         self.late_joiners = LateJoiners(
             self.clock(), CatchupPolicy(absent_s=config.catchup_after_s / time_scale)
@@ -869,10 +875,25 @@ class Relay:
         if key in self._reports_seen:
             return
         self._remember_report(key)
+        if not self._report_allowed(rt.from_node):
+            self.counters.drops[DropReason.RATE_LIMITED.value] += 1
+            log.info("report from a handheld over its rate limit: dropped")
+            self._status_dirty.set()
+            return
         delay = self.suppressor.delay_s(hashlib.sha256(repr(key).encode()).digest(), self._rank_peers())
         # Report slots are short: publishing is an MQTT message, not airtime.
         self._report_holds[key] = (self.clock() + delay / 4, rt)
         self._wake.set()
+
+    def _report_allowed(self, node: int) -> bool:
+        """Token bucket per handheld (REPORTS_PER_HANDHELD), in a bounded table."""
+        now = self.clock()
+        tokens, at = self._report_buckets.get(node) or (float(REPORTS_PER_HANDHELD.burst), now)
+        refill_per_s = REPORTS_PER_HANDHELD.per_s * self.time_scale  # a person's pace, in mesh time
+        tokens = min(float(REPORTS_PER_HANDHELD.burst), tokens + (now - at) * refill_per_s)
+        allowed = tokens >= 1.0
+        self._report_buckets.put(node, (tokens - 1.0 if allowed else tokens, now))
+        return allowed
 
     def _remember_report(self, key: tuple[int, int]) -> None:
         """Handheld packets already reported (by us or a peer); bounded, oldest forgotten."""
