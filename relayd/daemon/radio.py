@@ -138,6 +138,9 @@ class ReceivedText:
     rx_time_s: float
     hop_start: int
     hop_limit: int
+    # Received by the radio before we connected (while relayd restarted or the cable was
+    # out): not news to relay, but still evidence of what went on air meanwhile.
+    backlog: bool = False
 
     @property
     def is_direct(self) -> bool:
@@ -299,6 +302,7 @@ class RadioLink(LinkStateTracker):
         self._confirmations: dict[int, asyncio.Future[int]] = {}
         self._sent: OrderedDict[int, bool] = OrderedDict()  # packet id -> was a broadcast
         self._seen: OrderedDict[tuple[int, int], None] = OrderedDict()
+        self._handshake_backlog: list[MeshPacket] = []
         self._last_rx_monotonic = 0.0
         self._rx_event = asyncio.Event()
         self.my_node: int | None = None
@@ -428,8 +432,8 @@ class RadioLink(LinkStateTracker):
                 elif variant == "config_complete_id" and int(msg.config_complete_id) == nonce:
                     complete = True
                 elif variant == "packet":
-                    # Backlog delivered during the handshake: never ours to relay.
-                    self.skipped_backlog += 1
+                    # Backlog delivered during the handshake: handled once connected.
+                    self._handshake_backlog.append(msg.packet)
             if complete:
                 return after
 
@@ -453,13 +457,16 @@ class RadioLink(LinkStateTracker):
             self.firmware_version or "unknown",
             self.hop_limit,
         )
+        backlog, self._handshake_backlog = self._handshake_backlog, []
         for msg in after_handshake:
             if from_radio_variant(msg) == "packet":
                 # Read together with the handshake's end: queued for a client before we
                 # connected (the firmware drains that queue right after the handshake).
-                self.skipped_backlog += 1
+                backlog.append(msg.packet)
             else:
                 self._dispatch(msg)
+        for packet in backlog:
+            self._on_packet(packet, backlog=True)
         reader = asyncio.create_task(self._read_loop(transport, decoder), name=f"radio-{self.name}-read")
         heartbeat = asyncio.create_task(self._heartbeat(transport), name=f"radio-{self.name}-heartbeat")
         try:
@@ -548,7 +555,7 @@ class RadioLink(LinkStateTracker):
         elif variant == "packet":
             self._on_packet(msg.packet)
 
-    def _on_packet(self, p: MeshPacket) -> None:
+    def _on_packet(self, p: MeshPacket, *, backlog: bool = False) -> None:
         if not p.HasField("decoded"):
             return  # encrypted for a channel we do not have: nothing to read
         portnum = int(p.decoded.portnum)
@@ -561,7 +568,7 @@ class RadioLink(LinkStateTracker):
             self.own_echoes += 1
             return
         if portnum != TEXT_MESSAGE_APP:
-            if self._on_node is not None and not self._is_backlog(float(p.rx_time)):
+            if self._on_node is not None and not backlog and not self._is_backlog(float(p.rx_time)):
                 self._on_node(from_node, portnum)
             return
         key = (from_node, int(p.id))
@@ -572,16 +579,13 @@ class RadioLink(LinkStateTracker):
         if len(self._seen) > SEEN_PACKETS_MAX:
             self._seen.popitem(last=False)
         rx_time = float(p.rx_time)
+        # A packet without a receive time after we set the radio's clock was received
+        # before we set it, so before we connected.
+        backlog = backlog or self._is_backlog(rx_time)
         if rx_time == 0.0:
-            if self.clock_set:
-                # The radio's clock is set now; a packet without a receive time was
-                # received before we set it, so before we connected.
-                self.skipped_backlog += 1
-                return
             rx_time = time.time()
-        if rx_time < self.connected_at_s - BACKLOG_GRACE_S:
+        if backlog:
             self.skipped_backlog += 1
-            return
         self._on_text(
             ReceivedText(
                 radio=self.name,
@@ -593,6 +597,7 @@ class RadioLink(LinkStateTracker):
                 rx_time_s=rx_time,
                 hop_start=int(p.hop_start),
                 hop_limit=int(p.hop_limit),
+                backlog=backlog,
             )
         )
 

@@ -803,6 +803,9 @@ class Relay:
         self._wake.set()
 
     def _on_radio_text(self, rt: ReceivedText) -> None:
+        if rt.backlog:
+            self._on_backlog_text(rt)
+            return
         self._last_heard_s = self.clock()
         self._on_radio_node(rt.radio, rt.from_node)
         self._note_heard_node(rt.from_node)
@@ -838,6 +841,18 @@ class Relay:
             self.counters.ignored_text += 1
             return
         self._drop(verdict, "rf")
+
+    def _on_backlog_text(self, rt: ReceivedText) -> None:
+        """A text our radio heard while we were not connected. Not news to act on (no report,
+        no notice, no ack), but what it says went on air is evidence: a neighbour's copy of an
+        alert we hold means we stand down, and its radio is one we hear."""
+        self._note_heard_node(rt.from_node)
+        verdict = self._verify(rt.payload, "rf")
+        if verdict.ok:
+            self.counters.heard += 1
+            self._accept(verdict, "rf", queue=False)
+        elif verdict.reason is DropReason.DUPLICATE and verdict.alert is not None:
+            self._heard_copy(verdict.alert.alert_id, "rf, heard while the link was down")
 
     def _answer_forgery(self, text: str, reason: DropReason | None) -> None:
         """Handhelds cannot verify: tell them a frame that looked like an alert was not one
