@@ -1410,12 +1410,7 @@ class Relay:
         self._send_attempts.pop(item.alert_id, None)
         if item.to_node is not None:
             return
-        remaining = self._pending_radios.get(item.alert_id, set())
-        remaining.discard(flight.radio)
-        if not remaining:
-            self._pending_radios.pop(item.alert_id, None)
-            self._queued_rows.pop(item.alert_id, None)
-            self._storage_call(lambda: self.storage.dequeue(item.alert_id, "transmitted"))
+        self._leave_queue(item.alert_id, "transmitted", flight.radio)
         self.counters.transmitted += 1
         self._event(EventKind.TRANSMITTED, item.alert_id.hex(), "rf")
         self._status_dirty.set()
@@ -1474,12 +1469,7 @@ class Relay:
             attempts,
         )
         if item.to_node is None:
-            remaining = self._pending_radios.get(item.alert_id, set())
-            remaining.discard(radio_name)
-            if not remaining:
-                self._pending_radios.pop(item.alert_id, None)
-                self._queued_rows.pop(item.alert_id, None)
-                self._storage_call(lambda: self.storage.dequeue(item.alert_id, REFUSED_BY_RADIO))
+            self._leave_queue(item.alert_id, REFUSED_BY_RADIO, radio_name)
             self._event(EventKind.DROPPED, item.alert_id.hex(), f"radio:{radio_name}", REFUSED_BY_RADIO)
         self._status_dirty.set()
 
@@ -1501,12 +1491,24 @@ class Relay:
                 continue
             self._resend_in_doubt(packet_id, flight)
 
+    def _leave_queue(self, alert_id: bytes, outcome: str, radio_name: str | None = None) -> None:
+        """`radio_name` is done with a queued broadcast (None: every radio is). Once no radio
+        has it pending it leaves the queue, in memory and on disk, with `outcome`. A radio's
+        own verdict (on air, refused) is recorded even if the row already left memory."""
+        remaining = self._pending_radios.get(alert_id, set())
+        if radio_name is not None:
+            remaining.discard(radio_name)
+            if remaining:
+                return
+        self._pending_radios.pop(alert_id, None)
+        was_queued = self._queued_rows.pop(alert_id, None) is not None
+        if was_queued or radio_name is not None:
+            self._storage_call(lambda: self.storage.dequeue(alert_id, outcome))
+
     def _finish_unconfirmed(self, flight: InFlight) -> None:
         item = flight.item
         self.counters.unconfirmed += 1
-        self._pending_radios.pop(item.alert_id, None)
-        if self._queued_rows.pop(item.alert_id, None) is not None:
-            self._storage_call(lambda: self.storage.dequeue(item.alert_id, "unconfirmed"))
+        self._leave_queue(item.alert_id, "unconfirmed")
         log.warning(
             "%s: radio %s had it from an earlier connection; never confirmed on air",
             item.alert_id.hex(),
@@ -1530,10 +1532,7 @@ class Relay:
         expired = self.clock() >= item.expires_at_s
         if expired or item.alert_id in self._heard_on_air:
             # Moot: too late, or another relay was heard putting it on air.
-            outcome = DropReason.EXPIRED.value if expired else "suppressed"
-            self._pending_radios.pop(item.alert_id, None)
-            if self._queued_rows.pop(item.alert_id, None) is not None:
-                self._storage_call(lambda: self.storage.dequeue(item.alert_id, outcome))
+            self._leave_queue(item.alert_id, DropReason.EXPIRED.value if expired else "suppressed")
             return
         self._resend_ids[item.alert_id] = packet_id
         self.schedulers[flight.radio].push(item)
