@@ -19,7 +19,7 @@ import logging
 import random
 import re
 import time
-from collections import Counter, OrderedDict
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
@@ -57,6 +57,21 @@ from relayd.core.jsonform import (
 )
 from relayd.core.model import AlertFields, DropReason, Kind, Role, Severity, SignedAlert
 from relayd.core.notice import ForgeryNotices, claims_to_be_an_alert, is_notice
+from relayd.core.outbound import (
+    Effect,
+    GaveUp,
+    InFlight,
+    OnAir,
+    Outbound,
+    Outcome,
+    QueuedAlert,
+    Refusal,
+    Retrying,
+    Send,
+    Taken,
+    Terminal,
+    Withdrawn,
+)
 from relayd.core.ratelimit import RateLimit, TokenBuckets
 from relayd.core.replay import ReplayWindows
 from relayd.core.scheduler import AirtimeScheduler, QueueItem, Ready, Wait
@@ -140,11 +155,8 @@ ACK_WAIT_S = 90.0
 # An ack DM counts as taken once this long has passed without a late refusal (the text
 # rate limit's Routing error follows its queue status within milliseconds).
 REFUSAL_GRACE_S = 3.0
-# Refusals that may clear (rate limit, duty cycle, full queue) are retried this many times
-# per frame; a frame that still cannot go is given up and its alert reported not sent.
-MAX_SEND_ATTEMPTS = 6
+# Refusals that may clear are retried MAX_SEND_ATTEMPTS times (relayd/core/outbound.py).
 REFUSED_BY_RADIO = "refused_by_radio"
-HEARD_ON_AIR_MAX = 1024
 ACTIVE_FRAMES_MAX = 64
 STATUS_MIN_INTERVAL_S = 1.0
 # A handheld's free text may hold characters the signed form forbids.
@@ -172,18 +184,6 @@ class Counters:
     storage_errors: int = 0
     send_retries: int = 0
     handler_errors: int = 0  # MQTT messages that hit a bug (also counted as malformed)
-
-
-@dataclass(frozen=True, slots=True)
-class InFlight:
-    """A frame our radio has taken but not yet confirmed on air."""
-
-    radio: str
-    item: QueueItem
-    deadline_s: float
-    # The radio ignored our resend of this id: it had taken it on an earlier connection, so
-    # its answer may have gone to that connection and never come.
-    ignored: bool = False
 
 
 class Relay:
@@ -270,13 +270,7 @@ class Relay:
             )
             for rc in config.radios
         ]
-        # Frames a radio has taken, by packet id, until it says they were on air.
-        self._in_flight: dict[int, InFlight] = {}
-        self._send_attempts: dict[bytes, int] = {}
-        self._radio_paused_until: dict[str, float] = {}
-        # Alerts another relay was heard transmitting: an in-doubt resend of ours is moot.
-        self._heard_on_air: OrderedDict[bytes, None] = OrderedDict()
-        self.schedulers = {
+        schedulers = {
             r.name: AirtimeScheduler(
                 duty_cycle=config.airtime.duty_cycle,
                 window_s=config.airtime.window_s / time_scale,
@@ -284,8 +278,16 @@ class Relay:
             )
             for r in self.radios
         }
-        self._queued_rows: dict[bytes, QueuedRow] = {}
-        self._pending_radios: dict[bytes, set[str]] = {}
+        # Every alert's way to the air: holds, radio queues, frames in flight, outcomes.
+        self.outbound = Outbound(
+            self.suppressor,
+            schedulers,
+            ack_wait_s=ACK_WAIT_S / time_scale,
+            refusal_grace_s=REFUSAL_GRACE_S / time_scale,
+            airtime_s=self._airtime,
+            channel=config.alerts_channel,
+        )
+        self.schedulers = schedulers
         self._active_refs: dict[bytes, bytes | None] = {}
         self._report_holds: dict[tuple[int, int], tuple[float, ReceivedText]] = {}
         self._report_buckets: BoundedMap[int, tuple[float, float]] = BoundedMap(REPORT_SENDERS_MAX)
@@ -307,12 +309,8 @@ class Relay:
         self._last_heard_s: float | None = None
         self._stopping = False
         self._bundle_mtime = self._file_mtime()
-        # Write-ahead packet ids of frames that may have gone out just before a crash.
-        self._resend_ids: dict[bytes, int] = {}
         self._clock_steps.observe(self.clock(), self._monotonic())
         self.clock_assessment = self._assess_clock()
-        self._restore_queue()
-        self._check_own_key()
         from relayd.daemon.mqtt import MqttLink  # noqa: PLC0415 - keep aiomqtt out of `relayd check`
 
         self.mqtt = MqttLink(
@@ -331,6 +329,8 @@ class Relay:
             on_state=self._on_link_state,
             on_connect=self._on_mqtt_connect,
         )
+        self._restore_queue()
+        self._check_own_key()
 
     # -- startup ----------------------------------------------------------------------
 
@@ -362,7 +362,7 @@ class Relay:
         at = self._verification_at(now)
         for row in self.storage.queued():
             if expiry_now >= row.expires_at_s:
-                self._storage_call(lambda a=row.alert_id: self.storage.dequeue(a, "expired"))  # type: ignore[misc]
+                self._apply(self.outbound.restore(_queued(row, row.release_at_s), now, expiry_now))
                 continue
             # Accepted before the restart, but the bundle may have changed since (a revoked
             # key), or the database been tampered with: it must still verify.
@@ -373,12 +373,8 @@ class Relay:
                 self.counters.drops[outcome] += 1
                 log.warning("queued alert %s no longer verifies: %s", row.alert_id.hex(), outcome)
                 continue
-            self._queued_rows[row.alert_id] = row
-            if row.packet_id is not None:
-                # In doubt: it may have gone out just before a crash. Resend with the same
-                # packet id; the mesh drops it as a duplicate if it did.
-                self._enqueue(row, row.packet_id)
-            else:
+            release = row.release_at_s
+            if row.packet_id is None:
                 # While we were down a neighbour probably covered it; its "transmitted" event
                 # waits in our persistent MQTT session. Hold a little longer than a fresh
                 # alert so that event (or the RF copy) arrives before we decide.
@@ -386,7 +382,9 @@ class Relay:
                     self.config.relay_id, self.peer_nodes, self._neighbour_memory(), self.rank_scope
                 )
                 delay = self.suppressor.delay_s(row.alert_id, peers) + 2 * self.suppressor.slot_s
-                self.suppressor.restore(row.alert_id, max(row.release_at_s, now + delay), now)
+                release = max(row.release_at_s, now + delay)
+            # One with a write-ahead packet id is in doubt: it goes again under that id.
+            self._apply(self.outbound.restore(_queued(row, release), now, expiry_now))
 
     def _check_own_key(self) -> None:
         """Peers and consoles believe our status and events only if the bundle binds our key
@@ -572,10 +570,10 @@ class Relay:
         queued alerts never go out."""
         now = self.clock()
         at = self._verification_at(now)
-        for alert_id, row in list(self._queued_rows.items()):
-            verdict = self.verifier.reverify(row.onair, now, at=at)
+        for queued in self.outbound.queued():
+            verdict = self.verifier.reverify(queued.onair, now, at=at)
             if not verdict.ok:
-                self._cancel_queued(alert_id, (verdict.reason or DropReason.MALFORMED).value)
+                self._cancel_queued(queued.alert_id, (verdict.reason or DropReason.MALFORMED).value)
                 self._drop(verdict, "queue")
 
     def _active_publishes(self, alert: SignedAlert, envelope: Envelope) -> list[tuple[str, bytes, bool]]:
@@ -617,22 +615,24 @@ class Relay:
                 publishes.append((self.topics.alerts, encode_alert(alert, envelope), False))
             publishes += self._active_publishes(alert, envelope)
         row: QueuedRow | None = None
+        hold_effects: list[Effect] = []
         if queue and f.kind.is_broadcast:
             # Alerts held or queued here are likely queued at the other relays too (they get
             # the same MQTT traffic), so the relay ahead of us needs that long more to send.
-            pending = len(self.suppressor) + max((len(s) for s in self.schedulers.values()), default=0)
             interval_s = self.config.airtime.min_text_interval_s / self.time_scale
-            release = self.suppressor.hold(alert.alert_id, now, self._rank_peers(), pending * interval_s)
+            turn = now + self.suppressor.delay_s(
+                alert.alert_id, self._rank_peers(), self.outbound.backlog() * interval_s
+            )
+            release = turn
             if now - f.issued_at_s > STALE_AFTER_S:
                 # Not fresh from a dispatcher: probably our session's backlog after an
                 # outage, which neighbours may already have covered. Give their
                 # "transmitted" events (queued behind it in the same session) a slot to land.
                 release += self.suppressor.slot_s
-                self.suppressor.restore(alert.alert_id, release)
             row = QueuedRow(
                 alert.alert_id, alert.onair, f.severity.rank, f.issued_at_s, f.expires_at_s, release, None
             )
-            self._queued_rows[alert.alert_id] = row
+            hold_effects = self.outbound.hold(_queued(row, release), now, turn_at_s=turn)
         if f.kind in (Kind.ALERT, Kind.UPDATE, Kind.TEST):
             self._active_refs[alert.alert_id] = f.ref
         elif f.kind in (Kind.CANCEL, Kind.ALLCLEAR) and f.ref is not None:
@@ -672,6 +672,7 @@ class Relay:
                 publishes=publishes,
             )
         )
+        self._apply(hold_effects)
         if self.storage_error is not None:
             # The state disk failed: still deliver (in memory), and say so in status.
             for topic, payload, retain in publishes:
@@ -686,13 +687,8 @@ class Relay:
         for held in self._ref_hold.release(alert.alert_id):
             self._offer_held(held)
 
-    def _cancel_queued(self, alert_id: bytes, outcome: str = "cancelled") -> None:
-        self.suppressor.forget(alert_id)
-        for scheduler in self.schedulers.values():
-            scheduler.remove(alert_id)
-        if self._queued_rows.pop(alert_id, None) is not None:
-            self._pending_radios.pop(alert_id, None)
-            self._storage_call(lambda: self.storage.dequeue(alert_id, outcome))
+    def _cancel_queued(self, alert_id: bytes, reason: str | None = None) -> None:
+        self._apply(self.outbound.cancel(alert_id, reason))
 
     def _online_peers(self) -> list[str]:
         return [r for r, s in self.peers.items() if s is not RelayState.OFFLINE and r != self.config.relay_id]
@@ -781,11 +777,10 @@ class Relay:
         frames = self.late_joiners.heard(
             node, now, [f for f in self._active_frames.values() if now < f.expires_at_s]
         )
-        scheduler = self.schedulers.get(radio_name)
-        if not frames or scheduler is None:
+        if not frames or radio_name not in self.schedulers:
             return
         for frame in frames:
-            scheduler.push(
+            self.outbound.push_direct(
                 QueueItem(
                     alert_id=b"cu" + hashlib.sha256(node.to_bytes(4, "big") + frame.alert_id).digest()[:8],
                     onair=frame.onair,
@@ -795,7 +790,8 @@ class Relay:
                     airtime_s=self._airtime(frame.onair),
                     channel_index=self.config.alerts_channel,
                     to_node=node,
-                )
+                ),
+                radio_name,
             )
         self.counters.catchup_dms += len(frames)
         # Never the node id at INFO (privacy): who was where, when, is not the log's business.
@@ -869,21 +865,10 @@ class Relay:
 
     def _heard_copy(self, alert_id: bytes, source: str = "rf") -> None:
         """Another relay put this alert on air: stand down if we were going to."""
-        self._heard_on_air[alert_id] = None
-        if len(self._heard_on_air) > HEARD_ON_AIR_MAX:
-            self._heard_on_air.popitem(last=False)
-        held = self.suppressor.heard_on_rf(alert_id)
-        queued = False
-        for scheduler in self.schedulers.values():
-            queued = scheduler.remove(alert_id) is not None or queued
-        if held or queued:
-            self.counters.suppressed += 1
-            self._queued_rows.pop(alert_id, None)
-            self._pending_radios.pop(alert_id, None)
-            self._storage_call(lambda: self.storage.dequeue(alert_id, "suppressed"))
-            self._event(EventKind.SUPPRESSED, alert_id.hex(), "rf")
-            log.info("suppressed %s: %s", alert_id.hex(), source)
-            self._status_dirty.set()
+        effects = self.outbound.heard(alert_id)
+        if effects:
+            log.debug("standing down on %s: %s", alert_id.hex(), source)
+        self._apply(effects)
 
     def _hold_report(self, rt: ReceivedText, text: str) -> None:
         key = (rt.from_node, rt.packet_id)
@@ -969,9 +954,7 @@ class Relay:
                 channel_index=rt.channel,
                 to_node=rt.from_node,
             )
-            scheduler = self.schedulers.get(rt.radio)
-            if scheduler is not None:
-                scheduler.push(ack)
+            if self.outbound.push_direct(ack, rt.radio):
                 self._wake.set()
 
     # -- from MQTT --------------------------------------------------------------------
@@ -1235,27 +1218,8 @@ class Relay:
             mesh_frame_time_on_air_s(len(text.encode("utf-8")), self.config.airtime.preset) / self.time_scale
         )
 
-    def _enqueue(self, row: QueuedRow, packet_id: int | None = None) -> None:
-        item = QueueItem(
-            row.alert_id,
-            row.onair,
-            row.severity_rank,
-            row.issued_at_s,
-            row.expires_at_s,
-            self._airtime(row.onair),
-            self.config.alerts_channel,
-        )
-        self._pending_radios[row.alert_id] = {r.name for r in self.radios}
-        if packet_id is not None:
-            self._resend_ids[row.alert_id] = packet_id
-        for scheduler in self.schedulers.values():
-            scheduler.push(item)
-
     def _release_holds(self, now: float) -> None:
-        for alert_id in self.suppressor.due(now):
-            row = self._queued_rows.get(alert_id)
-            if row is not None:
-                self._enqueue(row)
+        self.outbound.due(now)
         for key, (release, rt) in list(self._report_holds.items()):
             if release <= now:
                 del self._report_holds[key]
@@ -1277,40 +1241,21 @@ class Relay:
             # Not an alert: sent as a plain broadcast, never counted as one transmitted.
             to_node=BROADCAST_NUM,
         )
-        for scheduler in self.schedulers.values():
-            scheduler.push(item)
+        self.outbound.push_direct(item)
         self.counters.forgery_notices += 1
         self._wake.set()
 
     def _expire(self, now: float) -> None:
-        now = best_time_s(self.clock_assessment, now)
-        for scheduler in self.schedulers.values():
-            for item in scheduler.drop_expired(now):
-                if item.to_node is None and self._queued_rows.pop(item.alert_id, None) is not None:
-                    self._pending_radios.pop(item.alert_id, None)
-                    self.counters.drops[DropReason.EXPIRED.value] += 1
-                    self._storage_call(lambda a=item.alert_id: self.storage.dequeue(a, "expired"))  # type: ignore[misc]
-                    self._event(EventKind.DROPPED, item.alert_id.hex(), "mqtt", DropReason.EXPIRED.value)
-        for alert_id, row in list(self._queued_rows.items()):
-            if now >= row.expires_at_s and alert_id in self.suppressor:
-                self.suppressor.forget(alert_id)
-                self._queued_rows.pop(alert_id, None)
-                self.counters.drops[DropReason.EXPIRED.value] += 1
-                self._storage_call(lambda a=alert_id: self.storage.dequeue(a, "expired"))  # type: ignore[misc]
+        self._apply(self.outbound.expire(best_time_s(self.clock_assessment, now)))
 
     async def _transmit_loop(self, radio: RadioLink) -> None:
-        scheduler = self.schedulers[radio.name]
         while True:
             now = self.clock()
             self._release_holds(now)
             self._expire(now)
-            self._sweep_in_flight(now)
-            action = scheduler.next_action(now)
+            self._apply(self.outbound.sweep(now))
+            action = self.outbound.next_action(radio.name, now)
             timeout: float | None = None
-            paused_until = self._radio_paused_until.get(radio.name, 0.0)
-            if now < paused_until:
-                # The radio refused for a limit of its own (rate, duty cycle, full queue).
-                action = Wait(paused_until - now, "radio") if isinstance(action, Ready) else action
             if isinstance(action, Ready):
                 if not radio.connected:
                     if await radio.wait_connected(5.0):
@@ -1324,218 +1269,135 @@ class Relay:
                     radio.tx_queue_free = None
                     await asyncio.sleep(action.item.airtime_s)
                     continue
-                await self._transmit(radio, scheduler, action.item)
+                await self._transmit(radio, action.item)
                 continue
             if isinstance(action, Wait):
                 timeout = action.seconds
-            nxt = self.suppressor.next_release_s()
+            deadlines = [
+                release for release, _ in [*self._report_holds.values(), *self._notice_holds.values()]
+            ]
+            nxt = self.outbound.next_deadline_s()
             if nxt is not None:
-                timeout = min(timeout if timeout is not None else 3600.0, max(0.0, nxt - now))
-            for release, _ in [*self._report_holds.values(), *self._notice_holds.values()]:
-                timeout = min(timeout if timeout is not None else 3600.0, max(0.0, release - now))
-            for flight in self._in_flight.values():
-                timeout = min(timeout if timeout is not None else 3600.0, max(0.0, flight.deadline_s - now))
+                deadlines.append(nxt)
+            for deadline in deadlines:
+                timeout = min(timeout if timeout is not None else 3600.0, max(0.0, deadline - now))
             self._wake.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout if timeout is not None else 1.0)
 
-    async def _transmit(self, radio: RadioLink, scheduler: AirtimeScheduler, item: QueueItem) -> None:
-        is_ack = item.to_node is not None
-        resend_id = self._resend_ids.pop(item.alert_id, None)
-        packet_id = resend_id or radio.fresh_packet_id()
-        if not is_ack and resend_id is None:
-            self._storage_call(lambda: self.storage.mark_transmitting(item.alert_id, packet_id))
+    async def _transmit(self, radio: RadioLink, item: QueueItem) -> None:
+        send = self.outbound.send(radio.name, item, radio.fresh_packet_id)
+        if send.write_ahead:
+            self._storage_call(lambda: self.storage.mark_transmitting(item.alert_id, send.packet_id))
         try:
             await radio.send_text(
                 item.onair,
                 to=item.to_node if item.to_node is not None else BROADCAST_NUM,
                 channel=item.channel_index,
-                packet_id=packet_id,
+                packet_id=send.packet_id,
                 # Broadcasts ask the firmware to tell us when they were on air; an ack DM
                 # needs no receipt of its own.
-                want_ack=not is_ack,
+                want_ack=item.to_node is None,
             )
         except RadioUnavailableError:
-            # Not taken (link down, or the radio stopped answering). The write may have
-            # reached the radio, so a broadcast keeps its packet id: if it did go out, the
-            # mesh drops the resend as a duplicate.
+            # Not taken (link down, or the radio stopped answering); a broadcast keeps its id.
             self.counters.send_retries += 1
-            if not is_ack:
-                self._resend_ids[item.alert_id] = packet_id
+            self.outbound.not_taken(send)
             return
         except PacketIgnoredError:
             # The radio already holds this id (an in-doubt resend it had taken before):
             # its ACK or MAX_RETRANSMIT for the id will say when it was on air.
-            scheduler.pop(item.alert_id)
-            self._track_in_flight(radio.name, packet_id, item, ignored=True)
+            self._on_taken(send, ignored=True)
             return
         except SendRejectedError as exc:
-            self._on_refused(radio.name, item, exc.answer)
+            self._apply(self.outbound.refused(radio.name, item, self._refusal(exc.answer), self.clock()))
             return
-        scheduler.pop(item.alert_id)
-        scheduler.record_transmission(item.airtime_s, self.clock())
-        self._track_in_flight(radio.name, packet_id, item)
+        self._on_taken(send)
 
     @property
-    def in_flight(self) -> dict[int, InFlight]:
-        """Frames taken by a radio and not yet confirmed on air (read-only view for metrics)."""
-        return dict(self._in_flight)
+    def queued(self) -> dict[bytes, QueuedAlert]:
+        """Alerts on their way to the air, held, queued or in flight (read-only view)."""
+        return {q.alert_id: q for q in self.outbound.queued()}
 
-    def _track_in_flight(
-        self, radio_name: str, packet_id: int, item: QueueItem, *, ignored: bool = False
-    ) -> None:
-        """Taken by the radio, not yet known to be on air (a broadcast waits for its ACK;
-        an ack DM only for a late refusal such as the text rate limit)."""
-        wait_s = (ACK_WAIT_S if item.to_node is None else REFUSAL_GRACE_S) / self.time_scale
-        self._in_flight[packet_id] = InFlight(radio_name, item, self.clock() + wait_s, ignored)
-        if item.to_node is None:
-            # Peers stand down now rather than after the firmware's confirmation, which may
-            # come several frames later on a busy channel; we own the frame until then.
-            self._event(EventKind.TAKEN, item.alert_id.hex(), f"radio:{radio_name}")
+    @property
+    def in_flight(self) -> dict[tuple[str, int], InFlight]:
+        """Frames taken by a radio and not yet confirmed on air (read-only view for metrics)."""
+        return self.outbound.in_flight
+
+    def _on_taken(self, send: Send, *, ignored: bool = False) -> None:
+        self._apply(self.outbound.taken(send, self.clock(), ignored=ignored))
         self._wake.set()
+
+    def _refusal(self, answer: Answer) -> Refusal:
+        retry = answer.disposition is Disposition.RETRY
+        return Refusal(answer.name, retry, answer.retry_after_s / self.time_scale)
 
     def _on_radio_answer(self, radio_name: str, packet_id: int, answer: Answer) -> None:
         """Our radio's verdict on a frame it had taken: on air, or refused after all."""
-        flight = self._in_flight.get(packet_id)
-        if flight is None or flight.radio != radio_name:
-            return
-        del self._in_flight[packet_id]
-        if answer.sent:
-            self._on_air(flight, answer)
-        else:
-            self._on_refused(radio_name, flight.item, answer)
+        refusal = None if answer.sent else self._refusal(answer)
+        self._apply(self.outbound.answered(radio_name, packet_id, refusal, answer.name, self.clock()))
 
-    def _on_air(self, flight: InFlight, answer: Answer) -> None:
-        item = flight.item
-        self._send_attempts.pop(item.alert_id, None)
-        if item.to_node is not None:
-            return
-        self._leave_queue(item.alert_id, "transmitted", flight.radio)
-        self.counters.transmitted += 1
-        self._event(EventKind.TRANSMITTED, item.alert_id.hex(), "rf")
-        self._status_dirty.set()
-        log.info("transmitted %s on %s (%s)", item.alert_id.hex(), flight.radio, answer.name)
-
-    def _on_refused(self, radio_name: str, item: QueueItem, answer: Answer) -> None:
-        """The radio did not send a frame. Retry what can succeed later, a bounded number
-        of times; give up at once on what cannot (too large, no such channel)."""
-        now = self.clock()
-        scheduler = self.schedulers.get(radio_name)
-        attempts = self._send_attempts.get(item.alert_id, 0) + 1
-        self._send_attempts[item.alert_id] = attempts
-        self.counters.send_retries += 1
-        retry = answer.disposition is Disposition.RETRY and attempts < MAX_SEND_ATTEMPTS
-        if retry and scheduler is not None and now < item.expires_at_s:
-            log.warning(
-                "radio %s refused %s (%s); retrying in %.1f s",
-                radio_name,
-                item.alert_id.hex(),
-                answer.name,
-                answer.retry_after_s,
-            )
-            # The limits behind a retry (rate, duty cycle, full queue) are the radio's,
-            # not the frame's: hold the whole radio back.
-            pause_s = answer.retry_after_s / self.time_scale
-            paused_until = max(self._radio_paused_until.get(radio_name, 0.0), now + pause_s)
-            self._radio_paused_until[radio_name] = paused_until
-            scheduler.remove(item.alert_id)
-            scheduler.push(item)
-            if item.to_node is None and item.alert_id not in self._queued_rows:
-                row = QueuedRow(
-                    item.alert_id,
-                    item.onair,
-                    item.severity_rank,
-                    item.issued_at_s,
-                    item.expires_at_s,
-                    now,
-                    None,
+    def _apply(self, effects: list[Effect]) -> None:
+        """Carry out what the outbound core decided: count, persist, tell peers, log."""
+        for effect in effects:
+            if isinstance(effect, Taken):
+                self._event(EventKind.TAKEN, effect.alert_id.hex(), f"radio:{effect.radio}")
+            elif isinstance(effect, OnAir):
+                self.counters.transmitted += 1
+                self._event(EventKind.TRANSMITTED, effect.alert_id.hex(), "rf")
+                log.info("transmitted %s on %s (%s)", effect.alert_id.hex(), effect.radio, effect.how)
+            elif isinstance(effect, Retrying):
+                self.counters.send_retries += 1
+                log.warning(
+                    "radio %s refused %s (%s); retrying in %.1f s",
+                    effect.radio,
+                    effect.alert_id.hex(),
+                    effect.why,
+                    effect.retry_after_s * self.time_scale,
                 )
-                self._queued_rows[item.alert_id] = row
-                self._storage_call(lambda: self.storage.record_requeue(row))
-            self._pending_radios.setdefault(item.alert_id, set()).add(radio_name)
-            self._wake.set()
+                self._wake.set()
+            elif isinstance(effect, GaveUp):
+                self._gave_up(effect)
+            elif isinstance(effect, Withdrawn):
+                # Provisional: the radio still has a frame; its word sets the final outcome.
+                self._storage_call(functools.partial(self.storage.dequeue, effect.alert_id, effect.outcome))
+            else:
+                self._terminal(effect)
             self._status_dirty.set()
-            return
-        # Final: not sent, and never will be by this radio.
-        if scheduler is not None:
-            scheduler.remove(item.alert_id)
-        self._send_attempts.pop(item.alert_id, None)
+
+    def _gave_up(self, effect: GaveUp) -> None:
+        item = effect.item
+        self.counters.send_retries += 1
         self.counters.drops[REFUSED_BY_RADIO] += 1
         log.warning(
             "radio %s refused %s (%s) after %d attempt(s); not sent",
-            radio_name,
+            effect.radio,
             item.alert_id.hex(),
-            answer.name,
-            attempts,
+            effect.why,
+            effect.attempts,
         )
         if item.to_node is None:
-            self._leave_queue(item.alert_id, REFUSED_BY_RADIO, radio_name)
-            self._event(EventKind.DROPPED, item.alert_id.hex(), f"radio:{radio_name}", REFUSED_BY_RADIO)
-        self._status_dirty.set()
+            self._event(EventKind.DROPPED, item.alert_id.hex(), f"radio:{effect.radio}", REFUSED_BY_RADIO)
 
-    def _sweep_in_flight(self, now: float) -> None:
-        """Frames whose answer never came: an ack DM was taken (no refusal arrived); a
-        broadcast is in doubt and goes again with the same packet id."""
-        for packet_id, flight in list(self._in_flight.items()):
-            if now < flight.deadline_s:
-                continue
-            del self._in_flight[packet_id]
-            if flight.item.to_node is not None:
-                continue
-            if flight.ignored:
-                # The radio has this id (it refuses it again) and its answer went to an
-                # earlier connection. Sending it under a new id could show it twice on every
-                # handheld; sending the same id is ignored. Leave it with the radio, and say
-                # only that: handed over, not confirmed.
-                self._finish_unconfirmed(flight)
-                continue
-            self._resend_in_doubt(packet_id, flight)
-
-    def _leave_queue(self, alert_id: bytes, outcome: str, radio_name: str | None = None) -> None:
-        """`radio_name` is done with a queued broadcast (None: every radio is). Once no radio
-        has it pending it leaves the queue, in memory and on disk, with `outcome`. A radio's
-        own verdict (on air, refused) is recorded even if the row already left memory."""
-        remaining = self._pending_radios.get(alert_id, set())
-        if radio_name is not None:
-            remaining.discard(radio_name)
-            if remaining:
-                return
-        self._pending_radios.pop(alert_id, None)
-        was_queued = self._queued_rows.pop(alert_id, None) is not None
-        if was_queued or radio_name is not None:
-            self._storage_call(lambda: self.storage.dequeue(alert_id, outcome))
-
-    def _finish_unconfirmed(self, flight: InFlight) -> None:
-        item = flight.item
-        self.counters.unconfirmed += 1
-        self._leave_queue(item.alert_id, "unconfirmed")
-        log.warning(
-            "%s: radio %s had it from an earlier connection; never confirmed on air",
-            item.alert_id.hex(),
-            flight.radio,
-        )
+    def _terminal(self, effect: Terminal) -> None:
+        """An alert's one outcome: its queue row leaves, its history says how."""
+        alert_id = effect.alert_id
+        self._storage_call(lambda: self.storage.dequeue(alert_id, effect.stored))
+        if effect.outcome is Outcome.SUPPRESSED:
+            self.counters.suppressed += 1
+            self._event(EventKind.SUPPRESSED, alert_id.hex(), "rf")
+            log.info("suppressed %s: another relay put it on air", alert_id.hex())
+        elif effect.outcome is Outcome.EXPIRED:
+            self.counters.drops[DropReason.EXPIRED.value] += 1
+            self._event(EventKind.DROPPED, alert_id.hex(), "mqtt", DropReason.EXPIRED.value)
+        elif effect.outcome is Outcome.UNCONFIRMED:
+            self.counters.unconfirmed += 1
+            log.warning("%s: handed to a radio that never confirmed it on air", alert_id.hex())
 
     def _on_radio_lost(self, radio: RadioLink) -> None:
-        """The link dropped: what that radio held but had not confirmed is in doubt (a
-        reboot empties its transmit queue). Resend with the same ids once it is back."""
-        for packet_id, flight in list(self._in_flight.items()):
-            if flight.radio != radio.name:
-                continue
-            del self._in_flight[packet_id]
-            if flight.item.to_node is None:
-                self._resend_in_doubt(packet_id, flight)
-            else:
-                self.schedulers[radio.name].push(flight.item)
-
-    def _resend_in_doubt(self, packet_id: int, flight: InFlight) -> None:
-        item = flight.item
-        expired = self.clock() >= item.expires_at_s
-        if expired or item.alert_id in self._heard_on_air:
-            # Moot: too late, or another relay was heard putting it on air.
-            self._leave_queue(item.alert_id, DropReason.EXPIRED.value if expired else "suppressed")
-            return
-        self._resend_ids[item.alert_id] = packet_id
-        self.schedulers[flight.radio].push(item)
+        """The link dropped: what that radio held but had not confirmed goes again, under
+        the same packet ids, once it is back."""
+        self._apply(self.outbound.radio_lost(radio.name, self.clock()))
         self._wake.set()
 
     # -- MQTT publishing ----------------------------------------------------------------
@@ -1579,7 +1441,7 @@ class Relay:
             radio_device=radio.config.label,
             radio_node=node_id(radio.my_node) if radio.my_node is not None else "",
             broker=self.mqtt.state,
-            queue_depth=sum(len(s) for s in self.schedulers.values()) + len(self.suppressor),
+            queue_depth=self.outbound.depth(),
             airtime_last_hour_s=scheduler.airtime_used_s(now) * self.time_scale,
             airtime_budget_per_hour_s=scheduler.budget_s * self.time_scale,
             airtime_history_s=tuple(x * self.time_scale for x in scheduler.airtime_history_s(now)),
@@ -1718,6 +1580,19 @@ class Relay:
                     1.0,
                 )
             await self.mqtt.disconnect()
+
+
+def _queued(row: QueuedRow, release_at_s: float) -> QueuedAlert:
+    """A persisted queue row as the core's value (and the release it waits for now)."""
+    return QueuedAlert(
+        row.alert_id,
+        row.onair,
+        row.severity_rank,
+        row.issued_at_s,
+        row.expires_at_s,
+        release_at_s,
+        row.packet_id,
+    )
 
 
 from relayd.daemon.mqtt import Incoming  # noqa: E402 - after Relay to keep aiomqtt import lazy for typing

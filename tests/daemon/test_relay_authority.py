@@ -46,7 +46,7 @@ def _outbox(relay: Relay, alert: SignedAlert) -> None:
 
 
 def _queued(relay: Relay, alert: SignedAlert) -> bool:
-    in_memory = alert.alert_id in relay._queued_rows or alert.alert_id in relay.suppressor
+    in_memory = alert.alert_id in relay.queued or alert.alert_id in relay.suppressor
     on_disk = any(r.alert_id == alert.alert_id for r in relay.storage.queued())
     return in_memory or on_disk
 

@@ -136,7 +136,7 @@ def test_a_relay_back_after_a_long_absence_drops_what_a_newer_bundle_says_expire
         )
     )
     back = _relay(config_path, 0.0)
-    assert queued.alert_id not in back._queued_rows
+    assert queued.alert_id not in back.queued
     assert queued.alert_id not in back.suppressor
     assert back.storage.queued() == []
     back.storage.close()
@@ -152,11 +152,11 @@ def test_a_relay_back_after_a_long_absence_drops_queued_alerts_once_fresh_news_a
     before.storage.close()
 
     back = _relay(config_path, 0.0)
-    assert queued.alert_id in back._queued_rows  # nothing yet says how long it was away
+    assert queued.alert_id in back.queued  # nothing yet says how long it was away
     fresh = network.sign("dispatcher", "Road closed at Pine St bridge", now_s=now + 5 * DAY_S)
     assert _offer(back, fresh.onair).ok  # the MQTT session's backlog: fresh news
     back._expire(back.clock())  # as the transmit loop does before each send
-    assert queued.alert_id not in back._queued_rows
+    assert queued.alert_id not in back.queued
     assert queued.alert_id not in back.suppressor
     assert all(queued.alert_id not in s for s in back.schedulers.values())
     assert back.counters.drops[DropReason.EXPIRED.value] >= 1

@@ -13,8 +13,10 @@ from pathlib import Path
 import pytest
 
 from relayd.core.model import SignedAlert
+from relayd.core.outbound import MAX_SEND_ATTEMPTS, Send
+from relayd.core.scheduler import Ready
 from relayd.daemon.config import load_config
-from relayd.daemon.relay import MAX_SEND_ATTEMPTS, REFUSED_BY_RADIO, Relay
+from relayd.daemon.relay import REFUSED_BY_RADIO, Relay
 from relayd.meshapi import routing
 from relayd.meshapi.routing import classify_routing
 from relayd.testing.harness import write_relay_config
@@ -34,18 +36,17 @@ def _queue(relay: Relay, alert: SignedAlert) -> None:
     verdict = relay._verify(alert.onair, "mqtt")
     assert verdict.ok, verdict
     relay._accept(verdict, "mqtt", queue=True)
-    relay.suppressor.forget(alert.alert_id)
-    relay._enqueue(relay._queued_rows[alert.alert_id])
+    relay.outbound.due(relay.clock() + 3600)  # its suppression turn is over
 
 
 def _taken(relay: Relay, alert: SignedAlert, packet_id: int = PACKET_ID) -> None:
     """What `_transmit` does once the radio has taken the frame (QueueStatus res 0)."""
     radio = relay.radios[0]
-    scheduler = relay.schedulers[radio.name]
-    item = scheduler.pop(alert.alert_id)
-    assert item is not None
+    action = relay.outbound.next_action(radio.name, relay.clock() + 3600)
+    assert isinstance(action, Ready)
+    assert action.item.alert_id == alert.alert_id
     relay._storage_call(lambda: relay.storage.mark_transmitting(alert.alert_id, packet_id))
-    relay._track_in_flight(radio.name, packet_id, item)
+    relay._on_taken(Send(radio.name, action.item, packet_id, write_ahead=True))
 
 
 def _on_disk(relay: Relay, alert: SignedAlert) -> bool:
@@ -75,7 +76,7 @@ def test_an_answer_naming_a_packet_we_did_not_send_changes_nothing(
     ack = classify_routing(routing.NONE, broadcast=True)
     relay._on_radio_answer(relay.radios[0].name, PACKET_ID + 1, ack)
     assert relay.counters.transmitted == 0
-    assert PACKET_ID in relay.in_flight
+    assert (relay.radios[0].name, PACKET_ID) in relay.in_flight
     relay.storage.close()
 
 
@@ -88,8 +89,12 @@ def test_a_lost_radio_s_unconfirmed_frame_goes_again_with_the_same_packet_id(
     radio = relay.radios[0]
     relay._on_radio_lost(radio)  # e.g. it rebooted with the frame in its transmit queue
     assert relay.counters.transmitted == 0
-    assert relay._resend_ids[alert.alert_id] == PACKET_ID
     assert len(relay.schedulers[radio.name]) == 1
+    action = relay.outbound.next_action(radio.name, relay.clock() + 3600)
+    assert isinstance(action, Ready)
+    again = relay.outbound.send(radio.name, action.item, lambda: PACKET_ID + 1)
+    assert again.packet_id == PACKET_ID  # never a new id for a frame that may be on air
+    assert not again.write_ahead
     assert _on_disk(relay, alert)
     relay.storage.close()
 
@@ -105,7 +110,7 @@ def test_a_rate_limited_frame_is_retried_a_bounded_number_of_times_then_reported
         _taken(relay, alert, PACKET_ID + attempt)
         relay._on_radio_answer(radio.name, PACKET_ID + attempt, refusal)
         assert len(relay.schedulers[radio.name]) == 1, attempt  # queued again
-        assert relay._radio_paused_until[radio.name] > relay.clock()
+        assert relay.outbound.paused_until[radio.name] > relay.clock()
     _taken(relay, alert, PACKET_ID)
     relay._on_radio_answer(radio.name, PACKET_ID, refusal)
     assert len(relay.schedulers[radio.name]) == 0
@@ -126,7 +131,7 @@ def test_a_frame_the_firmware_can_never_send_is_given_up_and_the_queue_moves_on(
     _taken(relay, too_big)
     relay._on_radio_answer(radio.name, PACKET_ID, classify_routing(routing.TOO_LARGE, broadcast=True))
     assert relay.counters.drops[REFUSED_BY_RADIO] == 1
-    assert radio.name not in relay._radio_paused_until  # nothing to wait for
+    assert radio.name not in relay.outbound.paused_until  # nothing to wait for
     scheduler = relay.schedulers[radio.name]
     assert too_big.alert_id not in scheduler
     assert next_one.alert_id in scheduler

@@ -301,7 +301,7 @@ def check_relay_mqtt(data: bytes) -> None:
     # Only relay-north's key can seal a peer's status; nothing else may become a peer.
     assert {r for r, _ in h.relay.peers.items()} <= {"relay-north"}, f"forged peer from {payload[:200]!r}"
     c = corpus()
-    for row in h.relay._queued_rows.values():
+    for row in h.relay.queued.values():
         assert row.onair in c.frames, f"forgery queued: {row.onair!r}"
 
 
@@ -328,7 +328,7 @@ def check_relay_radio(data: bytes) -> None:
     )
     h.relay._on_radio_text(rt)
     c = corpus()
-    for row in h.relay._queued_rows.values():
+    for row in h.relay.queued.values():
         assert row.onair in c.frames, f"forgery queued from RF: {row.onair!r}"
 
 

@@ -123,7 +123,7 @@ def test_after_fuzzing_the_relays_handlers_a_genuine_alert_is_still_taken(budget
     onair = fresh_genuine_alert(5000 + budget)
     message = Incoming(f"{ROOT}/outbox", onair_message(onair), retain=False)
     h.loop.run_until_complete(h.relay._on_mqtt(message))
-    assert any(r.onair == onair for r in h.relay._queued_rows.values()) or onair in {
+    assert any(r.onair == onair for r in h.relay.queued.values()) or onair in {
         r.onair for r in h.relay.storage.queued()
     }
 
