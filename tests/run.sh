@@ -90,7 +90,7 @@ fi
 
 echo "== ruff"
 .venv/bin/ruff check .
-.venv/bin/ruff format --check relayd tui
+.venv/bin/ruff format --check relayd tui tests bench
 echo "== mypy (strict: relayd/, tui/, tests/, bench/; pyproject.toml [tool.mypy] files)"
 .venv/bin/mypy
 echo "== pytest"

@@ -53,6 +53,7 @@ async def test_unsigned_or_forged_report_notes_do_not_swallow_a_report(site_fact
                 }
                 await attacker.publish(site.topic("reports"), json.dumps(forged).encode(), qos=1)
             await asyncio.sleep(1.0)
+
     def published() -> set[object]:
         return {r.get("origin_packet") for r in reports}
 
