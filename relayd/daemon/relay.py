@@ -56,7 +56,7 @@ from relayd.core.jsonform import (
     onair_from_message,
 )
 from relayd.core.model import AlertFields, DropReason, Kind, Role, Severity, SignedAlert
-from relayd.core.notice import ForgeryNotices, claims_to_be_an_alert, is_notice
+from relayd.core.notice import ForgeryNotices
 from relayd.core.outbound import (
     Effect,
     GaveUp,
@@ -74,6 +74,22 @@ from relayd.core.outbound import (
 )
 from relayd.core.ratelimit import RateLimit, TokenBuckets
 from relayd.core.replay import ReplayWindows
+from relayd.core.route import (
+    Accept,
+    AwaitCopy,
+    Drop,
+    HeardCopy,
+    HoldForReference,
+    Ignore,
+    RfText,
+    StandDown,
+    answers_forgery,
+    classify_rf,
+    listens_to,
+    route_mqtt,
+    route_peer_event,
+    route_rf,
+)
 from relayd.core.scheduler import AirtimeScheduler, QueueItem, Ready, Wait
 from relayd.core.status import (
     EventKind,
@@ -799,56 +815,58 @@ class Relay:
         self._wake.set()
 
     def _on_radio_text(self, rt: ReceivedText) -> None:
-        if rt.backlog:
-            self._on_backlog_text(rt)
-            return
-        self._last_heard_s = self.clock()
-        self._on_radio_node(rt.radio, rt.from_node)
+        """A text our radio heard. One heard while we were not connected (backlog) is not
+        news to act on (no report, no notice, no ack), but what it says went on air is
+        evidence: a neighbour's copy of an alert we hold means we stand down."""
+        if not rt.backlog:
+            self._last_heard_s = self.clock()
+            self._on_radio_node(rt.radio, rt.from_node)
         self._note_heard_node(rt.from_node)
         try:
-            text = rt.payload.decode("utf-8")
+            text: str | None = rt.payload.decode("utf-8")
         except UnicodeDecodeError:
+            text = None
+        kind = RfText.FRAME
+        if not rt.backlog:
+            kind = classify_rf(
+                text,
+                rt.channel,
+                report_prefix=self.config.report_prefix,
+                reports_channel=self.config.reports_channel,
+            )
+        if kind is RfText.NOT_TEXT:
             self._drop(Verdict(DropReason.MALFORMED, "not UTF-8"), "rf")
             return
-        if is_notice(text):
+        if kind is RfText.NOTICE and text is not None:
             # Another relay answered a forgery: if we were about to, stand down.
             self._notice_holds.pop(hashlib.sha256(text.encode()).digest()[:8], None)
             self.counters.ignored_text += 1
             return
-        is_report_channel = (
-            self.config.reports_channel is not None and rt.channel == self.config.reports_channel
-        )
-        if text.startswith(self.config.report_prefix) or (is_report_channel and "\n" not in text):
+        if kind is RfText.REPORT and text is not None:
             self._hold_report(rt, text)
             return
         verdict = self._verify(rt.payload, "rf")
-        if self._hold_for_reference(verdict, rt.payload, "rf"):
+        shown = text if text is not None else rt.payload.decode("utf-8", "replace")
+        decision = route_rf(verdict, shown, backlog=rt.backlog)
+        if isinstance(decision, HoldForReference):
+            self._hold_for_reference(verdict, rt.payload, "rf")
             return
-        if verdict.ok:
+        if isinstance(decision, Accept):
             self.counters.heard += 1
             self._accept(verdict, "rf", queue=False)
             return
-        if verdict.reason is DropReason.DUPLICATE and verdict.alert is not None:
-            self._heard_copy(verdict.alert.alert_id)
-        if rt.channel == self.config.alerts_channel and not rt.is_direct:
-            self._answer_forgery(text, verdict.reason)
-        if verdict.reason is DropReason.MALFORMED and not claims_to_be_an_alert(text):
-            # Plain chat on the alerts channel: not an attempted alert.
-            self.counters.ignored_text += 1
+        if isinstance(decision, HeardCopy):
+            self._heard_copy(decision.alert_id, "rf, heard while the link was down" if rt.backlog else "rf")
+        on_alerts = rt.channel == self.config.alerts_channel
+        if answers_forgery(verdict, on_alerts_channel=on_alerts, direct=rt.is_direct, backlog=rt.backlog):
+            self._answer_forgery(shown, verdict.reason)
+        if isinstance(decision, Ignore):
+            if decision.why == "chat":
+                self.counters.ignored_text += 1
+            return
+        if isinstance(decision, HeardCopy) and not decision.counted:
             return
         self._drop(verdict, "rf")
-
-    def _on_backlog_text(self, rt: ReceivedText) -> None:
-        """A text our radio heard while we were not connected. Not news to act on (no report,
-        no notice, no ack), but what it says went on air is evidence: a neighbour's copy of an
-        alert we hold means we stand down, and its radio is one we hear."""
-        self._note_heard_node(rt.from_node)
-        verdict = self._verify(rt.payload, "rf")
-        if verdict.ok:
-            self.counters.heard += 1
-            self._accept(verdict, "rf", queue=False)
-        elif verdict.reason is DropReason.DUPLICATE and verdict.alert is not None:
-            self._heard_copy(verdict.alert.alert_id, "rf, heard while the link was down")
 
     def _answer_forgery(self, text: str, reason: DropReason | None) -> None:
         """Handhelds cannot verify: tell them a frame that looked like an alert was not one
@@ -1014,19 +1032,18 @@ class Relay:
             self._drop(Verdict(DropReason.MALFORMED, exc.detail), "mqtt")
             return
         verdict = self._verify(onair, "mqtt")
-        if self._hold_for_reference(verdict, onair, "mqtt"):
-            return
-        if not verdict.ok:
-            if verdict.reason is DropReason.MALFORMED:
+        decision = route_mqtt(kind, verdict)
+        if isinstance(decision, HoldForReference):
+            self._hold_for_reference(verdict, onair, "mqtt")
+        elif isinstance(decision, Drop):
+            if decision.malformed:
                 self.counters.malformed[kind.value] += 1
             self._drop(verdict, "mqtt")
-            return
-        if verdict.alert is not None and verdict.alert.kind is Kind.REPORT:
-            # Reports go to dispatchers only; never on air.
-            self.counters.ignored_text += 1
-            return
-        self.counters.received += 1
-        self._accept(verdict, "mqtt", queue=True)
+        elif isinstance(decision, Accept):
+            self.counters.received += 1
+            self._accept(verdict, "mqtt", queue=decision.queue)
+        else:
+            self.counters.ignored_text += 1  # a report: to dispatchers only, never on air
 
     def _open_control(self, kind: ControlKind, relay: str, payload: bytes) -> bytes | None:
         """The body of a peer's signed control message, or None (counted) if not believed."""
@@ -1089,9 +1106,7 @@ class Relay:
         self._classify_awaited(self.clock())
         memory = self._neighbour_memory()
         honoured = honours_evidence(relay, memory)
-        if not honoured and (
-            self.rank_scope is RankScope.BROKER or adjacency(relay, memory) is Adjacency.APART
-        ):
+        if not listens_to(honoured=honoured, adjacency=adjacency(relay, memory), scope=self.rank_scope):
             log.debug("event from %s ignored: its radio is not an RF neighbour", relay)
             return
         own = {r.my_node for r in self.radios}
@@ -1100,17 +1115,11 @@ class Relay:
             # Standing down on either's word could silence an area; a duplicate cannot.
             self._unverified(ControlRejection.WRONG_RELAY, relay, "its radio node is claimed twice")
             return
-        # "taken": its radio has the frame; "transmitted": the firmware confirmed it on air.
-        if event.event not in (EventKind.TAKEN, EventKind.TRANSMITTED):
-            return
-        try:
-            alert_id = bytes.fromhex(event.alert_id)
-        except ValueError:
-            return
-        if honoured:
-            self._heard_copy(alert_id, f"{relay} transmitted it")
-        elif self.rank_scope is RankScope.RF:
-            self._await_rf_copy(relay, alert_id)
+        decision = route_peer_event(event.event, event.alert_id, honoured=honoured, scope=self.rank_scope)
+        if isinstance(decision, StandDown):
+            self._heard_copy(decision.alert_id, f"{relay} transmitted it")
+        elif isinstance(decision, AwaitCopy):
+            self._await_rf_copy(relay, decision.alert_id)
 
     def _from_self(self, payload: bytes) -> bool:
         marker = f'"relay":"{self.config.relay_id}"'.encode()
