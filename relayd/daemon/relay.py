@@ -38,7 +38,6 @@ from relayd.core.clockrule import (
 )
 from relayd.core.codec import MalformedFrame, compose, decode
 from relayd.core.control import (
-    MAX_PEERS,
     ControlKind,
     ControlRejection,
     PeerTable,
@@ -56,6 +55,7 @@ from relayd.core.jsonform import (
     onair_from_message,
 )
 from relayd.core.model import AlertFields, DropReason, Kind, Role, Severity, SignedAlert
+from relayd.core.neighbours import Neighbours
 from relayd.core.notice import ForgeryNotices
 from relayd.core.outbound import (
     Effect,
@@ -108,7 +108,6 @@ from relayd.core.status import (
     parse_status,
 )
 from relayd.core.suppression import (
-    Adjacency,
     NeighbourMemory,
     RankScope,
     Suppressor,
@@ -262,17 +261,8 @@ class Relay:
         # How long the RF copy of a neighbour's frame may take through one ROUTER_LATE
         # rebroadcast: the wait for an unclassified peer's copy.
         self._relayed_copy_s = relayed_copy_s(config.airtime.preset, max_airtime_s * time_scale) / time_scale
-        # Peer relay -> its radio's node number (from its status), and the node numbers this
-        # relay's radio has heard: a peer whose radio we hear covers our area too.
-        self.peer_nodes: dict[str, int] = {}
-        self.heard_nodes: set[int] = set()
-        # Peers whose status says their radio heard ours, and peers that transmitted while
-        # our radio listened without our hearing it (relayd.core.suppression.adjacency).
-        self.heard_by: set[str] = set()
-        self.unheard: set[str] = set()
-        self.peer_heard: dict[str, frozenset[int]] = {}  # from statuses; not kept across restarts
-        # Unclassified peer -> (when to decide, radio connects then): its RF copy is due.
-        self._awaiting_copy: dict[str, tuple[float, int]] = {}
+        # Which relays share our air (relayd/core/neighbours.py), kept across restarts.
+        self.neighbours = Neighbours()
         self._load_neighbours()
         self.radios = [
             RadioLink(
@@ -395,7 +385,10 @@ class Relay:
                 # waits in our persistent MQTT session. Hold a little longer than a fresh
                 # alert so that event (or the RF copy) arrives before we decide.
                 peers = rank_peers(
-                    self.config.relay_id, self.peer_nodes, self._neighbour_memory(), self.rank_scope
+                    self.config.relay_id,
+                    self.neighbours.peer_nodes,
+                    self._neighbour_memory(),
+                    self.rank_scope,
                 )
                 delay = self.suppressor.delay_s(row.alert_id, peers) + 2 * self.suppressor.slot_s
                 release = max(row.release_at_s, now + delay)
@@ -426,45 +419,16 @@ class Relay:
             raw = self.storage.get_meta("neighbours")
         except StorageError:
             return
-        if not raw:
-            return
-        with contextlib.suppress(ValueError, TypeError, AttributeError):
-            doc = json.loads(raw)
-            peers = list(doc.get("peers", {}).items())[:MAX_PEERS]
-            self.peer_nodes = {str(k): int(v) for k, v in peers}
-            stored = {int(n) for n in doc.get("heard", [])}
-            self.heard_nodes = stored & set(self.peer_nodes.values())
-            self.heard_by = {str(r) for r in doc.get("heard_by", [])[:MAX_PEERS]}
-            self.unheard = {str(r) for r in doc.get("unheard", [])[:MAX_PEERS]}
-            if stored != self.heard_nodes:
-                # An older relay kept every handheld it heard: forget them now.
-                with contextlib.suppress(StorageError):
-                    self.storage.set_meta("neighbours", self._neighbours_doc())
-
-    def _neighbours_doc(self) -> str:
-        # Only peer relays' radios: a seized relay must not list the handhelds it heard.
-        peers = set(self.peer_nodes.values())
-        return json.dumps(
-            {
-                "peers": self.peer_nodes,
-                "heard": sorted(self.heard_nodes & peers),
-                "heard_by": sorted(self.heard_by),
-                "unheard": sorted(self.unheard),
-            }
-        )
+        if raw and self.neighbours.load(raw):
+            with contextlib.suppress(StorageError):
+                self.storage.set_meta("neighbours", self.neighbours.doc())
 
     def _save_neighbours(self) -> None:
-        doc = self._neighbours_doc()
+        doc = self.neighbours.doc()
         self._storage_call(lambda: self.storage.set_meta("neighbours", doc))
 
     def _neighbour_memory(self) -> NeighbourMemory:
-        return NeighbourMemory(
-            peer_nodes=self.peer_nodes,
-            heard_nodes=frozenset(self.heard_nodes),
-            heard_by=frozenset(self.heard_by),
-            unheard=frozenset(self.unheard),
-            peer_heard=self.peer_heard,
-        )
+        return self.neighbours.memory()
 
     def _assess_clock(self) -> ClockAssessment:
         """The clock rule's view now; once the clock is known to be set, the persisted floor
@@ -718,68 +682,31 @@ class Relay:
         )
 
     def _note_heard_node(self, node: int) -> None:
-        if node in self.heard_nodes:
-            return
-        self.heard_nodes.add(node)
-        if node in self.peer_nodes.values():
-            self.unheard -= {r for r, n in self.peer_nodes.items() if n == node}
+        if self.neighbours.heard_node(node):
             self._save_neighbours()
             self._status_dirty.set()
 
     def _note_peer_status(self, relay: str, peer: RelayStatus) -> None:
         """Learn the peer's radio node, and whether its radio hears ours."""
-        changed = False
-        if peer.radio_node.startswith("!"):
-            with contextlib.suppress(ValueError):
-                node = int(peer.radio_node[1:], 16)
-                if self.peer_nodes.get(relay) != node:
-                    self.peer_nodes[relay] = node
-                    changed = True
-        heard: set[int] = set()
-        for n in peer.rf_heard:
-            with contextlib.suppress(ValueError):
-                heard.add(int(n.removeprefix("!"), 16))
-        self.peer_heard[relay] = frozenset(heard)
-        mine = self.radios[0].my_node
-        if mine is not None and peer.state is not RelayState.OFFLINE:
-            hears_us = node_id(mine) in peer.rf_heard
-            if hears_us != (relay in self.heard_by):
-                changed = True
-                if hears_us:
-                    self.heard_by.add(relay)
-                    self.unheard.discard(relay)
-                else:
-                    self.heard_by.discard(relay)
-        if changed:
+        if self.neighbours.peer_status(relay, peer, self.radios[0].my_node):
             self._save_neighbours()
 
     def _await_rf_copy(self, relay: str, alert_id: bytes) -> None:
         """A peer whose radio ours has not heard transmitted an alert we may hold: wait for
         its RF copy (direct or rebroadcast) before deciding, and learn from whether it comes."""
-        now = self.clock()
-        deadline = now + self._relayed_copy_s
-        if self.suppressor.wait_for_copy(alert_id, self._relayed_copy_s):
+        if self.outbound.wait_for_copy(alert_id, self._relayed_copy_s):
             self._wake.set()
-        if relay not in self._awaiting_copy and all(r.connected for r in self.radios):
-            self._awaiting_copy[relay] = (deadline, sum(r.connects for r in self.radios))
+        if all(r.connected for r in self.radios):
+            deadline = self.clock() + self._relayed_copy_s
+            self.neighbours.await_copy(relay, deadline, sum(r.connects for r in self.radios))
 
     def _classify_awaited(self, now: float) -> None:
         """A peer whose transmission never reached our listening radio is apart."""
-        changed = False
-        for relay, (deadline, connects) in list(self._awaiting_copy.items()):
-            if now < deadline:
-                continue
-            del self._awaiting_copy[relay]
-            listened = all(r.connected for r in self.radios) and connects == sum(
-                r.connects for r in self.radios
-            )
-            if listened and adjacency(relay, self._neighbour_memory()) in (
-                Adjacency.UNKNOWN,
-                Adjacency.TWO_HOP,
-            ):
-                self.unheard.add(relay)
-                changed = True
-        if changed:
+
+        def listened(connects: int) -> bool:
+            return all(r.connected for r in self.radios) and connects == sum(r.connects for r in self.radios)
+
+        if self.neighbours.classify_awaited(now, listened):
             self._save_neighbours()
 
     # -- from the radio ---------------------------------------------------------------
@@ -787,7 +714,7 @@ class Relay:
     def _on_radio_node(self, radio_name: str, node: int, _portnum: int = 0) -> None:
         """Another node was heard on the air: a handheld back after a while gets the active
         alerts it missed, by DM (relayd/core/catchup.py)."""
-        if not self.config.catchup_after_s or node in self.peer_nodes.values() or node == BROADCAST_NUM:
+        if not self.config.catchup_after_s or self.neighbours.is_relay_radio(node) or node == BROADCAST_NUM:
             return  # off, or a relay's radio: relays are not responders
         now = self.clock()
         frames = self.late_joiners.heard(
@@ -1102,15 +1029,13 @@ class Relay:
             raise MalformedMessage("event names another relay than its topic")
         # The radio node comes from the peer's signed status (kept across restarts): after a
         # restart our session's backlog of events arrives before the retained statuses do.
-        node = self.peer_nodes.get(relay)
         self._classify_awaited(self.clock())
         memory = self._neighbour_memory()
         honoured = honours_evidence(relay, memory)
         if not listens_to(honoured=honoured, adjacency=adjacency(relay, memory), scope=self.rank_scope):
             log.debug("event from %s ignored: its radio is not an RF neighbour", relay)
             return
-        own = {r.my_node for r in self.radios}
-        if node in own or any(n == node for r, n in self.peer_nodes.items() if r != relay):
+        if self.neighbours.claimed_twice(relay, {r.my_node for r in self.radios}):
             # Two relays (or we and a relay) claim one radio: one of them lies (a seized key).
             # Standing down on either's word could silence an area; a duplicate cannot.
             self._unverified(ControlRejection.WRONG_RELAY, relay, "its radio node is claimed twice")
@@ -1200,7 +1125,7 @@ class Relay:
         self._reverify_queue()
         # A peer whose relay key was revoked (a seized relay) stops steering us at once.
         for relay in self.peers.retain(relay_ids(signed.bundle, self.clock())):
-            self.peer_nodes.pop(relay, None)
+            self.neighbours.forget(relay)
             log.warning("peer %s forgotten: its key is no longer a trusted relay key", relay)
         log.warning("trust bundle updated to version %d (from %s)", signed.bundle.version, source)
         with contextlib.suppress(OSError):
@@ -1465,7 +1390,7 @@ class Relay:
             clock_warning=self.clock_assessment.warning,
             storage_error=self.storage_error,
             trust_version=self.verifier.bundle.version,
-            rf_heard=tuple(sorted({node_id(n) for r, n in self.peer_nodes.items() if n in self.heard_nodes})),
+            rf_heard=self.neighbours.rf_heard(),
         )
 
     def _seal(self, kind: ControlKind, body: bytes) -> bytes:

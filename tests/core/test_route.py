@@ -55,7 +55,9 @@ def test_a_second_copy_is_evidence_counted_as_a_duplicate_unless_backlog(network
 
 def test_an_update_to_an_unknown_alert_waits_for_it_live_but_not_from_backlog(network: TestNetwork) -> None:
     original = network.sign("dispatcher", "Observers needed at Elm & 3rd", now_s=NOW)
-    cancel = network.sign("dispatcher", "Cancelled: all clear at Elm", kind=Kind.CANCEL, ref=original.alert_id, now_s=NOW)
+    cancel = network.sign(
+        "dispatcher", "Cancelled: all clear at Elm", kind=Kind.CANCEL, ref=original.alert_id, now_s=NOW
+    )
     verdict = _verifier(network).verify(cancel.onair, NOW)
     assert verdict.reason is DropReason.UNKNOWN_REFERENCE
     assert route_rf(verdict, cancel.onair, backlog=False) == HoldForReference()

@@ -66,7 +66,7 @@ async def _transmitted(relay: Relay, net: TestNetwork, who: str, alert_id: bytes
 
 async def test_a_verified_rf_neighbours_signed_transmitted_stands_the_relay_down(tmp_path: Path) -> None:
     relay, net = _relay(tmp_path)
-    relay.heard_nodes.add(SHARED_NODE)
+    relay.neighbours.heard_nodes.add(SHARED_NODE)
     await _online(relay, net, "relay-b", SHARED_NODE)
     alert_id = await _held_alert(relay, net)
     await _transmitted(relay, net, "relay-b", alert_id)
@@ -77,7 +77,7 @@ async def test_a_verified_rf_neighbours_signed_transmitted_stands_the_relay_down
 async def test_a_radio_claimed_by_two_relays_stands_no_one_down(tmp_path: Path) -> None:
     # A seized relay key claims relay-b's radio: neither may silence us on its word alone.
     relay, net = _relay(tmp_path)
-    relay.heard_nodes.add(SHARED_NODE)
+    relay.neighbours.heard_nodes.add(SHARED_NODE)
     await _online(relay, net, "relay-b", SHARED_NODE)
     await _online(relay, net, "seized", SHARED_NODE)
     alert_id = await _held_alert(relay, net)

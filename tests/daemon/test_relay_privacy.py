@@ -96,7 +96,7 @@ def test_purged_text_is_gone_from_the_raw_database_and_wal(tmp_path: Path) -> No
 
 def test_only_peer_relay_radios_are_kept_in_the_neighbours_record(config_path: Path) -> None:
     relay = Relay(load_config(config_path))
-    relay.peer_nodes["relay-south"] = PEER_RADIO
+    relay.neighbours.peer_nodes["relay-south"] = PEER_RADIO
     for i in range(20):  # handhelds chatting on the alerts channel
         relay._on_radio_text(_rx("hello", from_node=HANDHELD + i, packet_id=100 + i))
     relay._on_radio_text(_rx("hello", from_node=PEER_RADIO, packet_id=200))
@@ -116,7 +116,7 @@ def test_handhelds_kept_by_an_older_relay_are_forgotten_on_start(config_path: Pa
     again = Relay(load_config(config_path))
     raw = again.storage.get_meta("neighbours")
     again.storage.close()
-    assert again.heard_nodes == {PEER_RADIO}
+    assert again.neighbours.heard_nodes == {PEER_RADIO}
     assert raw is not None
     assert json.loads(raw)["heard"] == [PEER_RADIO]
 
