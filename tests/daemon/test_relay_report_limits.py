@@ -7,7 +7,8 @@ from pathlib import Path
 from relayd.core.model import DropReason, Severity
 from relayd.daemon.config import load_config
 from relayd.daemon.radio import ReceivedText
-from relayd.daemon.relay import ACK_RANK, REPORTS_PER_HANDHELD, Relay
+from relayd.daemon.relay import Relay
+from relayd.daemon.relaybase import ACK_RANK, REPORTS_PER_HANDHELD
 from relayd.testing.harness import write_relay_config
 from relayd.testing.keys import TestNetwork
 
