@@ -134,7 +134,7 @@ def relay_config(
 @contextlib.asynccontextmanager
 async def inprocess_relay(config_path: Path, *, ready_timeout_s: float = 20.0) -> AsyncIterator[Relay]:
     """`relayd run` in this event loop; yields once radio and broker are connected."""
-    relay = Relay(load_config(config_path))
+    relay = Relay.load(load_config(config_path))
     stop = asyncio.Event()
     task = asyncio.create_task(relay.run(stop), name=f"relay-{relay.config.relay_id}")
     try:

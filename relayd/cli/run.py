@@ -79,7 +79,7 @@ async def serve(config: Config) -> int:
     from relayd.daemon.relay import Relay  # noqa: PLC0415 - `relayd check` stays light
 
     os.umask(0o077)
-    relay = Relay(config)
+    relay = Relay.load(config)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     interrupts = 0

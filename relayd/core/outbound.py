@@ -389,30 +389,42 @@ class Outbound:
         return action
 
     def send(self, radio: str, item: QueueItem, fresh_id: Callable[[], int]) -> Send:
-        """The frame to write now. An in-doubt broadcast reuses its packet id; a fresh one
-        has its id persisted before the write."""
+        """The frame to write now; it leaves the radio's queue. From here until the write's
+        result (`taken`, `not_taken`, `refused`) the radio may have it: nothing can call it
+        back, so a cancel or an RF copy meanwhile waits for the radio's word. An in-doubt
+        broadcast reuses its packet id; a fresh one has its id persisted before the write."""
+        self.schedulers[radio].pop(item.alert_id)
         way = self._ways.get(item.alert_id) if item.to_node is None else None
         if way is None:
             return Send(radio, item, fresh_id(), write_ahead=False)
+        way.queued_on.discard(radio)
         resend = way.resend.pop(radio, None)
-        if resend is not None:
-            return Send(radio, item, resend, write_ahead=False)
-        return Send(radio, item, fresh_id(), write_ahead=True)
+        send = Send(radio, item, fresh_id() if resend is None else resend, write_ahead=resend is None)
+        way.flying[radio] = send.packet_id
+        return send
 
-    def not_taken(self, send: Send) -> None:
+    def not_taken(self, send: Send) -> list[Effect]:
         """The write failed (link down, radio silent). It may have reached the radio, so a
         broadcast keeps its packet id: if it did go out, the mesh drops the resend."""
-        way = self._ways.get(send.item.alert_id) if send.item.to_node is None else None
-        if way is not None:
-            way.resend[send.radio] = send.packet_id
+        item = send.item
+        way = self._ways.get(item.alert_id) if item.to_node is None else None
+        if way is None:
+            if item.to_node is not None:
+                self.schedulers[send.radio].push(item)
+            return []
+        way.flying.pop(send.radio, None)
+        if way.stop is not None:
+            return self._settle(way)
+        way.resend[send.radio] = send.packet_id
+        self.schedulers[send.radio].push(item)
+        way.queued_on.add(send.radio)
+        return []
 
     def taken(self, send: Send, now_s: float, *, ignored: bool = False) -> list[Effect]:
         """The radio has the frame (or, `ignored`, already had that id from before)."""
         item = send.item
-        scheduler = self.schedulers[send.radio]
-        scheduler.pop(item.alert_id)
         if not ignored:
-            scheduler.record_transmission(item.airtime_s, now_s)
+            self.schedulers[send.radio].record_transmission(item.airtime_s, now_s)
         broadcast = item.to_node is None
         wait_s = self.ack_wait_s if broadcast else self.refusal_grace_s
         self._flights[send.radio, send.packet_id] = InFlight(
@@ -421,7 +433,6 @@ class Outbound:
         way = self._ways.get(item.alert_id) if broadcast else None
         if way is None:
             return []
-        way.queued_on.discard(send.radio)
         way.flying[send.radio] = send.packet_id
         # Peers stand down now rather than after the firmware's confirmation, which may come
         # several frames later on a busy channel; we own the frame until then.

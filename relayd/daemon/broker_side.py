@@ -241,6 +241,15 @@ class BrokerSide(RadioSide):
                     return saved
         return configured
 
+    async def _outgoing_loop(self) -> None:
+        """Publishes what `_publish_soon` queued (events; deliveries while the disk fails)."""
+        while True:
+            while self._outgoing:
+                topic, payload, retain = self._outgoing.popleft()
+                await self.mqtt.publish(topic, payload, retain=retain)
+            self._outgoing_wake.clear()
+            await self._outgoing_wake.wait()
+
     async def _publisher_loop(self) -> None:
         while True:
             self._publish_wake.clear()

@@ -3,7 +3,6 @@ alert an update refers to; reverifying what is queued when the trust bundle chan
 
 from __future__ import annotations
 
-import asyncio
 import logging
 
 from relayd.core.airtime import MAX_PKI_DM_PAYLOAD_BYTES
@@ -188,7 +187,7 @@ class Intake(Sending):
         if self.storage_error is not None:
             # The state disk failed: still deliver (in memory), and say so in status.
             for topic, payload, retain in publishes:
-                asyncio.get_running_loop().create_task(self.mqtt.publish(topic, payload, retain=retain))
+                self._publish_soon(topic, payload, retain)
         self._publish_wake.set()
         self._wake.set()
         self._status_dirty.set()

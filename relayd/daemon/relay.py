@@ -16,14 +16,15 @@ import functools
 import logging
 import random
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import replace
+from typing import TYPE_CHECKING
 
 from relayd import __version__
 from relayd.core.airtime import MAX_DATA_PAYLOAD_BYTES, mesh_frame_time_on_air_s
 from relayd.core.authority import ReferenceHold
-from relayd.core.catchup import ActiveFrame, CatchupPolicy, LateJoiners
+from relayd.core.catchup import CatchupPolicy, LateJoiners
 from relayd.core.clockrule import (
     StepDetector,
     best_time_s,
@@ -59,7 +60,6 @@ from relayd.daemon.config import Config
 from relayd.daemon.notify import sd_notify, watchdog_interval_s
 from relayd.daemon.radio import (
     RadioLink,
-    ReceivedText,
 )
 from relayd.daemon.relaybase import (
     ACK_WAIT_S,
@@ -76,7 +76,15 @@ from relayd.daemon.storage import Storage, StorageError
 from relayd.keystore import load_private_key, load_public_key
 from relayd.meshapi.packets import node_id
 
+if TYPE_CHECKING:
+    from relayd.daemon.mqtt import MqttLink
+
 log = logging.getLogger("relayd.relay")
+
+OUTGOING_MAX = 1024
+# Stopping publishes what is pending and a final offline status, then gives up: systemd's
+# stop timeout (90 s) is far off, and a broker that does not answer must not hold us.
+SHUTDOWN_DEADLINE_S = 4.0
 
 __all__ = ["REFUSED_BY_RADIO", "Counters", "Relay"]
 
@@ -89,7 +97,12 @@ class Relay(BrokerSide):
         clock: Callable[[], float] = time.time,
         clock_synced: Callable[[], bool | None] | None = None,
         monotonic: Callable[[], float] = time.monotonic,
+        radio_link: type[RadioLink] = RadioLink,
+        mqtt_link: type[MqttLink] | None = None,
     ) -> None:
+        """Wiring only: no file, database or socket is touched until `open` (or entering
+        `async with`). `radio_link` and `mqtt_link` are the link classes (a test passes
+        fakes with the same constructor)."""
         self.config = config
         self.clock = clock
         # Whether the system vouches for `clock` (NTP); a clock injected by a test or a
@@ -101,27 +114,11 @@ class Relay(BrokerSide):
         self._clock_steps = StepDetector(config.clock_skew_s)
         self._clock_was_set = False
         self.topics = Topics(config.mqtt.topic_root)
-        self.identity = load_private_key(config.key_path, unattended=True)
-        self.pinned_root = load_public_key(config.root_pub).public_key
-        self.storage = Storage(config.db_path)
         self.counters = Counters()
-        self.storage_error: str | None = None
+        self.storage_error = None
         self._rng = random.Random()
-        self.signed_bundle = self._load_best_bundle()
-        dedup = DedupSet()
-        replay = ReplayWindows()
-        now = self.clock()
-        for alert_id in self.storage.seen_ids(now - 2 * dedup.generation_s):
-            dedup.add(alert_id, now)
-        replay.restore(self.storage.replay_windows())
-        # What goes on air must end only alerts this relay knows the author of.
-        policy = VerifyPolicy(clock_skew_s=config.clock_skew_s, require_known_reference=True)
-        policy.rate_limits.update(dict(config.rate_limits))
-        self.verifier = Verifier(self.signed_bundle.bundle, policy, dedup=dedup, replay=replay)
-        with contextlib.suppress(StorageError):
-            self.verifier.restore_known(self.storage.known_onairs())
+        self._opened = False
         self._ref_hold = ReferenceHold()
-        self.newest_issued_s = self.storage.newest_issued_s()
         time_scale = config.radios[0].time_scale
         self.time_scale = time_scale
         max_airtime_s = mesh_frame_time_on_air_s(MAX_DATA_PAYLOAD_BYTES, config.airtime.preset) / time_scale
@@ -143,9 +140,8 @@ class Relay(BrokerSide):
         self._relayed_copy_s = relayed_copy_s(config.airtime.preset, max_airtime_s * time_scale) / time_scale
         # Which relays share our air (relayd/core/neighbours.py), kept across restarts.
         self.neighbours = Neighbours()
-        self._load_neighbours()
         self.radios = [
-            RadioLink(
+            radio_link(
                 rc,
                 self._on_radio_text,
                 self._on_link_state,
@@ -174,32 +170,33 @@ class Relay(BrokerSide):
             channel=config.alerts_channel,
         )
         self.schedulers = schedulers
-        self._active_refs: dict[bytes, bytes | None] = {}
-        self._report_holds: dict[tuple[int, int], tuple[float, ReceivedText]] = {}
-        self._report_buckets: BoundedMap[int, tuple[float, float]] = BoundedMap(REPORT_SENDERS_MAX)
+        self._active_refs = {}
+        self._report_holds = {}
+        self._report_buckets = BoundedMap(REPORT_SENDERS_MAX)
         # Active alerts a late-joining handheld is sent by DM (relayd/core/catchup.py).
         self.late_joiners = LateJoiners(
             self.clock(), CatchupPolicy(absent_s=config.catchup_after_s / time_scale)
         )
-        self._active_frames: dict[bytes, ActiveFrame] = {}
+        self._active_frames = {}
         # Notices about forgeries heard on RF, by the notice's id, until their turn comes.
         self.notices = ForgeryNotices()
-        self._notice_holds: dict[bytes, tuple[float, str]] = {}
-        self._reports_seen: BoundedMap[tuple[int, int], None] = BoundedMap(REPORTS_SEEN_MAX)
-        self._drops_since_log: Counter[str] = Counter()
+        self._notice_holds = {}
+        self._reports_seen = BoundedMap(REPORTS_SEEN_MAX)
+        self._drops_since_log = Counter()
         self._drops_logged_at = 0.0
         self._event_budget = TokenBuckets()
         self._wake = asyncio.Event()
         self._publish_wake = asyncio.Event()
         self._status_dirty = asyncio.Event()
-        self._last_heard_s: float | None = None
+        self._outgoing = deque(maxlen=OUTGOING_MAX)
+        self._outgoing_wake = asyncio.Event()
+        self._last_heard_s = None
         self._stopping = False
-        self._bundle_mtime = self._file_mtime()
-        self._clock_steps.observe(self.clock(), self._monotonic())
-        self.clock_assessment = self._assess_clock()
-        from relayd.daemon.mqtt import MqttLink  # noqa: PLC0415 - keep aiomqtt out of `relayd check`
+        if mqtt_link is None:
+            from relayd.daemon.mqtt import MqttLink  # noqa: PLC0415 - keep aiomqtt out of `relayd check`
 
-        self.mqtt = MqttLink(
+            mqtt_link = MqttLink
+        self.mqtt = mqtt_link(
             config.mqtt,
             subscriptions=[
                 self.topics.outbox,
@@ -215,8 +212,60 @@ class Relay(BrokerSide):
             on_state=self._on_link_state,
             on_connect=self._on_mqtt_connect,
         )
+
+    @classmethod
+    def load(
+        cls,
+        config: Config,
+        *,
+        clock: Callable[[], float] = time.time,
+        clock_synced: Callable[[], bool | None] | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
+        radio_link: type[RadioLink] = RadioLink,
+        mqtt_link: type[MqttLink] | None = None,
+    ) -> Relay:
+        """A relay with its state loaded (`open`), ready to handle traffic or `serve`."""
+        relay = cls(
+            config,
+            clock=clock,
+            clock_synced=clock_synced,
+            monotonic=monotonic,
+            radio_link=radio_link,
+            mqtt_link=mqtt_link,
+        )
+        return relay.open()
+
+    def open(self) -> Relay:
+        """Startup I/O: keys, the state database, the trust bundle, what the relay
+        remembers (dedup, replay windows, neighbours, the queue). Idempotent."""
+        if self._opened:
+            return self
+        config = self.config
+        self.identity = load_private_key(config.key_path, unattended=True)
+        self.pinned_root = load_public_key(config.root_pub).public_key
+        self.storage = Storage(config.db_path)
+        self.signed_bundle = self._load_best_bundle()
+        dedup = DedupSet()
+        replay = ReplayWindows()
+        now = self.clock()
+        for alert_id in self.storage.seen_ids(now - 2 * dedup.generation_s):
+            dedup.add(alert_id, now)
+        replay.restore(self.storage.replay_windows())
+        # What goes on air must end only alerts this relay knows the author of.
+        policy = VerifyPolicy(clock_skew_s=config.clock_skew_s, require_known_reference=True)
+        policy.rate_limits.update(dict(config.rate_limits))
+        self.verifier = Verifier(self.signed_bundle.bundle, policy, dedup=dedup, replay=replay)
+        with contextlib.suppress(StorageError):
+            self.verifier.restore_known(self.storage.known_onairs())
+        self.newest_issued_s = self.storage.newest_issued_s()
+        self._load_neighbours()
+        self._bundle_mtime = self._file_mtime()
+        self._clock_steps.observe(self.clock(), self._monotonic())
+        self.clock_assessment = self._assess_clock()
+        self._opened = True
         self._restore_queue()
         self._check_own_key()
+        return self
 
     def _check_own_key(self) -> None:
         """Peers and consoles believe our status and events only if the bundle binds our key
@@ -351,7 +400,21 @@ class Relay(BrokerSide):
                 self._storage_call(clear)
                 self._publish_wake.set()
 
+    async def __aenter__(self) -> Relay:
+        return self.open()
+
+    async def __aexit__(self, *_exc: object) -> None:
+        self.storage.close()
+
     async def run(self, stop: asyncio.Event) -> None:
+        """The daemon: open, serve until `stop`, shut down."""
+        async with self:
+            await self.serve(stop)
+
+    async def serve(self, stop: asyncio.Event) -> None:
+        """Every task of the relay in one TaskGroup, until `stop` is set; then one bounded
+        shutdown (SHUTDOWN_DEADLINE_S) and every task cancelled. A task that fails ends the
+        group, and the relay with it (systemd restarts it)."""
         metrics_server: asyncio.Server | None = None
         if self.config.metrics_port is not None and self.config.metrics_host is not None:
             from relayd.daemon.metrics import start_metrics  # noqa: PLC0415
@@ -362,43 +425,45 @@ class Relay(BrokerSide):
                 tasks = [
                     tg.create_task(self.mqtt.run(), name="mqtt"),
                     tg.create_task(self._publisher_loop(), name="publisher"),
+                    tg.create_task(self._outgoing_loop(), name="outgoing"),
                     tg.create_task(self._status_loop(), name="status"),
                     tg.create_task(self._housekeeping_loop(), name="housekeeping"),
                 ]
+                if metrics_server is not None:
+                    tasks.append(tg.create_task(metrics_server.serve_forever(), name="metrics"))
                 for radio in self.radios:
                     tasks.append(tg.create_task(radio.run(), name=f"radio-{radio.name}"))
                     tasks.append(tg.create_task(self._transmit_loop(radio), name=f"transmit-{radio.name}"))
                 sd_notify(f"READY=1\nSTATUS=relay {self.config.relay_id} running")
                 await stop.wait()
-                await self._shutdown()
+                deadline = asyncio.get_running_loop().time() + SHUTDOWN_DEADLINE_S
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout_at(deadline):
+                        await self._shutdown(deadline)
                 for task in tasks:
                     task.cancel()
         finally:
             if metrics_server is not None:
                 metrics_server.close()
-            self.storage.close()
 
-    async def _shutdown(self) -> None:
-        """Drain: publish what is pending (bounded), then a final offline status."""
+    async def _shutdown(self, deadline: float) -> None:
+        """Drain: publish what is pending, then a final offline status, all by `deadline`
+        (loop time; the caller enforces it). The drain leaves the last second to the status."""
         self._stopping = True
         sd_notify("STOPPING=1")
-        deadline = time.monotonic() + 3.0
-        while self.mqtt.connected and time.monotonic() < deadline:
+        loop = asyncio.get_running_loop()
+        while self.mqtt.connected and loop.time() < deadline - 1.0:
             try:
-                if not self.storage.pending(1):
+                if not self.storage.pending(1) and not self._outgoing:
                     break
             except StorageError:
                 break
             self._publish_wake.set()
             await asyncio.sleep(0.05)
         if self.mqtt.connected:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(
-                    self.mqtt.publish(
-                        self.topics.status(self.config.relay_id),
-                        self._offline_status_payload(),
-                        retain=True,
-                    ),
-                    1.0,
-                )
+            await self.mqtt.publish(
+                self.topics.status(self.config.relay_id),
+                self._offline_status_payload(),
+                retain=True,
+            )
             await self.mqtt.disconnect()

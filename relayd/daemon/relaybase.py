@@ -14,7 +14,7 @@ import asyncio
 import logging
 import random
 import re
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -179,6 +179,9 @@ class RelayBase:
     _drops_logged_at: float
     _event_budget: TokenBuckets
     _wake: asyncio.Event
+    _outgoing: deque[tuple[str, bytes, bool]]  # (topic, payload, retain), see _publish_soon
+    _outgoing_wake: asyncio.Event
+    _opened: bool
     _publish_wake: asyncio.Event
     _status_dirty: asyncio.Event
     _last_heard_s: float | None
@@ -231,11 +234,15 @@ class RelayBase:
     ) -> None:
         event = RelayEvent(self.config.relay_id, kind, alert_id, self.clock(), via, reason)
         if self.mqtt.connected:
+            # Events are news for now, not kept for later: while the broker is away they go.
             payload = self._seal(ControlKind.EVENT, encode_event(event))
-            task = asyncio.get_running_loop().create_task(
-                self.mqtt.publish(self.topics.events(self.config.relay_id), payload)
-            )
-            task.add_done_callback(lambda t: t.exception() if not t.cancelled() else None)
+            self._publish_soon(self.topics.events(self.config.relay_id), payload)
+
+    def _publish_soon(self, topic: str, payload: bytes, retain: bool = False) -> None:
+        """Publish from the outgoing task (in the relay's TaskGroup), not stored on disk. The
+        queue is bounded: a flood drops its oldest (an event, or a store-less delivery)."""
+        self._outgoing.append((topic, payload, retain))
+        self._outgoing_wake.set()
 
     def _verification_at(self, now: float) -> Callable[[int], float]:
         def at(issued_at_s: int) -> float:

@@ -4,7 +4,6 @@ signed note that it already reported the same handheld packet."""
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
 import logging
@@ -108,7 +107,7 @@ class Reports(Intake):
         payload = json.dumps(doc, ensure_ascii=False, separators=(",", ":")).encode()
         self._storage_call(lambda: self.storage.add_pending(self.topics.reports, payload, False))
         if self.storage_error is not None:
-            asyncio.get_running_loop().create_task(self.mqtt.publish(self.topics.reports, payload))
+            self._publish_soon(self.topics.reports, payload)
         self._publish_wake.set()
         self.counters.reports += 1
         self._event(EventKind.REPORT, alert.id_hex, "rf")

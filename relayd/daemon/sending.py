@@ -154,7 +154,7 @@ class Sending(RelayBase):
         except RadioUnavailableError:
             # Not taken (link down, or the radio stopped answering); a broadcast keeps its id.
             self.counters.send_retries += 1
-            self.outbound.not_taken(send)
+            self._apply(self.outbound.not_taken(send))
             return
         except PacketIgnoredError:
             # The radio already holds this id (an in-doubt resend it had taken before):

@@ -191,7 +191,7 @@ class DemoStack:
         for name in relay_names:
             config_path = self._write_relay_config(name, root)
             try:
-                relay = Relay(load_config(config_path))
+                relay = Relay.load(load_config(config_path))
             except RelaydError as exc:
                 raise DemoError(f"relay {name}: {exc}") from exc
             self.relays[name] = relay

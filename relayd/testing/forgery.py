@@ -244,13 +244,13 @@ def relay_battery(net: TestNetwork, config_path: Path, now_s: float | None = Non
 
     # replay across a restart
     out = results["replay_restart"] = Outcome()
-    first = Relay(config)
+    first = Relay.load(config)
     accepted = [_sign(net, "dispatcher", f"Before restart {i}", now_s=now) for i in range(5)]
     for onair in accepted:
         if offer(first, onair) is not None:
             out.wrong_reason.append("a genuine alert was rejected before the restart")
     first.storage.close()
-    second = Relay(config)
+    second = Relay.load(config)
     for onair in accepted:
         out.record(offer(second, onair), DropReason.DUPLICATE, "same frame after restart")
     for onair in accepted:
@@ -261,7 +261,7 @@ def relay_battery(net: TestNetwork, config_path: Path, now_s: float | None = Non
 
     # a key revoked by a bundle that arrives over MQTT
     out = results["revoked_after_bundle"] = Outcome()
-    relay = Relay(config)
+    relay = Relay.load(config)
     old_bundle = net.signed_bundle
     before = _sign(net, "dispatcher2", "Signed before the revocation", now_s=now)
     if offer(relay, _sign(net, "dispatcher2", "Accepted before the revocation", now_s=now)) is not None:
@@ -295,7 +295,7 @@ def relay_battery(net: TestNetwork, config_path: Path, now_s: float | None = Non
 
     # role escalation
     out = results["role_escalation"] = Outcome()
-    relay = Relay(config)
+    relay = Relay.load(config)
     for name, kind in FORBIDDEN:
         got = offer(relay, _sign(net, name, f"{name} tries a {kind.value}", kind=kind, now_s=now))
         # A report is never queued for the air, but it still must not verify as a verifier's.
@@ -331,7 +331,7 @@ def relay_battery(net: TestNetwork, config_path: Path, now_s: float | None = Non
 
     # expired alerts and skewed clocks
     out = results["clock"] = Outcome()
-    relay = Relay(config, clock=lambda: now)
+    relay = Relay.load(config, clock=lambda: now)
     skew = config.clock_skew_s
     out.record(
         offer(relay, _sign(net, "dispatcher", "Expired a second ago", now_s=now - 61, lifetime_s=60)),
@@ -349,14 +349,14 @@ def relay_battery(net: TestNetwork, config_path: Path, now_s: float | None = Non
         "beyond the skew allowance",
     )
     relay.storage.close()
-    fast = Relay(config, clock=lambda: now + 86400)
+    fast = Relay.load(config, clock=lambda: now + 86400)
     out.record(
         offer(fast, _sign(net, "dispatcher", "Fresh, relay clock a day fast", now_s=now)),
         DropReason.EXPIRED,
         "relay clock a day fast",
     )
     fast.storage.close()
-    epoch = Relay(config, clock=lambda: 0.0)  # no RTC, no NTP: the clock reads 1970
+    epoch = Relay.load(config, clock=lambda: 0.0)  # no RTC, no NTP: the clock reads 1970
     out.record(
         offer(epoch, _sign(net, "dispatcher", "Expired yesterday, relay clock in 1970", now_s=now - 86400)),
         DropReason.EXPIRED,

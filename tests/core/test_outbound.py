@@ -131,6 +131,8 @@ class OutboundMachine(RuleBasedStateMachine):
         # (alert, radio) handed over and not since refused, lost or forgotten by a restart.
         self.handed: dict[tuple[bytes, str], int] = {}
         self.next_id = 100
+        self.aired: set[bytes] = set()  # alerts a radio confirmed on air
+        self.writing: dict[str, Send] = {}  # a write under way, by radio
         self.restarted = False
         # Withdrawn from the persisted queue, the radio's word still to come: the history
         # keeps the provisional outcome if a restart comes first.
@@ -146,6 +148,7 @@ class OutboundMachine(RuleBasedStateMachine):
                 self.rows.pop(effect.alert_id, None)
                 if effect.outcome is Outcome.TRANSMITTED:
                     assert effect.alert_id not in self.heard_first
+                    assert effect.alert_id in self.aired, "transmitted without a radio's word"
             elif isinstance(effect, Withdrawn):
                 assert effect.alert_id in self.rows, effect
                 self.rows.pop(effect.alert_id)
@@ -209,12 +212,12 @@ class OutboundMachine(RuleBasedStateMachine):
             # No answer in time: the relay takes it as lost by the radio (in doubt).
             self.handed.pop((flight.item.alert_id, flight.radio), None)
 
-    @rule(
-        radio=st.sampled_from(RADIOS[:1]),
-        what=st.sampled_from(["taken", "taken", "not_taken", "refused_retry", "refused_final"]),
-    )
-    def transmit(self, radio: str, what: str) -> None:
-        """One turn of the relay's transmit loop on `radio`."""
+    @rule(radio=st.sampled_from(RADIOS[:1]))
+    def write(self, radio: str) -> None:
+        """The transmit loop takes the next frame and starts writing it to `radio`; other
+        things may happen before the write's result (`written`)."""
+        if radio in self.writing:
+            return
         self.out.due(self.now)
         self.apply(self.out.expire(self.now))
         action = self.out.next_action(radio, self.now)
@@ -225,9 +228,20 @@ class OutboundMachine(RuleBasedStateMachine):
         self.check_send(send)
         if send.write_ahead and item.alert_id in self.rows:
             self.rows[item.alert_id] = _with_packet_id(self.rows[item.alert_id], send.packet_id)
+        self.writing[radio] = send
+
+    @rule(
+        radio=st.sampled_from(RADIOS[:1]),
+        what=st.sampled_from(["taken", "taken", "not_taken", "refused_retry", "refused_final"]),
+    )
+    def written(self, radio: str, what: str) -> None:
+        send = self.writing.pop(radio, None)
+        if send is None:
+            return
+        item = send.item
         held = self.radios[radio].holding
         if what == "not_taken":
-            self.out.not_taken(send)
+            self.apply(self.out.not_taken(send))
         elif send.packet_id in held:
             self.apply(self.out.taken(send, self.now, ignored=True))
             self.handed[(item.alert_id, radio)] = send.packet_id
@@ -238,6 +252,11 @@ class OutboundMachine(RuleBasedStateMachine):
         else:
             refusal = RATE_LIMIT if what == "refused_retry" else TOO_LARGE
             self.apply(self.out.refused(radio, item, refusal, self.now))
+
+    def transmit(self, radio: str, what: str) -> None:
+        """One turn of the transmit loop, the write's result coming at once."""
+        self.write(radio)
+        self.written(radio, what)
 
     def check_send(self, send: Send) -> None:
         alert_id = send.item.alert_id
@@ -261,10 +280,19 @@ class OutboundMachine(RuleBasedStateMachine):
         self.radios[flight.radio].holding.pop(packet_id, None)
         self.handed.pop((flight.item.alert_id, flight.radio), None)
         refusal = {"on_air": None, "retry": RATE_LIMIT, "final": TOO_LARGE}[verdict]
+        alert_id = flight.item.alert_id
+        if refusal is None:
+            self.aired.add(alert_id)
         self.apply(self.out.answered(flight.radio, packet_id, refusal, verdict, self.now))
+        if refusal is None:
+            # Say only what is true: an alert a radio put on air ends "transmitted".
+            ends = self.terminals.get(alert_id, [])
+            assert all(t.outcome is Outcome.TRANSMITTED for t in ends), ends
 
     @rule(radio=st.sampled_from(RADIOS[:1]), rebooted=st.booleans())
     def radio_lost(self, radio: str, rebooted: bool) -> None:
+        if radio in self.writing:
+            self.written(radio, "not_taken")  # the link dropped under the write
         if rebooted:
             self.radios[radio].holding.clear()  # a reboot empties its transmit queue
         for key in [k for k in self.handed if k[1] == radio]:
@@ -273,7 +301,11 @@ class OutboundMachine(RuleBasedStateMachine):
 
     @rule()
     def restart(self) -> None:
-        """The relay restarts: only the persisted queue survives; the radios keep theirs."""
+        """The relay restarts: only the persisted queue survives; the radios keep theirs
+        (and a write under way may have reached its radio)."""
+        for radio, send in self.writing.items():
+            self.radios[radio].holding[send.packet_id] = send.item.alert_id
+        self.writing.clear()
         self.out = make_outbound(self.names)
         for alert_id, outcome in self.withdrawn.items():
             if alert_id not in self.terminals:
@@ -300,6 +332,8 @@ class OutboundMachine(RuleBasedStateMachine):
 
     def teardown(self) -> None:
         """Given time, everything ends: held and queued alerts expire, frames in doubt too."""
+        for radio in list(self.writing):
+            self.written(radio, "taken")
         self.now += 10_000.0
         self.out.due(self.now)
         self.apply(self.out.expire(self.now))
@@ -324,12 +358,16 @@ def _with_packet_id(alert: QueuedAlert, packet_id: int) -> QueuedAlert:
 class TwoRadiosMachine(OutboundMachine):
     """A relay with two radios: each takes, refuses and loses frames on its own."""
 
+    @rule(radio=st.sampled_from(RADIOS[1:]))
+    def write_b(self, radio: str) -> None:
+        self.write(radio)
+
     @rule(
         radio=st.sampled_from(RADIOS[1:]),
         what=st.sampled_from(["taken", "not_taken", "refused_retry", "refused_final"]),
     )
-    def transmit_b(self, radio: str, what: str) -> None:
-        self.transmit(radio, what)
+    def written_b(self, radio: str, what: str) -> None:
+        self.written(radio, what)
 
     @rule(radio=st.sampled_from(RADIOS[1:]), rebooted=st.booleans())
     def radio_b_lost(self, radio: str, rebooted: bool) -> None:

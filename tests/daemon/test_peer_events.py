@@ -37,7 +37,7 @@ def _relay(tmp_path: Path) -> tuple[Relay, TestNetwork]:
     }
     net = make_network(tmp_path / "keys", members)
     config = write_relay_config(tmp_path, "relay-a", net, radio_port=1, broker_port=1)
-    return Relay(load_config(config)), net
+    return Relay.load(load_config(config)), net
 
 
 async def _say(relay: Relay, net: TestNetwork, who: str, kind: ControlKind, body: bytes) -> None:

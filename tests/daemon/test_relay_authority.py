@@ -65,7 +65,7 @@ def _revoke(network: TestNetwork, name: str) -> bytes:
 
 
 def test_a_revoked_keys_queued_alert_never_goes_on_air(config_path: Path, network: TestNetwork) -> None:
-    relay = Relay(load_config(config_path))
+    relay = Relay.load(load_config(config_path))
     alert = network.sign("dispatcher2", "Police at 5th & Main")
     _outbox(relay, alert)
     assert _queued(relay, alert)
@@ -77,21 +77,21 @@ def test_a_revoked_keys_queued_alert_never_goes_on_air(config_path: Path, networ
 
 
 def test_a_queue_restored_after_a_restart_is_re_verified(config_path: Path, network: TestNetwork) -> None:
-    before = Relay(load_config(config_path))
+    before = Relay.load(load_config(config_path))
     kept = network.sign("dispatcher", "Observers needed at Elm & 3rd")
     revoked = network.sign("dispatcher2", "Police at 5th & Main")
     _outbox(before, kept)
     _outbox(before, revoked)
     before.storage.close()
     _revoke(network, "dispatcher2")  # the bundle file changed while the relay was down
-    after = Relay(load_config(config_path))
+    after = Relay.load(load_config(config_path))
     assert _queued(after, kept)
     assert not _queued(after, revoked)
     after.storage.close()
 
 
 def test_a_verifier_cannot_all_clear_a_dispatchers_alert(config_path: Path, network: TestNetwork) -> None:
-    relay = Relay(load_config(config_path))
+    relay = Relay.load(load_config(config_path))
     alert = network.sign("dispatcher", "ICE vehicles at Lot C")
     _outbox(relay, alert)
     hijack = network.sign(
@@ -102,7 +102,7 @@ def test_a_verifier_cannot_all_clear_a_dispatchers_alert(config_path: Path, netw
     assert alert.alert_id in relay._active_refs
     relay.storage.close()
     # Also after a restart: the relay relearns who wrote what from its history.
-    again = Relay(load_config(config_path))
+    again = Relay.load(load_config(config_path))
     hijack2 = network.sign(
         "verifier", "All clear!", kind=Kind.ALLCLEAR, severity=Severity.INFO, ref=alert.alert_id
     )
@@ -112,7 +112,7 @@ def test_a_verifier_cannot_all_clear_a_dispatchers_alert(config_path: Path, netw
 
 
 def test_a_relay_keys_drill_that_rings_is_refused(config_path: Path, network: TestNetwork) -> None:
-    relay = Relay(load_config(config_path))
+    relay = Relay.load(load_config(config_path))
     drill = network.sign(
         "relay-south", "Drill: everyone to the park", kind=Kind.TEST, severity=Severity.URGENT
     )
@@ -125,7 +125,7 @@ def test_a_relay_keys_drill_that_rings_is_refused(config_path: Path, network: Te
 def test_a_cancel_arriving_before_its_alert_is_held_then_applied(
     config_path: Path, network: TestNetwork
 ) -> None:
-    relay = Relay(load_config(config_path))
+    relay = Relay.load(load_config(config_path))
     alert = network.sign("dispatcher", "Crowd at Oak & Broadway")
     cancel = network.sign(
         "dispatcher", "Cancel: wrong street", kind=Kind.CANCEL, severity=Severity.INFO, ref=alert.alert_id
@@ -144,7 +144,7 @@ def test_a_reference_to_an_alert_never_known_is_dropped_after_the_hold(
     config_path: Path, network: TestNetwork
 ) -> None:
     now = [time.time()]
-    relay = Relay(load_config(config_path), clock=lambda: now[0])
+    relay = Relay.load(load_config(config_path), clock=lambda: now[0])
     orphan = network.sign(
         "dispatcher", "All clear", kind=Kind.ALLCLEAR, severity=Severity.INFO, ref=b"\x42" * 8, now_s=now[0]
     )

@@ -39,8 +39,8 @@ def _offer(relay: Relay, onair: str) -> Verdict:
 def _relay(config_path: Path, clock: float | list[float], **kw: object) -> Relay:
     if isinstance(clock, list):
         box = clock
-        return Relay(load_config(config_path), clock=lambda: box[0], **kw)  # type: ignore[arg-type]
-    return Relay(load_config(config_path), clock=lambda: clock, **kw)  # type: ignore[arg-type]
+        return Relay.load(load_config(config_path), clock=lambda: box[0], **kw)  # type: ignore[arg-type]
+    return Relay.load(load_config(config_path), clock=lambda: clock, **kw)  # type: ignore[arg-type]
 
 
 def test_reporter_and_relay_drills_cannot_push_the_floor_ahead(

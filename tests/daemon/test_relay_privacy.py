@@ -39,7 +39,7 @@ def test_no_handheld_node_id_or_alert_text_is_logged_at_info(
     config_path: Path, network: TestNetwork, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG)
-    relay = Relay(load_config(config_path))
+    relay = Relay.load(load_config(config_path))
     report_text = "Three vans at the Lot C gate"
     alert_text = "Police stop at 5th & Main, observers needed"
     relay._on_radio_text(_rx(f"!r {report_text}"))  # a handheld's report
@@ -95,7 +95,7 @@ def test_purged_text_is_gone_from_the_raw_database_and_wal(tmp_path: Path) -> No
 
 
 def test_only_peer_relay_radios_are_kept_in_the_neighbours_record(config_path: Path) -> None:
-    relay = Relay(load_config(config_path))
+    relay = Relay.load(load_config(config_path))
     relay.neighbours.peer_nodes["relay-south"] = PEER_RADIO
     for i in range(20):  # handhelds chatting on the alerts channel
         relay._on_radio_text(_rx("hello", from_node=HANDHELD + i, packet_id=100 + i))
@@ -109,11 +109,11 @@ def test_only_peer_relay_radios_are_kept_in_the_neighbours_record(config_path: P
 
 
 def test_handhelds_kept_by_an_older_relay_are_forgotten_on_start(config_path: Path) -> None:
-    relay = Relay(load_config(config_path))
+    relay = Relay.load(load_config(config_path))
     old = {"peers": {"relay-south": PEER_RADIO}, "heard": [HANDHELD, HANDHELD + 1, PEER_RADIO]}
     relay.storage.set_meta("neighbours", json.dumps(old))
     relay.storage.close()
-    again = Relay(load_config(config_path))
+    again = Relay.load(load_config(config_path))
     raw = again.storage.get_meta("neighbours")
     again.storage.close()
     assert again.neighbours.heard_nodes == {PEER_RADIO}
@@ -133,4 +133,4 @@ def test_a_relay_refuses_a_passphrase_sealed_key_with_a_clear_message(
     doc["role"] = "relay"
     key_path.write_text(json.dumps(doc))
     with pytest.raises(KeyFileError, match="must start unattended"):
-        Relay(load_config(config_path))
+        Relay.load(load_config(config_path))

@@ -22,7 +22,7 @@ def test_a_handheld_flooding_reports_is_limited_and_others_are_not(
 ) -> None:
     path = write_relay_config(tmp_path / "relay", "relay-north", network, radio_port=9, broker_port=9)
     now = [1_800_000_000.0]
-    relay = Relay(load_config(path), clock=lambda: now[0])
+    relay = Relay.load(load_config(path), clock=lambda: now[0])
     for packet_id in range(1, 11):
         relay._on_radio_text(report(0x1111, packet_id))
     relay._on_radio_text(report(0x2222, 1))

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from relayd.core.model import SignedAlert
-from relayd.core.outbound import MAX_SEND_ATTEMPTS, Send
+from relayd.core.outbound import MAX_SEND_ATTEMPTS
 from relayd.core.scheduler import Ready
 from relayd.daemon.config import load_config
 from relayd.daemon.relay import REFUSED_BY_RADIO, Relay
@@ -28,7 +28,7 @@ PACKET_ID = 0x1234
 @pytest.fixture
 def relay(tmp_path: Path, network: TestNetwork) -> Relay:
     path = write_relay_config(tmp_path / "relay", "relay-north", network, radio_port=9, broker_port=9)
-    return Relay(load_config(path))
+    return Relay.load(load_config(path))
 
 
 def _queue(relay: Relay, alert: SignedAlert) -> None:
@@ -45,8 +45,10 @@ def _taken(relay: Relay, alert: SignedAlert, packet_id: int = PACKET_ID) -> None
     action = relay.outbound.next_action(radio.name, relay.clock() + 3600)
     assert isinstance(action, Ready)
     assert action.item.alert_id == alert.alert_id
-    relay._storage_call(lambda: relay.storage.mark_transmitting(alert.alert_id, packet_id))
-    relay._on_taken(Send(radio.name, action.item, packet_id, write_ahead=True))
+    send = relay.outbound.send(radio.name, action.item, lambda: packet_id)
+    assert send.write_ahead
+    relay._storage_call(lambda: relay.storage.mark_transmitting(alert.alert_id, send.packet_id))
+    relay._on_taken(send)
 
 
 def _on_disk(relay: Relay, alert: SignedAlert) -> bool:

@@ -280,7 +280,7 @@ def relay_harness() -> RelayHarness:
     config = write_relay_config(tmp, "fuzz-relay", net, radio_port=1, broker_port=1, topic_root=ROOT)
     loop = asyncio.new_event_loop()
     atexit.register(loop.close)
-    return RelayHarness(Relay(load_config(config), clock=lambda: NOW_S), loop)
+    return RelayHarness(Relay.load(load_config(config), clock=lambda: NOW_S), loop)
 
 
 def _split(data: bytes) -> tuple[str, bytes]:
