@@ -983,7 +983,7 @@ class Relay:
     # -- from MQTT --------------------------------------------------------------------
 
     async def _on_mqtt_connect(self) -> None:
-        self.sync.ask()
+        self.sync.on_connect()
         self._publish_wake.set()
         self._status_dirty.set()
         await self._publish_status()
@@ -1020,6 +1020,8 @@ class Relay:
             return
         if kind in (TopicKind.STATUS, TopicKind.EVENTS):
             relay = self.topics.relay_of(topic)
+            if relay == self.config.relay_id and kind is TopicKind.STATUS:
+                self.sync.own_status(msg.retain and bool(msg.payload))
             if relay is None or relay == self.config.relay_id:
                 return
             if kind is TopicKind.STATUS:

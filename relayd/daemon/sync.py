@@ -13,6 +13,7 @@ import logging
 import os
 from typing import TYPE_CHECKING
 
+from relayd.core.brokersave import LOST_RETAINED, STATUS_LEFT_META, RetainedWatch
 from relayd.core.codec import MalformedFrame, decode
 from relayd.core.control import ControlKind, relay_ids
 from relayd.core.jsonform import MalformedMessage
@@ -29,6 +30,7 @@ from relayd.core.reconcile import (
     parse_sync,
 )
 from relayd.core.suppression import honours_evidence
+from relayd.daemon.storage import StorageError
 
 if TYPE_CHECKING:
     from relayd.daemon.relay import Relay
@@ -55,6 +57,9 @@ class SyncLink:
         self.asked = 0
         self.answered = 0
         self.caught_up = 0  # missed alerts taken from answers (aired or covered)
+        # A broker that lost our retained status lost its saved state (relayd/core/brokersave.py).
+        self.retained = RetainedWatch(grace_s=5.0)
+        self.broker_lost_retained = 0
         self._prefix = f"{relay.topics.root}/relays/"
 
     @property
@@ -80,6 +85,32 @@ class SyncLink:
             relay.mqtt.publish(self.topic(relay.config.relay_id), payload)
         )
         task.add_done_callback(lambda t: t.exception() if not t.cancelled() else None)
+
+    def on_connect(self) -> None:
+        """The broker link is up: catch up, and check the broker kept our retained status."""
+        relay = self.relay
+        self.ask()
+        left = relay.mqtt.connects > 1
+        if not left:
+            try:
+                left = relay.storage.get_meta(STATUS_LEFT_META) == "1"
+            except StorageError:
+                left = False
+        if left:
+            self.retained.expect(relay._monotonic())
+            asyncio.get_running_loop().call_later(self.retained.grace_s + 0.1, self._check_retained)
+        else:
+            relay._storage_call(lambda: relay.storage.set_meta(STATUS_LEFT_META, "1"))
+
+    def _check_retained(self) -> None:
+        if self.relay.mqtt.connected and self.retained.due(self.relay._monotonic()):
+            self.broker_lost_retained += 1
+            log.warning("%s", LOST_RETAINED)
+
+    def own_status(self, retained: bool) -> None:
+        """Our own status came back from the broker (`retained`: kept, not a live echo)."""
+        if retained:
+            self.retained.seen()
 
     def ask(self) -> None:
         """After a gap (broker or radio back): ask peers what is active."""

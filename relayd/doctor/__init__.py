@@ -7,6 +7,8 @@ Checks, in output order:
 * ``radio``   the device API handshake completes (want_config_id -> config_complete_id), with the
   radio's node id and firmware version;
 * ``broker``  the broker answers, and accepts the configured credentials (and TLS);
+* ``persist`` the broker keeps what it acknowledges: the relay's retained status is there, and
+  (on the broker's machine) Mosquitto is set to save after every change and logs no save error;
 * ``key``     the relay key is 0600, owned by the service user, role ``relay``, listed in the bundle;
 * ``trust``   the bundle verifies against the pinned root, and is not expired or about to expire;
 * ``clock``   the system clock is plausible (relayd.core.clockrule);
@@ -27,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from pathlib import Path
 
 from relayd.daemon.config import Config
 from relayd.doctor.broker import check_broker
@@ -38,6 +41,7 @@ from relayd.doctor.local import (
     check_key,
     check_trust,
 )
+from relayd.doctor.persist import check_persistence
 from relayd.doctor.radio import assess_serial_device, check_radio
 from relayd.doctor.results import (
     BUNDLE_WARN_S,
@@ -68,6 +72,7 @@ __all__ = [
     "check_broker",
     "check_disk",
     "check_key",
+    "check_persistence",
     "check_radio",
     "check_trust",
     "exit_code",
@@ -81,16 +86,26 @@ __all__ = [
 
 
 async def run_checks(
-    config: Config, *, now_s: float | None = None, timeout_s: float = DEFAULT_TIMEOUT_S
+    config: Config,
+    *,
+    now_s: float | None = None,
+    timeout_s: float = DEFAULT_TIMEOUT_S,
+    broker_config: Path | None = None,
 ) -> list[CheckResult]:
-    """Every check for `config`, in output order. `now_s` overrides the clock (for tests)."""
+    """Every check for `config`, in output order. `now_s` overrides the clock (for tests);
+    `broker_config` is the local broker's Mosquitto config, if it is on this machine."""
     now = time.time() if now_s is None else now_s
     radio_checks = [check_radio(radio, timeout_s) for radio in config.radios]
     broker = asyncio.create_task(check_broker(config.mqtt, config.relay_id, timeout_s))
     radios = await asyncio.gather(*radio_checks)
     trust, bundle = check_trust(config, now)
     results = [r for group in radios for r in group]
-    results.append(await broker)
+    broker_result = await broker
+    results.append(broker_result)
+    if broker_result.level is not Level.FAIL:
+        results.append(
+            await check_persistence(config.mqtt, config.relay_id, timeout_s, broker_config, config.db_path)
+        )
     results.append(check_key(config, bundle))
     results.append(trust)
     results.append(assess_clock_check(now, config.clock_skew_s, bundle))

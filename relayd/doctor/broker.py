@@ -17,7 +17,7 @@ _MQTT_BAD_CREDENTIALS = frozenset({4, 134})
 _MQTT_NOT_AUTHORIZED = frozenset({5, 135})
 
 
-def _broker_client(mqtt: MqttConfig, relay_id: str, timeout_s: float) -> aiomqtt.Client:
+def broker_client(mqtt: MqttConfig, relay_id: str, timeout_s: float) -> aiomqtt.Client:
     tls = (
         aiomqtt.TLSParameters(
             ca_certs=str(mqtt.ca_file) if mqtt.ca_file else None, cert_reqs=ssl.CERT_REQUIRED
@@ -68,7 +68,7 @@ async def check_broker(mqtt: MqttConfig, relay_id: str, timeout_s: float) -> Che
     user = mqtt.username or "(anonymous)"
     try:
         async with asyncio.timeout(timeout_s + 1.0):
-            async with _broker_client(mqtt, relay_id, timeout_s):
+            async with broker_client(mqtt, relay_id, timeout_s):
                 pass
     except aiomqtt.MqttCodeError as exc:
         code = exc.rc if isinstance(exc.rc, int) else getattr(exc.rc, "value", None)
