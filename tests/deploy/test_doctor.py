@@ -17,7 +17,6 @@ from pathlib import Path
 
 import aiomqtt
 import pytest
-from deploy_support import REPO_ROOT, Broker
 
 from relayd.core.brokersave import STATUS_LEFT_META
 from relayd.daemon.storage import Storage
@@ -28,6 +27,7 @@ from relayd.sim.scenario import load_scenario
 from relayd.testing.harness import write_relay_config
 from relayd.testing.keys import TestNetwork
 from relayd.testing.mosquitto import MosquittoBroker, free_port
+from tests.deploy.deploy_support import REPO_ROOT, Broker
 
 ONE_RELAY = REPO_ROOT / "config" / "sim" / "one-relay.toml"
 DOCTOR_TIMEOUT_S = 60.0
