@@ -5,7 +5,6 @@ neighbour already put on air (relayd/core/reconcile.py, relayd/daemon/sync.py)."
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import aiomqtt
@@ -14,11 +13,10 @@ from relayd.core.jsonform import encode_alert
 from relayd.core.model import Severity
 from relayd.core.status import RelayStatus
 from relayd.sim.scenario import load_scenario
-from tests.daemon.conftest import Site
+from tests.daemon.conftest import Site, SiteFactory
 from tests.daemon.test_e2e_faults import lossless
 
 TIME_SCALE = 10.0
-SiteFactory = Callable[..., Awaitable[Site]]
 
 # Area A (relay-a, hh-a) and area B (relay-b and relay-b2, which hear each other, and hh-b).
 # No link between the areas: relay-a's frames never reach area B.
