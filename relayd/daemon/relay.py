@@ -100,6 +100,7 @@ from relayd.daemon.radio import (
     SendRejectedError,
 )
 from relayd.daemon.storage import QueuedRow, Storage, StorageError
+from relayd.daemon.sync import SyncLink
 from relayd.errors import RelaydError
 from relayd.keystore import load_private_key, load_public_key
 from relayd.meshapi.packets import BROADCAST_NUM, node_id
@@ -315,6 +316,8 @@ class Relay:
         self._check_own_key()
         from relayd.daemon.mqtt import MqttLink  # noqa: PLC0415 - keep aiomqtt out of `relayd check`
 
+        self.sync = SyncLink(self)  # catch-up after a gap (relayd/core/reconcile.py)
+
         self.mqtt = MqttLink(
             config.mqtt,
             subscriptions=[
@@ -324,6 +327,7 @@ class Relay:
                 self.topics.trust,
                 self.topics.status_wildcard,
                 self.topics.events_wildcard,
+                self.sync.wildcard,
             ],
             handler=self._on_mqtt,
             will_topic=self.topics.status(config.relay_id),
@@ -633,6 +637,7 @@ class Relay:
                 alert.alert_id, alert.onair, f.severity.rank, f.issued_at_s, f.expires_at_s, release, None
             )
             self._queued_rows[alert.alert_id] = row
+        self.sync.reconciler.accepted(alert, heard_on_rf=via == "rf")
         if f.kind in (Kind.ALERT, Kind.UPDATE, Kind.TEST):
             self._active_refs[alert.alert_id] = f.ref
         elif f.kind in (Kind.CANCEL, Kind.ALLCLEAR) and f.ref is not None:
@@ -870,6 +875,7 @@ class Relay:
     def _heard_copy(self, alert_id: bytes, source: str = "rf") -> None:
         """Another relay put this alert on air: stand down if we were going to."""
         self._heard_on_air[alert_id] = None
+        self.sync.reconciler.heard(alert_id)
         if len(self._heard_on_air) > HEARD_ON_AIR_MAX:
             self._heard_on_air.popitem(last=False)
         held = self.suppressor.heard_on_rf(alert_id)
@@ -977,6 +983,7 @@ class Relay:
     # -- from MQTT --------------------------------------------------------------------
 
     async def _on_mqtt_connect(self) -> None:
+        self.sync.on_connect()
         self._publish_wake.set()
         self._status_dirty.set()
         await self._publish_status()
@@ -1005,11 +1012,16 @@ class Relay:
 
     def _dispatch_mqtt(self, kind: TopicKind, msg: Incoming) -> None:
         topic = msg.topic
+        if (sync_relay := self.sync.relay_of(topic)) is not None:
+            self.sync.handle(sync_relay, msg.payload)
+            return
         if kind is TopicKind.TRUST:
             self._on_trust(msg.payload)
             return
         if kind in (TopicKind.STATUS, TopicKind.EVENTS):
             relay = self.topics.relay_of(topic)
+            if relay == self.config.relay_id and kind is TopicKind.STATUS:
+                self.sync.own_status(msg.retain and bool(msg.payload))
             if relay is None or relay == self.config.relay_id:
                 return
             if kind is TopicKind.STATUS:
@@ -1411,6 +1423,7 @@ class Relay:
         if item.to_node is not None:
             return
         self._leave_queue(item.alert_id, "transmitted", flight.radio)
+        self.sync.reconciler.aired(item.alert_id)
         self.counters.transmitted += 1
         self._event(EventKind.TRANSMITTED, item.alert_id.hex(), "rf")
         self._status_dirty.set()
@@ -1564,6 +1577,8 @@ class Relay:
     def _on_link_state(self, link: object) -> None:
         if isinstance(link, RadioLink) and not link.connected:
             self._on_radio_lost(link)
+        elif isinstance(link, RadioLink):
+            self.sync.ask()
         self._status_dirty.set()
 
     def status(self) -> RelayStatus:
