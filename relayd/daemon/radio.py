@@ -141,6 +141,10 @@ class ReceivedText:
     # Received by the radio before we connected (while relayd restarted or the cable was
     # out): not news to relay, but still evidence of what went on air meanwhile.
     backlog: bool = False
+    # A Meshtastic reply or tapback: the packet id it answers (0: none), and whether the
+    # payload is an emoji (relayd/core/replies.py reads both).
+    reply_id: int = 0
+    emoji: bool = False
 
     @property
     def is_direct(self) -> bool:
@@ -598,6 +602,8 @@ class RadioLink(LinkStateTracker):
                 hop_start=int(p.hop_start),
                 hop_limit=int(p.hop_limit),
                 backlog=backlog,
+                reply_id=int(p.decoded.reply_id),
+                emoji=bool(p.decoded.emoji),
             )
         )
 

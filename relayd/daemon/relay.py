@@ -59,6 +59,7 @@ from relayd.core.model import AlertFields, DropReason, Kind, Role, Severity, Sig
 from relayd.core.notice import ForgeryNotices, claims_to_be_an_alert, is_notice
 from relayd.core.ratelimit import RateLimit, TokenBuckets
 from relayd.core.replay import ReplayWindows
+from relayd.core.replies import ReplyDesk, ReplyOutcome
 from relayd.core.scheduler import AirtimeScheduler, QueueItem, Ready, Wait
 from relayd.core.status import (
     EventKind,
@@ -290,6 +291,8 @@ class Relay:
         self._report_holds: dict[tuple[int, int], tuple[float, ReceivedText]] = {}
         self._report_buckets: BoundedMap[int, tuple[float, float]] = BoundedMap(REPORT_SENDERS_MAX)
         # Active alerts a late-joining handheld is sent by DM (relayd/core/catchup.py).
+        # Responders' answers to alerts (relayd/core/replies.py): wrapped like reports.
+        self.replies = ReplyDesk()
         self.late_joiners = LateJoiners(
             self.clock(), CatchupPolicy(absent_s=config.catchup_after_s / time_scale)
         )
@@ -819,6 +822,19 @@ class Relay:
             self._notice_holds.pop(hashlib.sha256(text.encode()).digest()[:8], None)
             self.counters.ignored_text += 1
             return
+        reply = self.replies.consider(
+            rt.from_node,
+            rt.packet_id,
+            text,
+            reply_id=rt.reply_id,
+            emoji=rt.emoji,
+            active=self._active_frames.values(),
+            now_s=self.clock(),
+            time_scale=self.time_scale,
+        )
+        if reply is not None:
+            self._on_reply(rt, reply)
+            return
         is_report_channel = (
             self.config.reports_channel is not None and rt.channel == self.config.reports_channel
         )
@@ -826,6 +842,8 @@ class Relay:
             self._hold_report(rt, text)
             return
         verdict = self._verify(rt.payload, "rf")
+        if verdict.alert is not None:
+            self.replies.packets.note(rt.packet_id, verdict.alert.alert_id)  # for tapbacks
         if self._hold_for_reference(verdict, rt.payload, "rf"):
             return
         if verdict.ok:
@@ -885,12 +903,19 @@ class Relay:
             log.info("suppressed %s: %s", alert_id.hex(), source)
             self._status_dirty.set()
 
-    def _hold_report(self, rt: ReceivedText, text: str) -> None:
+    def _on_reply(self, rt: ReceivedText, reply: ReplyOutcome) -> None:
+        """A responder's answer: published like a report (one relay of an area), no ack."""
+        if reply.drop is not None:
+            self._drop(Verdict(reply.drop, reply.detail), "rf")
+        elif (rt.from_node, rt.packet_id) not in self._reports_seen:
+            self._hold_report(rt, rt.payload.decode("utf-8"), limited=False)
+
+    def _hold_report(self, rt: ReceivedText, text: str, *, limited: bool = True) -> None:
         key = (rt.from_node, rt.packet_id)
         if key in self._reports_seen:
             return
         self._remember_report(key)
-        if not self._report_allowed(rt.from_node):
+        if limited and not self._report_allowed(rt.from_node):
             self.counters.drops[DropReason.RATE_LIMITED.value] += 1
             log.info("report from a handheld over its rate limit: dropped")
             self._status_dirty.set()
@@ -915,8 +940,9 @@ class Relay:
         self._reports_seen.put(key, None)
 
     def _publish_report(self, rt: ReceivedText) -> None:
-        text = rt.payload.decode("utf-8")
-        if text.startswith(self.config.report_prefix):
+        reply = self.replies.take(rt.from_node, rt.packet_id)
+        text = reply.text if reply is not None else rt.payload.decode("utf-8")
+        if reply is None and text.startswith(self.config.report_prefix):
             text = text[len(self.config.report_prefix) :]
         text = _CONTROL_RE.sub(" ", text).strip() or "(empty report)"
         now = int(self.clock())
@@ -934,6 +960,7 @@ class Relay:
             expires_at_s=now + REPORT_LIFETIME_S,
             text=text.encode("utf-8")[:400].decode("utf-8", "ignore") or "(empty report)",
             origin_node=rt.from_node,
+            ref=reply.ref if reply is not None else None,
         )
         alert = compose(fields, self.identity.sign).to_signed_alert()
         envelope = Envelope(
@@ -956,9 +983,9 @@ class Relay:
         self.counters.reports += 1
         self._event(EventKind.REPORT, alert.id_hex, "rf")
         # The handheld's node id is DEBUG only: at INFO a seized relay's log would list who reported.
-        log.info("report %s wrapped and queued for dispatchers", alert.id_hex)
+        log.info("%s %s wrapped and queued for dispatchers", "reply" if reply else "report", alert.id_hex)
         log.debug("report %s came from %s", alert.id_hex, node_id(rt.from_node))
-        if self.config.ack_text:
+        if self.config.ack_text and reply is None:  # an answer costs no airtime
             ack = QueueItem(
                 alert_id=b"ack" + rt.packet_id.to_bytes(4, "big") + rt.from_node.to_bytes(4, "big"),
                 onair=self.config.ack_text,
@@ -1389,6 +1416,7 @@ class Relay:
         wait_s = (ACK_WAIT_S if item.to_node is None else REFUSAL_GRACE_S) / self.time_scale
         self._in_flight[packet_id] = InFlight(radio_name, item, self.clock() + wait_s, ignored)
         if item.to_node is None:
+            self.replies.packets.note(packet_id, item.alert_id)  # what a tapback will name
             # Peers stand down now rather than after the firmware's confirmation, which may
             # come several frames later on a busy channel; we own the frame until then.
             self._event(EventKind.TAKEN, item.alert_id.hex(), f"radio:{radio_name}")
