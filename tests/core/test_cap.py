@@ -8,11 +8,11 @@ import xml.etree.ElementTree as ET
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from protocol_support import SOME_ALERT_ID, Net, alert_options
 
 from relayd.core.cap import CAP_NAMESPACE, cap_reference, to_cap_xml
 from relayd.core.model import Kind, Severity, SignedAlert
 from tests.cap_support import assert_valid_cap
+from tests.core.protocol_support import SOME_ALERT_ID, Net, alert_options
 
 NS = {"cap": CAP_NAMESPACE}
 # CAP 1.2 schema, element order within <alert> and <info> (the schema uses xs:sequence).

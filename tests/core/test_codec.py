@@ -10,7 +10,6 @@ import struct
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from protocol_support import NOW_S, Net, alert_options
 
 from relayd.core.airtime import MAX_BROADCAST_PAYLOAD_BYTES
 from relayd.core.codec import (
@@ -28,6 +27,7 @@ from relayd.core.codec import (
     text_budget_bytes,
 )
 from relayd.core.model import Kind, Severity
+from tests.core.protocol_support import NOW_S, Net, alert_options
 
 
 def _token_blob(onair: str) -> bytes:

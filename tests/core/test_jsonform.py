@@ -7,7 +7,6 @@ import json
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from protocol_support import NOW_S, Net, alert_options
 
 from relayd.core.codec import decode
 from relayd.core.jsonform import (
@@ -21,6 +20,7 @@ from relayd.core.jsonform import (
 )
 from relayd.core.model import Kind, Severity
 from relayd.core.timefmt import iso_utc
+from tests.core.protocol_support import NOW_S, Net, alert_options
 
 
 @settings(max_examples=100, deadline=None)

@@ -8,7 +8,6 @@ import stat
 from pathlib import Path
 
 import pytest
-from protocol_support import seeded_identity
 
 from relayd.core.model import Role
 from relayd.errors import KeyFileError
@@ -19,6 +18,7 @@ from relayd.keystore import (
     passphrase_source,
     write_private_key,
 )
+from tests.core.protocol_support import seeded_identity
 
 DISPATCHER = seeded_identity("dispatcher", Role.DISPATCHER)
 RELAY = seeded_identity("relay", Role.RELAY)

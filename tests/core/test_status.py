@@ -55,6 +55,8 @@ def test_a_status_with_every_counter_the_relay_keeps_parses() -> None:
     drops = {"bad_signature": 3, REFUSED_BY_RADIO: 1}
     status = RelayStatus("relay-north", RelayState.ONLINE, 1.0, drops=drops, malformed={"status": 1})
     assert parse_status(encode_status(status)) == status
+
+
 def test_rf_heard_round_trips_and_is_optional() -> None:
     from relayd.core.status import RelayState, RelayStatus, encode_status  # noqa: PLC0415
 

@@ -12,7 +12,6 @@ import base64
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from protocol_support import KEY_EXPIRES_AT_S, NOW_S, Net, alert_options, cut_to_bytes, unlimited_policy
 
 from relayd.core.codec import compose, decode, render
 from relayd.core.dedup import DedupSet
@@ -20,6 +19,14 @@ from relayd.core.model import DropReason, Kind, Role, Severity
 from relayd.core.ratelimit import RateLimit
 from relayd.core.replay import ReplayWindows
 from relayd.core.verify import DEFAULT_CLOCK_SKEW_S, Verifier, VerifyPolicy
+from tests.core.protocol_support import (
+    KEY_EXPIRES_AT_S,
+    NOW_S,
+    Net,
+    alert_options,
+    cut_to_bytes,
+    unlimited_policy,
+)
 
 # The design brief's table (§2), written out independently of relayd.core.model.ROLE_MAY_SIGN.
 BRIEF_MAY_SIGN: dict[Role, set[Kind]] = {

@@ -12,7 +12,7 @@ from relayd.core.identity import Identity
 from relayd.core.jsonform import encode_alert
 from relayd.core.model import AlertFields, Kind, Role, Severity
 from relayd.core.trust import TrustedKey
-from tests.daemon.conftest import Site
+from tests.daemon.conftest import Site, SiteFactory
 
 
 def _tamper(onair: str) -> str:
@@ -20,7 +20,7 @@ def _tamper(onair: str) -> str:
     return onair.replace("Main", "Mian", 1)
 
 
-async def test_forgeries_over_mqtt_and_rf_are_dropped_with_reasons(site_factory) -> None:  # type: ignore[no-untyped-def]
+async def test_forgeries_over_mqtt_and_rf_are_dropped_with_reasons(site_factory: SiteFactory) -> None:
     net = None
     site: Site = await site_factory(start=False)
     net = site.network

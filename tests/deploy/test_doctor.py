@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from deploy_support import REPO_ROOT, Broker
 
 from relayd.doctor import DISK_FAIL_BYTES, DISK_WARN_BYTES, Level, assess_disk
 from relayd.sim.firmware import FIRMWARE_VERSION
@@ -25,6 +24,7 @@ from relayd.sim.scenario import load_scenario
 from relayd.testing.harness import write_relay_config
 from relayd.testing.keys import TestNetwork
 from relayd.testing.mosquitto import MosquittoBroker, free_port
+from tests.deploy.deploy_support import REPO_ROOT, Broker
 
 ONE_RELAY = REPO_ROOT / "config" / "sim" / "one-relay.toml"
 DOCTOR_TIMEOUT_S = 60.0

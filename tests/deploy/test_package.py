@@ -21,11 +21,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from deploy_support import REPO_ROOT
 
 from relayd.core.model import Role
 from relayd.testing.keys import make_network
 from relayd.testing.mosquitto import MosquittoBroker
+from tests.deploy.deploy_support import REPO_ROOT
 
 pytestmark = pytest.mark.slow
 

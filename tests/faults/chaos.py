@@ -43,6 +43,7 @@ import aiomqtt
 from relayd.core.jsonform import MalformedMessage
 from relayd.core.model import SignedAlert
 from relayd.core.status import parse_status
+from relayd.sim.medium import SendResult
 from relayd.sim.neighborhood import Neighborhood
 from relayd.sim.scenario import load_scenario
 from relayd.testing.harness import write_relay_config
@@ -170,7 +171,7 @@ async def _watch_outbox(port: int, seen: set[str], stop: asyncio.Event) -> None:
                 await client.subscribe(f"{ROOT}/outbox", qos=1)
                 async for msg in client.messages:
                     with contextlib.suppress(ValueError, TypeError, AttributeError):
-                        seen.add(json.loads(bytes(msg.payload))["onair"])  # type: ignore[arg-type]
+                        seen.add(json.loads(bytes(msg.payload))["onair"])
         except aiomqtt.MqttError:
             await asyncio.sleep(0.3)
 
@@ -184,7 +185,7 @@ async def _watch_status(port: int, seen: dict[str, list[str | None]], stop: asyn
                 async for msg in client.messages:
                     with contextlib.suppress(MalformedMessage):
                         # Sealed by the relay; unwrapped (not verified) to read it here.
-                        status = parse_status(bytes(msg.payload))  # type: ignore[arg-type]
+                        status = parse_status(bytes(msg.payload))
                         seen.setdefault(status.relay, []).append(status.storage_error)
         except aiomqtt.MqttError:
             await asyncio.sleep(0.3)
@@ -196,11 +197,12 @@ def _tap_originate(hood: Neighborhood, radio_name: str) -> set[str]:
     originate = radio.originate
     texts: set[str] = set()
 
-    def tapped(p: Any) -> Any:
+    def tapped(p: Any, *, keep_to_zero: bool = False) -> tuple[int, SendResult]:
         if p.HasField("decoded"):
             texts.add(bytes(p.decoded.payload).decode("utf-8", "replace"))
-        return originate(p)
+        return originate(p, keep_to_zero=keep_to_zero)
 
+    # An instance attribute shadows the method (mypy refuses assigning over one); same signature.
     radio.originate = tapped  # type: ignore[method-assign]
     return texts
 

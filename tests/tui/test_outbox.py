@@ -190,7 +190,7 @@ async def test_compose_while_broker_down_is_sent_once_when_it_returns(
         assert "outbox 1 unsent" in str(app.main.query_one("#status-bar").render())
         await pilot.press("o")
         await pilot.pause()
-        assert app.main.outbox_table.get_cell(alert_id, "state").plain == "waiting for broker"
+        assert str(app.main.outbox_table.get_cell(alert_id, "state")) == "waiting for broker"
 
         broker.start()
         try:
@@ -203,7 +203,7 @@ async def test_compose_while_broker_down_is_sent_once_when_it_returns(
                 assert len(received) == 1
                 assert alert_id.encode() in received[0]
                 await pilot.pause()
-                assert app.main.outbox_table.get_cell(alert_id, "state").plain == "sent to relays"
+                assert str(app.main.outbox_table.get_cell(alert_id, "state")) == "sent to relays"
                 assert "unsent" not in str(app.main.query_one("#status-bar").render())
         finally:
             broker.stop()
