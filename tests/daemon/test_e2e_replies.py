@@ -15,12 +15,12 @@ from relayd.core.model import Kind, Severity
 from relayd.core.replies import ReplyWord, reply_of_report
 from relayd.core.verify import Verifier
 from relayd.sim.scenario import load_scenario
-from tests.daemon.conftest import NEIGHBORHOOD, Site
+from tests.daemon.conftest import NEIGHBORHOOD, Site, SiteFactory
 from tests.daemon.test_e2e_faults import lossless
 
 
 async def test_keyword_and_tapback_answers_are_wrapped_once_each_and_never_broadcast(
-    site_factory,  # type: ignore[no-untyped-def]
+    site_factory: SiteFactory,
 ) -> None:
     # Lossless: one answer sent once, with no retry on a stock handheld, must reach a relay.
     site: Site = await site_factory(scenario=lossless(load_scenario(NEIGHBORHOOD)))
@@ -31,7 +31,7 @@ async def test_keyword_and_tapback_answers_are_wrapped_once_each_and_never_broad
         async with aiomqtt.Client("127.0.0.1", site.broker.port) as client:
             await client.subscribe(site.topic("reports"), qos=1)
             async for msg in client.messages:
-                reports.append(json.loads(bytes(msg.payload)))  # type: ignore[arg-type]
+                reports.append(json.loads(bytes(msg.payload)))
 
     listener = asyncio.create_task(listen())
     await asyncio.sleep(0.5)
