@@ -586,8 +586,8 @@ class RadioLink(LinkStateTracker):
         # A packet without a receive time after we set the radio's clock was received
         # before we set it, so before we connected.
         backlog = backlog or self._is_backlog(rx_time)
-        if rx_time == 0.0:
-            rx_time = time.time()
+        if rx_time == 0.0 and not backlog:
+            rx_time = time.time()  # backlog keeps 0: when it was heard is not known
         if backlog:
             self.skipped_backlog += 1
         self._on_text(

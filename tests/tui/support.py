@@ -108,6 +108,7 @@ def populate(app: RelaydApp, network: TestNetwork) -> dict[str, str]:
             None,
             None,
             1,
+            backlog={"late_report": 2, "other": 3},  # restarted: two reports delivered late
         ),
         RelayStatus(
             "relay-center",
