@@ -26,6 +26,7 @@ from dataclasses import dataclass, field, replace
 from relayd import BUILD_EPOCH_S, __version__
 from relayd.core.airtime import MAX_DATA_PAYLOAD_BYTES, MAX_PKI_DM_PAYLOAD_BYTES, mesh_frame_time_on_air_s
 from relayd.core.authority import Held, ReferenceHold
+from relayd.core.backlog import BacklogOutcome, backlog_route, late_report_text
 from relayd.core.catchup import ActiveFrame, CatchupPolicy, LateJoiners
 from relayd.core.clockrule import (
     ClockAssessment,
@@ -59,6 +60,7 @@ from relayd.core.model import AlertFields, DropReason, Kind, Role, Severity, Sig
 from relayd.core.notice import ForgeryNotices, claims_to_be_an_alert, is_notice
 from relayd.core.ratelimit import RateLimit, TokenBuckets
 from relayd.core.replay import ReplayWindows
+from relayd.core.replies import ReplyDesk, ReplyOutcome, parse_reply
 from relayd.core.scheduler import AirtimeScheduler, QueueItem, Ready, Wait
 from relayd.core.status import (
     EventKind,
@@ -169,6 +171,8 @@ class Counters:
     forgery_notices: int = 0  # notices broadcast about forgeries heard on RF
     unconfirmed: int = 0  # frames left with a radio that never said they went on air
     catchup_dms: int = 0  # active alerts sent by DM to handhelds switched on late
+    # Texts heard before relayd connected, by BacklogOutcome value (status "backlog").
+    backlog: Counter[str] = field(default_factory=Counter)
     trust_refused: int = 0
     storage_errors: int = 0
     send_retries: int = 0
@@ -291,6 +295,8 @@ class Relay:
         self._report_holds: dict[tuple[int, int], tuple[float, ReceivedText]] = {}
         self._report_buckets: BoundedMap[int, tuple[float, float]] = BoundedMap(REPORT_SENDERS_MAX)
         # Active alerts a late-joining handheld is sent by DM (relayd/core/catchup.py).
+        # Responders' answers to alerts (relayd/core/replies.py): wrapped like reports.
+        self.replies = ReplyDesk()
         self.late_joiners = LateJoiners(
             self.clock(), CatchupPolicy(absent_s=config.catchup_after_s / time_scale)
         )
@@ -824,13 +830,25 @@ class Relay:
             self._notice_holds.pop(hashlib.sha256(text.encode()).digest()[:8], None)
             self.counters.ignored_text += 1
             return
-        is_report_channel = (
-            self.config.reports_channel is not None and rt.channel == self.config.reports_channel
+        reply = self.replies.consider(
+            rt.from_node,
+            rt.packet_id,
+            text,
+            reply_id=rt.reply_id,
+            emoji=rt.emoji,
+            active=self._active_frames.values(),
+            now_s=self.clock(),
+            time_scale=self.time_scale,
         )
-        if text.startswith(self.config.report_prefix) or (is_report_channel and "\n" not in text):
+        if reply is not None:
+            self._on_reply(rt, reply)
+            return
+        if self._is_report(rt, text):
             self._hold_report(rt, text)
             return
         verdict = self._verify(rt.payload, "rf")
+        if verdict.alert is not None:
+            self.replies.packets.note(rt.packet_id, verdict.alert.alert_id)  # for tapbacks
         if self._hold_for_reference(verdict, rt.payload, "rf"):
             return
         if verdict.ok:
@@ -848,16 +866,54 @@ class Relay:
         self._drop(verdict, "rf")
 
     def _on_backlog_text(self, rt: ReceivedText) -> None:
-        """A text our radio heard while we were not connected. Not news to act on (no report,
-        no notice, no ack), but what it says went on air is evidence: a neighbour's copy of an
-        alert we hold means we stand down, and its radio is one we hear."""
+        """A text our radio heard while we were not connected (relayd/core/backlog.py). Not
+        news to put on air (no notice, no ack), but a field report still reaches dispatchers,
+        marked late, and what went on air is evidence: a neighbour's copy of an alert we hold
+        means we stand down, and its radio is one we hear. Every text is counted."""
         self._note_heard_node(rt.from_node)
-        verdict = self._verify(rt.payload, "rf")
-        if verdict.ok:
-            self.counters.heard += 1
-            self._accept(verdict, "rf", queue=False)
-        elif verdict.reason is DropReason.DUPLICATE and verdict.alert is not None:
-            self._heard_copy(verdict.alert.alert_id, "rf, heard while the link was down")
+        outcome = self._backlog_news(rt)
+        if outcome is None:
+            verdict = self._verify(rt.payload, "rf")
+            outcome = BacklogOutcome.ALERT if verdict.ok else BacklogOutcome.OTHER
+            if verdict.ok:
+                self.counters.heard += 1
+                self._accept(verdict, "rf", queue=False)
+            elif verdict.reason is DropReason.DUPLICATE and verdict.alert is not None:
+                self._heard_copy(verdict.alert.alert_id, "rf, heard while the link was down")
+                outcome = BacklogOutcome.ALERT
+        self.counters.backlog[outcome.value] += 1
+        log.info("heard before relayd connected: %s", outcome.value)  # never its text
+        self._status_dirty.set()
+
+    def _backlog_news(self, rt: ReceivedText) -> BacklogOutcome | None:
+        try:
+            text = rt.payload.decode("utf-8")
+        except UnicodeDecodeError:
+            return BacklogOutcome.OTHER
+        outcome = backlog_route(
+            is_answer=parse_reply(text, emoji=rt.emoji) is not None,
+            reply_id=rt.reply_id,
+            is_report=self._is_report(rt, text),
+            heard_at_s=rt.rx_time_s,
+            now_s=self.clock(),
+        )
+        if outcome is BacklogOutcome.LATE_REPORT:
+            self._hold_report(rt, text)
+        elif outcome is BacklogOutcome.LATE_ANSWER:
+            reply = self.replies.consider(
+                rt.from_node, rt.packet_id, text, reply_id=rt.reply_id, emoji=rt.emoji,
+                active=self._active_frames.values(), now_s=self.clock(), time_scale=self.time_scale,
+            )  # fmt: skip
+            if reply is None or reply.wrapped is None:
+                return BacklogOutcome.UNATTRIBUTED
+            self._on_reply(rt, reply)
+        return outcome
+
+    def _is_report(self, rt: ReceivedText, text: str) -> bool:
+        is_report_channel = (
+            self.config.reports_channel is not None and rt.channel == self.config.reports_channel
+        )
+        return text.startswith(self.config.report_prefix) or (is_report_channel and "\n" not in text)
 
     def _answer_forgery(self, text: str, reason: DropReason | None) -> None:
         """Handhelds cannot verify: tell them a frame that looked like an alert was not one
@@ -891,12 +947,19 @@ class Relay:
             log.info("suppressed %s: %s", alert_id.hex(), source)
             self._status_dirty.set()
 
-    def _hold_report(self, rt: ReceivedText, text: str) -> None:
+    def _on_reply(self, rt: ReceivedText, reply: ReplyOutcome) -> None:
+        """A responder's answer: published like a report (one relay of an area), no ack."""
+        if reply.drop is not None:
+            self._drop(Verdict(reply.drop, reply.detail), "rf")
+        elif (rt.from_node, rt.packet_id) not in self._reports_seen:
+            self._hold_report(rt, rt.payload.decode("utf-8"), limited=False)
+
+    def _hold_report(self, rt: ReceivedText, text: str, *, limited: bool = True) -> None:
         key = (rt.from_node, rt.packet_id)
         if key in self._reports_seen:
             return
         self._remember_report(key)
-        if not self._report_allowed(rt.from_node):
+        if limited and not self._report_allowed(rt.from_node):
             self.counters.drops[DropReason.RATE_LIMITED.value] += 1
             log.info("report from a handheld over its rate limit: dropped")
             self._status_dirty.set()
@@ -921,10 +984,13 @@ class Relay:
         self._reports_seen.put(key, None)
 
     def _publish_report(self, rt: ReceivedText) -> None:
-        text = rt.payload.decode("utf-8")
-        if text.startswith(self.config.report_prefix):
+        reply = self.replies.take(rt.from_node, rt.packet_id)
+        text = reply.text if reply is not None else rt.payload.decode("utf-8")
+        if reply is None and text.startswith(self.config.report_prefix):
             text = text[len(self.config.report_prefix) :]
         text = _CONTROL_RE.sub(" ", text).strip() or "(empty report)"
+        if rt.backlog:
+            text = late_report_text(text, rt.rx_time_s)
         now = int(self.clock())
         seqs: list[int] = []
         if not self._storage_call(lambda: seqs.append(self.storage.next_relay_seq())):
@@ -940,6 +1006,7 @@ class Relay:
             expires_at_s=now + REPORT_LIFETIME_S,
             text=text.encode("utf-8")[:400].decode("utf-8", "ignore") or "(empty report)",
             origin_node=rt.from_node,
+            ref=reply.ref if reply is not None else None,
         )
         alert = compose(fields, self.identity.sign).to_signed_alert()
         envelope = Envelope(
@@ -962,9 +1029,9 @@ class Relay:
         self.counters.reports += 1
         self._event(EventKind.REPORT, alert.id_hex, "rf")
         # The handheld's node id is DEBUG only: at INFO a seized relay's log would list who reported.
-        log.info("report %s wrapped and queued for dispatchers", alert.id_hex)
+        log.info("%s %s wrapped and queued for dispatchers", "reply" if reply else "report", alert.id_hex)
         log.debug("report %s came from %s", alert.id_hex, node_id(rt.from_node))
-        if self.config.ack_text:
+        if self.config.ack_text and reply is None and not rt.backlog:  # answers, late reports: no airtime
             ack = QueueItem(
                 alert_id=b"ack" + rt.packet_id.to_bytes(4, "big") + rt.from_node.to_bytes(4, "big"),
                 onair=self.config.ack_text,
@@ -1401,6 +1468,7 @@ class Relay:
         wait_s = (ACK_WAIT_S if item.to_node is None else REFUSAL_GRACE_S) / self.time_scale
         self._in_flight[packet_id] = InFlight(radio_name, item, self.clock() + wait_s, ignored)
         if item.to_node is None:
+            self.replies.packets.note(packet_id, item.alert_id)  # what a tapback will name
             # Peers stand down now rather than after the firmware's confirmation, which may
             # come several frames later on a busy channel; we own the frame until then.
             self._event(EventKind.TAKEN, item.alert_id.hex(), f"radio:{radio_name}")
@@ -1605,6 +1673,7 @@ class Relay:
             drops=dict(self.counters.drops),
             malformed=dict(self.counters.malformed),
             unverified=dict(self.counters.unverified),
+            backlog=dict(self.counters.backlog),
             last_heard_s=self._last_heard_s,
             clock_warning=self.clock_assessment.warning,
             storage_error=self.storage_error,
