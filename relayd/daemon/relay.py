@@ -58,6 +58,7 @@ from relayd.core.jsonform import (
 )
 from relayd.core.model import AlertFields, DropReason, Kind, Role, Severity, SignedAlert
 from relayd.core.notice import ForgeryNotices, claims_to_be_an_alert, is_notice
+from relayd.core.packetid import first_packet_id
 from relayd.core.ratelimit import RateLimit, TokenBuckets
 from relayd.core.replay import ReplayWindows
 from relayd.core.replies import ReplyDesk, ReplyOutcome, parse_reply
@@ -316,6 +317,7 @@ class Relay:
         self._bundle_mtime = self._file_mtime()
         # Write-ahead packet ids of frames that may have gone out just before a crash.
         self._resend_ids: dict[bytes, int] = {}
+        self._mqtt_alert: bytes | None = None  # the alert in the MQTT message being handled
         self._clock_steps.observe(self.clock(), self._monotonic())
         self.clock_assessment = self._assess_clock()
         self._restore_queue()
@@ -498,8 +500,9 @@ class Relay:
             self.storage_error = str(exc)
             self._status_dirty.set()
             return False
-        if self.storage_error is not None:
-            self.storage_error = None
+        if self.storage_error != self.storage.error:
+            # Cleared only once the kind of write that failed has succeeded (storage.py).
+            self.storage_error = self.storage.error
             self._status_dirty.set()
         return True
 
@@ -1055,14 +1058,16 @@ class Relay:
         self._status_dirty.set()
         await self._publish_status()
 
-    async def _on_mqtt(self, msg: Incoming) -> None:
-        """One message from the broker. Never raises: the link acknowledges it afterwards.
+    async def _on_mqtt(self, msg: Incoming) -> asyncio.Future[None] | None:
+        """One message from the broker. Never raises: the link acknowledges it afterwards,
+        or, for an alert not stored (a failed disk), once the returned future is done.
 
         Whatever cannot be used is counted as malformed under its topic kind and dropped;
         an exception escaping here would end the MQTT task (and the relay), and a retained
         or unacknowledged message would do it again on every restart.
         """
         kind = self.topics.kind_of(msg.topic)
+        self._mqtt_alert = None
         try:
             self._dispatch_mqtt(kind, msg)
         except MalformedMessage as exc:
@@ -1071,6 +1076,7 @@ class Relay:
             log.warning("could not handle a message on %s", kind.value, exc_info=True)
             self.counters.handler_errors += 1
             self._malformed(kind, "handler error")
+        return self.storage.unsafe.after(self._mqtt_alert)
 
     def _malformed(self, kind: TopicKind, detail: str) -> None:
         self.counters.malformed[kind.value] += 1
@@ -1110,6 +1116,7 @@ class Relay:
             self._drop(Verdict(DropReason.MALFORMED, exc.detail), "mqtt")
             return
         verdict = self._verify(onair, "mqtt")
+        self._mqtt_alert = verdict.alert.alert_id if verdict.alert is not None else None
         if self._hold_for_reference(verdict, onair, "mqtt"):
             return
         if not verdict.ok:
@@ -1421,8 +1428,9 @@ class Relay:
     async def _transmit(self, radio: RadioLink, scheduler: AirtimeScheduler, item: QueueItem) -> None:
         is_ack = item.to_node is not None
         resend_id = self._resend_ids.pop(item.alert_id, None)
-        packet_id = resend_id or radio.fresh_packet_id()
-        if not is_ack and resend_id is None:
+        first = not is_ack and resend_id is None and item.alert_id not in self._send_attempts
+        packet_id = resend_id or (first_packet_id(item.alert_id) if first else radio.fresh_packet_id())
+        if not is_ack and resend_id is None and not first:
             self._storage_call(lambda: self.storage.mark_transmitting(item.alert_id, packet_id))
         try:
             await radio.send_text(
