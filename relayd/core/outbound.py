@@ -34,6 +34,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from relayd.core.packetid import first_packet_id
 from relayd.core.scheduler import Action, AirtimeScheduler, QueueItem, Ready, Wait
 from relayd.core.suppression import Suppressor
 
@@ -108,6 +109,7 @@ class Taken:
 
     radio: str
     alert_id: bytes
+    packet_id: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -399,7 +401,15 @@ class Outbound:
             return Send(radio, item, fresh_id(), write_ahead=False)
         way.queued_on.discard(radio)
         resend = way.resend.pop(radio, None)
-        send = Send(radio, item, fresh_id() if resend is None else resend, write_ahead=resend is None)
+        if resend is not None:
+            send = Send(radio, item, resend, write_ahead=False)
+        elif item.alert_id not in self._attempts:
+            # A first hand-over: its id is derived from the alert (relayd/core/packetid.py),
+            # so a restart that does not know whether it went out sends the same id again.
+            send = Send(radio, item, first_packet_id(item.alert_id), write_ahead=False)
+        else:
+            # After a refusal the firmware has seen that id: a fresh one, written ahead.
+            send = Send(radio, item, fresh_id(), write_ahead=True)
         way.flying[radio] = send.packet_id
         return send
 
@@ -436,7 +446,7 @@ class Outbound:
         way.flying[send.radio] = send.packet_id
         # Peers stand down now rather than after the firmware's confirmation, which may come
         # several frames later on a busy channel; we own the frame until then.
-        return [Taken(send.radio, item.alert_id)]
+        return [Taken(send.radio, item.alert_id, send.packet_id)]
 
     def answered(
         self, radio: str, packet_id: int, refusal: Refusal | None, how: str, now_s: float

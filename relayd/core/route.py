@@ -66,13 +66,18 @@ class RfText(enum.Enum):
     FRAME = "frame"  # a candidate alert frame, to verify
 
 
+def is_report(text: str, channel: int, *, report_prefix: str, reports_channel: int | None) -> bool:
+    """A handheld's report: the report prefix, or any one line on the reports channel."""
+    on_reports = reports_channel is not None and channel == reports_channel
+    return text.startswith(report_prefix) or (on_reports and "\n" not in text)
+
+
 def classify_rf(text: str | None, channel: int, *, report_prefix: str, reports_channel: int | None) -> RfText:
     if text is None:
         return RfText.NOT_TEXT
     if is_notice(text):
         return RfText.NOTICE
-    on_reports = reports_channel is not None and channel == reports_channel
-    if text.startswith(report_prefix) or (on_reports and "\n" not in text):
+    if is_report(text, channel, report_prefix=report_prefix, reports_channel=reports_channel):
         return RfText.REPORT
     return RfText.FRAME
 

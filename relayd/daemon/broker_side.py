@@ -55,14 +55,16 @@ log = logging.getLogger("relayd.relay")
 class BrokerSide(RadioSide):
     """What the broker brings; trust; the publisher."""
 
-    async def _on_mqtt(self, msg: Incoming) -> None:
-        """One message from the broker. Never raises: the link acknowledges it afterwards.
+    async def _on_mqtt(self, msg: Incoming) -> asyncio.Future[None] | None:
+        """One message from the broker. Never raises: the link acknowledges it afterwards,
+        or, for an alert not stored (a failed disk), once the returned future is done.
 
         Whatever cannot be used is counted as malformed under its topic kind and dropped;
         an exception escaping here would end the MQTT task (and the relay), and a retained
         or unacknowledged message would do it again on every restart.
         """
         kind = self.topics.kind_of(msg.topic)
+        self._mqtt_alert = None
         try:
             self._dispatch_mqtt(kind, msg)
         except MalformedMessage as exc:
@@ -71,14 +73,20 @@ class BrokerSide(RadioSide):
             log.warning("could not handle a message on %s", kind.value, exc_info=True)
             self.counters.handler_errors += 1
             self._malformed(kind, "handler error")
+        return self.storage.unsafe.after(self._mqtt_alert)
 
     def _dispatch_mqtt(self, kind: TopicKind, msg: Incoming) -> None:
         topic = msg.topic
+        if (sync_relay := self.sync.relay_of(topic)) is not None:
+            self.sync.handle(sync_relay, msg.payload)
+            return
         if kind is TopicKind.TRUST:
             self._on_trust(msg.payload)
             return
         if kind in (TopicKind.STATUS, TopicKind.EVENTS):
             relay = self.topics.relay_of(topic)
+            if relay == self.config.relay_id and kind is TopicKind.STATUS:
+                self.sync.own_status(msg.retain and bool(msg.payload))
             if relay is None or relay == self.config.relay_id:
                 return
             if kind is TopicKind.STATUS:
@@ -100,6 +108,7 @@ class BrokerSide(RadioSide):
             self._drop(Verdict(DropReason.MALFORMED, exc.detail), "mqtt")
             return
         verdict = self._verify(onair, "mqtt")
+        self._mqtt_alert = verdict.alert.alert_id if verdict.alert is not None else None
         decision = route_mqtt(kind, verdict)
         if isinstance(decision, HoldForReference):
             self._hold_for_reference(verdict, onair, "mqtt")

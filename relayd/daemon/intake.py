@@ -144,6 +144,7 @@ class Intake(Sending):
                 alert.alert_id, alert.onair, f.severity.rank, f.issued_at_s, f.expires_at_s, release, None
             )
             hold_effects = self.outbound.hold(_queued(row, release), now, turn_at_s=turn)
+        self.sync.reconciler.accepted(alert, heard_on_rf=via == "rf")
         if f.kind in (Kind.ALERT, Kind.UPDATE, Kind.TEST):
             self._active_refs[alert.alert_id] = f.ref
         elif f.kind in (Kind.CANCEL, Kind.ALLCLEAR) and f.ref is not None:

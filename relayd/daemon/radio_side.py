@@ -8,7 +8,9 @@ import contextlib
 import hashlib
 import logging
 
+from relayd.core.backlog import BacklogOutcome, backlog_route
 from relayd.core.model import DropReason
+from relayd.core.replies import parse_reply
 from relayd.core.route import (
     Accept,
     HeardCopy,
@@ -17,6 +19,7 @@ from relayd.core.route import (
     RfText,
     answers_forgery,
     classify_rf,
+    is_report,
     route_rf,
 )
 from relayd.core.scheduler import Ready, Wait
@@ -35,25 +38,23 @@ class RadioSide(Reports):
     """What the radio hears; the transmit loop."""
 
     def _on_radio_text(self, rt: ReceivedText) -> None:
-        """A text our radio heard. One heard while we were not connected (backlog) is not
-        news to act on (no report, no notice, no ack), but what it says went on air is
-        evidence: a neighbour's copy of an alert we hold means we stand down."""
-        if not rt.backlog:
-            self._last_heard_s = self.clock()
-            self._on_radio_node(rt.radio, rt.from_node)
+        """A text our radio heard (decided by relayd/core/route.py)."""
+        if rt.backlog:
+            self._on_backlog_text(rt)
+            return
+        self._last_heard_s = self.clock()
+        self._on_radio_node(rt.radio, rt.from_node)
         self._note_heard_node(rt.from_node)
         try:
             text: str | None = rt.payload.decode("utf-8")
         except UnicodeDecodeError:
             text = None
-        kind = RfText.FRAME
-        if not rt.backlog:
-            kind = classify_rf(
-                text,
-                rt.channel,
-                report_prefix=self.config.report_prefix,
-                reports_channel=self.config.reports_channel,
-            )
+        kind = classify_rf(
+            text,
+            rt.channel,
+            report_prefix=self.config.report_prefix,
+            reports_channel=self.config.reports_channel,
+        )
         if kind is RfText.NOT_TEXT:
             self._drop(Verdict(DropReason.MALFORMED, "not UTF-8"), "rf")
             return
@@ -62,12 +63,28 @@ class RadioSide(Reports):
             self._notice_holds.pop(hashlib.sha256(text.encode()).digest()[:8], None)
             self.counters.ignored_text += 1
             return
+        if text is not None:
+            reply = self.replies.consider(
+                rt.from_node,
+                rt.packet_id,
+                text,
+                reply_id=rt.reply_id,
+                emoji=rt.emoji,
+                active=self._active_frames.values(),
+                now_s=self.clock(),
+                time_scale=self.time_scale,
+            )
+            if reply is not None:
+                self._on_reply(rt, reply)
+                return
         if kind is RfText.REPORT and text is not None:
             self._hold_report(rt, text)
             return
         verdict = self._verify(rt.payload, "rf")
+        if verdict.alert is not None:
+            self.replies.packets.note(rt.packet_id, verdict.alert.alert_id)  # for tapbacks
         shown = text if text is not None else rt.payload.decode("utf-8", "replace")
-        decision = route_rf(verdict, shown, backlog=rt.backlog)
+        decision = route_rf(verdict, shown, backlog=False)
         if isinstance(decision, HoldForReference):
             self._hold_for_reference(verdict, rt.payload, "rf")
             return
@@ -76,17 +93,74 @@ class RadioSide(Reports):
             self._accept(verdict, "rf", queue=False)
             return
         if isinstance(decision, HeardCopy):
-            self._heard_copy(decision.alert_id, "rf, heard while the link was down" if rt.backlog else "rf")
+            self._heard_copy(decision.alert_id)
         on_alerts = rt.channel == self.config.alerts_channel
-        if answers_forgery(verdict, on_alerts_channel=on_alerts, direct=rt.is_direct, backlog=rt.backlog):
+        if answers_forgery(verdict, on_alerts_channel=on_alerts, direct=rt.is_direct, backlog=False):
             self._answer_forgery(shown, verdict.reason)
         if isinstance(decision, Ignore):
-            if decision.why == "chat":
-                self.counters.ignored_text += 1
-            return
-        if isinstance(decision, HeardCopy) and not decision.counted:
+            self.counters.ignored_text += 1  # plain chat on the alerts channel
             return
         self._drop(verdict, "rf")
+
+    def _on_backlog_text(self, rt: ReceivedText) -> None:
+        """A text our radio heard while we were not connected (relayd/core/backlog.py). Not
+        news to put on air (no notice, no ack), but a field report still reaches dispatchers,
+        marked late, and what went on air is evidence: a neighbour's copy of an alert we hold
+        means we stand down, and its radio is one we hear. Every text is counted."""
+        self._note_heard_node(rt.from_node)
+        outcome = self._backlog_news(rt)
+        if outcome is None:
+            verdict = self._verify(rt.payload, "rf")
+            decision = route_rf(verdict, rt.payload.decode("utf-8", "replace"), backlog=True)
+            outcome = BacklogOutcome.OTHER
+            if isinstance(decision, Accept):
+                outcome = BacklogOutcome.ALERT
+                self.counters.heard += 1
+                self._accept(verdict, "rf", queue=False)
+            elif isinstance(decision, HeardCopy):
+                outcome = BacklogOutcome.ALERT
+                self._heard_copy(decision.alert_id, "rf, heard while the link was down")
+        self.counters.backlog[outcome.value] += 1
+        log.info("heard before relayd connected: %s", outcome.value)  # never its text
+        self._status_dirty.set()
+
+    def _backlog_news(self, rt: ReceivedText) -> BacklogOutcome | None:
+        try:
+            text = rt.payload.decode("utf-8")
+        except UnicodeDecodeError:
+            return BacklogOutcome.OTHER
+        outcome = backlog_route(
+            is_answer=parse_reply(text, emoji=rt.emoji) is not None,
+            reply_id=rt.reply_id,
+            is_report=self._is_report(rt, text),
+            heard_at_s=rt.rx_time_s,
+            now_s=self.clock(),
+        )
+        if outcome is BacklogOutcome.LATE_REPORT:
+            self._hold_report(rt, text)
+        elif outcome is BacklogOutcome.LATE_ANSWER:
+            reply = self.replies.consider(
+                rt.from_node,
+                rt.packet_id,
+                text,
+                reply_id=rt.reply_id,
+                emoji=rt.emoji,
+                active=self._active_frames.values(),
+                now_s=self.clock(),
+                time_scale=self.time_scale,
+            )
+            if reply is None or reply.wrapped is None:
+                return BacklogOutcome.UNATTRIBUTED
+            self._on_reply(rt, reply)
+        return outcome
+
+    def _is_report(self, rt: ReceivedText, text: str) -> bool:
+        return is_report(
+            text,
+            rt.channel,
+            report_prefix=self.config.report_prefix,
+            reports_channel=self.config.reports_channel,
+        )
 
     def _answer_forgery(self, text: str, reason: DropReason | None) -> None:
         """Handhelds cannot verify: tell them a frame that looked like an alert was not one

@@ -40,6 +40,7 @@ from relayd.core.notice import ForgeryNotices
 from relayd.core.outbound import Outbound
 from relayd.core.ratelimit import TokenBuckets
 from relayd.core.replay import ReplayWindows
+from relayd.core.replies import ReplyDesk
 from relayd.core.scheduler import AirtimeScheduler
 from relayd.core.status import (
     RelayState,
@@ -73,6 +74,7 @@ from relayd.daemon.relaybase import (
     Counters,
 )
 from relayd.daemon.storage import Storage, StorageError
+from relayd.daemon.sync import SyncLink
 from relayd.keystore import load_private_key, load_public_key
 from relayd.meshapi.packets import node_id
 
@@ -173,6 +175,8 @@ class Relay(BrokerSide):
         self._active_refs = {}
         self._report_holds = {}
         self._report_buckets = BoundedMap(REPORT_SENDERS_MAX)
+        # Responders' answers to alerts (relayd/core/replies.py): wrapped like reports.
+        self.replies = ReplyDesk()
         # Active alerts a late-joining handheld is sent by DM (relayd/core/catchup.py).
         self.late_joiners = LateJoiners(
             self.clock(), CatchupPolicy(absent_s=config.catchup_after_s / time_scale)
@@ -192,6 +196,8 @@ class Relay(BrokerSide):
         self._outgoing_wake = asyncio.Event()
         self._last_heard_s = None
         self._stopping = False
+        self._mqtt_alert = None
+        self.sync = SyncLink(self)  # catch-up after a gap (relayd/core/reconcile.py)
         if mqtt_link is None:
             from relayd.daemon.mqtt import MqttLink  # noqa: PLC0415 - keep aiomqtt out of `relayd check`
 
@@ -205,6 +211,7 @@ class Relay(BrokerSide):
                 self.topics.trust,
                 self.topics.status_wildcard,
                 self.topics.events_wildcard,
+                self.sync.wildcard,
             ],
             handler=self._on_mqtt,
             will_topic=self.topics.status(config.relay_id),
@@ -296,6 +303,7 @@ class Relay(BrokerSide):
                 self.storage.set_meta("neighbours", self.neighbours.doc())
 
     async def _on_mqtt_connect(self) -> None:
+        self.sync.on_connect()
         self._publish_wake.set()
         self._status_dirty.set()
         await self._publish_status()
@@ -303,6 +311,8 @@ class Relay(BrokerSide):
     def _on_link_state(self, link: object) -> None:
         if isinstance(link, RadioLink) and not link.connected:
             self._on_radio_lost(link)
+        elif isinstance(link, RadioLink):
+            self.sync.ask()
         self._status_dirty.set()
 
     def status(self) -> RelayStatus:
@@ -329,6 +339,7 @@ class Relay(BrokerSide):
             drops=dict(self.counters.drops),
             malformed=dict(self.counters.malformed),
             unverified=dict(self.counters.unverified),
+            backlog=dict(self.counters.backlog),
             last_heard_s=self._last_heard_s,
             clock_warning=self.clock_assessment.warning,
             storage_error=self.storage_error,

@@ -45,6 +45,7 @@ from relayd.core.neighbours import Neighbours
 from relayd.core.notice import ForgeryNotices
 from relayd.core.outbound import Outbound
 from relayd.core.ratelimit import RateLimit, TokenBuckets
+from relayd.core.replies import ReplyDesk
 from relayd.core.scheduler import AirtimeScheduler
 from relayd.core.status import (
     EventKind,
@@ -71,6 +72,7 @@ from relayd.daemon.storage import Storage, StorageError
 
 if TYPE_CHECKING:
     from relayd.daemon.mqtt import MqttLink
+    from relayd.daemon.sync import SyncLink
 
 log = logging.getLogger("relayd.relay")
 
@@ -131,6 +133,8 @@ class Counters:
     forgery_notices: int = 0  # notices broadcast about forgeries heard on RF
     unconfirmed: int = 0  # frames left with a radio that never said they went on air
     catchup_dms: int = 0  # active alerts sent by DM to handhelds switched on late
+    # Texts heard before relayd connected, by BacklogOutcome value (status "backlog").
+    backlog: Counter[str] = field(default_factory=Counter)
     trust_refused: int = 0
     storage_errors: int = 0
     send_retries: int = 0
@@ -188,6 +192,9 @@ class RelayBase:
     _stopping: bool
     _bundle_mtime: float
     mqtt: MqttLink
+    sync: SyncLink  # catch-up after a gap (relayd/core/reconcile.py)
+    replies: ReplyDesk  # responders' answers to alerts (relayd/core/replies.py)
+    _mqtt_alert: bytes | None  # the alert in the MQTT message being handled
 
     def _storage_call(self, fn: Callable[[], object]) -> bool:
         """Run a storage write; on failure keep running and say so in status."""
@@ -200,8 +207,9 @@ class RelayBase:
             self.storage_error = str(exc)
             self._status_dirty.set()
             return False
-        if self.storage_error is not None:
-            self.storage_error = None
+        if self.storage_error != self.storage.error:
+            # Cleared only once the kind of write that failed has succeeded (storage.py).
+            self.storage_error = self.storage.error
             self._status_dirty.set()
         return True
 

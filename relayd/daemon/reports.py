@@ -8,6 +8,7 @@ import hashlib
 import json
 import logging
 
+from relayd.core.backlog import late_report_text
 from relayd.core.codec import MalformedFrame, compose, decode
 from relayd.core.control import (
     ControlKind,
@@ -21,6 +22,7 @@ from relayd.core.jsonform import (
     onair_from_message,
 )
 from relayd.core.model import AlertFields, DropReason, Kind, Severity
+from relayd.core.replies import ReplyOutcome
 from relayd.core.scheduler import QueueItem
 from relayd.core.status import (
     EventKind,
@@ -30,6 +32,7 @@ from relayd.core.status import (
     load_json_object,
     parse_report_note,
 )
+from relayd.core.verify import Verdict
 from relayd.daemon.intake import Intake
 from relayd.daemon.radio import ReceivedText
 from relayd.daemon.relaybase import _CONTROL_RE, ACK_RANK, REPORT_LIFETIME_S, REPORTS_PER_HANDHELD
@@ -41,12 +44,19 @@ log = logging.getLogger("relayd.relay")
 class Reports(Intake):
     """Handheld reports."""
 
-    def _hold_report(self, rt: ReceivedText, text: str) -> None:
+    def _on_reply(self, rt: ReceivedText, reply: ReplyOutcome) -> None:
+        """A responder's answer: published like a report (one relay of an area), no ack."""
+        if reply.drop is not None:
+            self._drop(Verdict(reply.drop, reply.detail), "rf")
+        elif (rt.from_node, rt.packet_id) not in self._reports_seen:
+            self._hold_report(rt, rt.payload.decode("utf-8"), limited=False)
+
+    def _hold_report(self, rt: ReceivedText, text: str, *, limited: bool = True) -> None:
         key = (rt.from_node, rt.packet_id)
         if key in self._reports_seen:
             return
         self._remember_report(key)
-        if not self._report_allowed(rt.from_node):
+        if limited and not self._report_allowed(rt.from_node):
             self.counters.drops[DropReason.RATE_LIMITED.value] += 1
             log.info("report from a handheld over its rate limit: dropped")
             self._status_dirty.set()
@@ -71,10 +81,13 @@ class Reports(Intake):
         self._reports_seen.put(key, None)
 
     def _publish_report(self, rt: ReceivedText) -> None:
-        text = rt.payload.decode("utf-8")
-        if text.startswith(self.config.report_prefix):
+        reply = self.replies.take(rt.from_node, rt.packet_id)
+        text = reply.text if reply is not None else rt.payload.decode("utf-8")
+        if reply is None and text.startswith(self.config.report_prefix):
             text = text[len(self.config.report_prefix) :]
         text = _CONTROL_RE.sub(" ", text).strip() or "(empty report)"
+        if rt.backlog:
+            text = late_report_text(text, rt.rx_time_s)
         now = int(self.clock())
         seqs: list[int] = []
         if not self._storage_call(lambda: seqs.append(self.storage.next_relay_seq())):
@@ -90,6 +103,7 @@ class Reports(Intake):
             expires_at_s=now + REPORT_LIFETIME_S,
             text=text.encode("utf-8")[:400].decode("utf-8", "ignore") or "(empty report)",
             origin_node=rt.from_node,
+            ref=reply.ref if reply is not None else None,
         )
         alert = compose(fields, self.identity.sign).to_signed_alert()
         envelope = Envelope(
@@ -112,9 +126,9 @@ class Reports(Intake):
         self.counters.reports += 1
         self._event(EventKind.REPORT, alert.id_hex, "rf")
         # The handheld's node id is DEBUG only: at INFO a seized relay's log would list who reported.
-        log.info("report %s wrapped and queued for dispatchers", alert.id_hex)
+        log.info("%s %s wrapped and queued for dispatchers", "reply" if reply else "report", alert.id_hex)
         log.debug("report %s came from %s", alert.id_hex, node_id(rt.from_node))
-        if self.config.ack_text:
+        if self.config.ack_text and reply is None and not rt.backlog:  # answers, late reports: no airtime
             ack = QueueItem(
                 alert_id=b"ack" + rt.packet_id.to_bytes(4, "big") + rt.from_node.to_bytes(4, "big"),
                 onair=self.config.ack_text,

@@ -55,8 +55,10 @@ class Sending(RelayBase):
         """Carry out what the outbound core decided: count, persist, tell peers, log."""
         for effect in effects:
             if isinstance(effect, Taken):
+                self.replies.packets.note(effect.packet_id, effect.alert_id)  # what a tapback will name
                 self._event(EventKind.TAKEN, effect.alert_id.hex(), f"radio:{effect.radio}")
             elif isinstance(effect, OnAir):
+                self.sync.reconciler.aired(effect.alert_id)
                 self.counters.transmitted += 1
                 self._event(EventKind.TRANSMITTED, effect.alert_id.hex(), "rf")
                 log.info("transmitted %s on %s (%s)", effect.alert_id.hex(), effect.radio, effect.how)
@@ -110,6 +112,7 @@ class Sending(RelayBase):
 
     def _heard_copy(self, alert_id: bytes, source: str = "rf") -> None:
         """Another relay put this alert on air: stand down if we were going to."""
+        self.sync.reconciler.heard(alert_id)
         effects = self.outbound.heard(alert_id)
         if effects:
             log.debug("standing down on %s: %s", alert_id.hex(), source)

@@ -61,17 +61,17 @@ def test_an_alert_goes_once_per_radio_and_ends_transmitted() -> None:
     alert = QueuedAlert(IDS[0], "ALERT", 0, 0, 600, release_at_s=1.0)
     assert out.hold(alert, 0.0) == []
     out.due(1.0)
-    sends = []
+    sends: list[Send] = []
     for radio in RADIOS:
         action = out.next_action(radio, 1.0)
         assert isinstance(action, Ready)
         send = out.send(radio, action.item, lambda: 7)
-        assert send.write_ahead
-        assert out.taken(send, 1.0) == [Taken(radio, IDS[0])]
+        assert not send.write_ahead  # a first hand-over: its id is the alert's own
+        assert out.taken(send, 1.0) == [Taken(radio, IDS[0], send.packet_id)]
         sends.append(send)
-    first = out.answered(RADIOS[0], 7, None, "ACK", 2.0)
+    first = out.answered(RADIOS[0], sends[0].packet_id, None, "ACK", 2.0)
     assert first == [OnAir(RADIOS[0], IDS[0], "ACK")]  # the other radio still has it
-    last = out.answered(RADIOS[1], 7, None, "ACK", 2.0)
+    last = out.answered(RADIOS[1], sends[1].packet_id, None, "ACK", 2.0)
     assert last == [OnAir(RADIOS[1], IDS[0], "ACK"), Terminal(IDS[0], Outcome.TRANSMITTED)]
     assert IDS[0] not in out
 
@@ -82,10 +82,11 @@ def test_a_cancel_cannot_call_back_a_taken_frame_and_the_radio_s_word_decides() 
     out.due(0.0)
     action = out.next_action(RADIOS[0], 0.0)
     assert isinstance(action, Ready)
-    out.taken(out.send(RADIOS[0], action.item, lambda: 9), 0.0)
+    send = out.send(RADIOS[0], action.item, lambda: 9)
+    out.taken(send, 0.0)
     # radio-b's copy is unqueued; radio-a holds a frame: the row goes, the outcome waits.
     assert out.cancel(IDS[0]) == [Withdrawn(IDS[0], "cancelled")]
-    assert out.answered(RADIOS[0], 9, RATE_LIMIT, "RATE_LIMIT_EXCEEDED", 1.0) == [
+    assert out.answered(RADIOS[0], send.packet_id, RATE_LIMIT, "RATE_LIMIT_EXCEEDED", 1.0) == [
         Terminal(IDS[0], Outcome.CANCELLED)
     ]
     assert len(out.schedulers[RADIOS[0]]) == 0  # not retried after its cancel

@@ -14,6 +14,7 @@ import pytest
 
 from relayd.core.model import SignedAlert
 from relayd.core.outbound import MAX_SEND_ATTEMPTS
+from relayd.core.packetid import first_packet_id
 from relayd.core.scheduler import Ready
 from relayd.daemon.config import load_config
 from relayd.daemon.relay import REFUSED_BY_RADIO, Relay
@@ -39,16 +40,19 @@ def _queue(relay: Relay, alert: SignedAlert) -> None:
     relay.outbound.due(relay.clock() + 3600)  # its suppression turn is over
 
 
-def _taken(relay: Relay, alert: SignedAlert, packet_id: int = PACKET_ID) -> None:
-    """What `_transmit` does once the radio has taken the frame (QueueStatus res 0)."""
+def _taken(relay: Relay, alert: SignedAlert, packet_id: int = PACKET_ID) -> int:
+    """What `_transmit` does once the radio has taken the frame (QueueStatus res 0); the
+    packet id it went under (the alert's own on a first hand-over, else `packet_id`)."""
     radio = relay.radios[0]
     action = relay.outbound.next_action(radio.name, relay.clock() + 3600)
     assert isinstance(action, Ready)
     assert action.item.alert_id == alert.alert_id
     send = relay.outbound.send(radio.name, action.item, lambda: packet_id)
-    assert send.write_ahead
-    relay._storage_call(lambda: relay.storage.mark_transmitting(alert.alert_id, send.packet_id))
+    assert send.write_ahead == (send.packet_id != first_packet_id(alert.alert_id))
+    if send.write_ahead:
+        relay._storage_call(lambda: relay.storage.mark_transmitting(alert.alert_id, send.packet_id))
     relay._on_taken(send)
+    return send.packet_id
 
 
 def _on_disk(relay: Relay, alert: SignedAlert) -> bool:
@@ -60,10 +64,10 @@ def test_a_taken_frame_is_transmitted_only_when_the_firmware_confirms_it(
 ) -> None:
     alert = network.sign("dispatcher", "Observers needed at Elm & 3rd")
     _queue(relay, alert)
-    _taken(relay, alert)
+    packet_id = _taken(relay, alert)
     assert relay.counters.transmitted == 0
     assert _on_disk(relay, alert)  # still ours until the radio says it was on air
-    relay._on_radio_answer(relay.radios[0].name, PACKET_ID, classify_routing(routing.NONE, broadcast=True))
+    relay._on_radio_answer(relay.radios[0].name, packet_id, classify_routing(routing.NONE, broadcast=True))
     assert relay.counters.transmitted == 1
     assert not _on_disk(relay, alert)
     relay.storage.close()
@@ -74,11 +78,11 @@ def test_an_answer_naming_a_packet_we_did_not_send_changes_nothing(
 ) -> None:
     alert = network.sign("dispatcher", "Observers needed at Elm & 3rd")
     _queue(relay, alert)
-    _taken(relay, alert)
+    packet_id = _taken(relay, alert)
     ack = classify_routing(routing.NONE, broadcast=True)
-    relay._on_radio_answer(relay.radios[0].name, PACKET_ID + 1, ack)
+    relay._on_radio_answer(relay.radios[0].name, packet_id + 1, ack)
     assert relay.counters.transmitted == 0
-    assert (relay.radios[0].name, PACKET_ID) in relay.in_flight
+    assert (relay.radios[0].name, packet_id) in relay.in_flight
     relay.storage.close()
 
 
@@ -87,15 +91,15 @@ def test_a_lost_radio_s_unconfirmed_frame_goes_again_with_the_same_packet_id(
 ) -> None:
     alert = network.sign("dispatcher", "Observers needed at Elm & 3rd")
     _queue(relay, alert)
-    _taken(relay, alert)
+    packet_id = _taken(relay, alert)
     radio = relay.radios[0]
     relay._on_radio_lost(radio)  # e.g. it rebooted with the frame in its transmit queue
     assert relay.counters.transmitted == 0
     assert len(relay.schedulers[radio.name]) == 1
     action = relay.outbound.next_action(radio.name, relay.clock() + 3600)
     assert isinstance(action, Ready)
-    again = relay.outbound.send(radio.name, action.item, lambda: PACKET_ID + 1)
-    assert again.packet_id == PACKET_ID  # never a new id for a frame that may be on air
+    again = relay.outbound.send(radio.name, action.item, lambda: packet_id + 1)
+    assert again.packet_id == packet_id  # never a new id for a frame that may be on air
     assert not again.write_ahead
     assert _on_disk(relay, alert)
     relay.storage.close()
@@ -109,12 +113,13 @@ def test_a_rate_limited_frame_is_retried_a_bounded_number_of_times_then_reported
     radio = relay.radios[0]
     refusal = classify_routing(routing.RATE_LIMIT_EXCEEDED, broadcast=True)
     for attempt in range(1, MAX_SEND_ATTEMPTS):
-        _taken(relay, alert, PACKET_ID + attempt)
-        relay._on_radio_answer(radio.name, PACKET_ID + attempt, refusal)
+        packet_id = _taken(relay, alert, PACKET_ID + attempt)
+        relay._on_radio_answer(radio.name, packet_id, refusal)
         assert len(relay.schedulers[radio.name]) == 1, attempt  # queued again
         assert relay.outbound.paused_until[radio.name] > relay.clock()
-    _taken(relay, alert, PACKET_ID)
-    relay._on_radio_answer(radio.name, PACKET_ID, refusal)
+    packet_id = _taken(relay, alert, PACKET_ID)
+    assert packet_id == PACKET_ID  # after a refusal, a fresh id
+    relay._on_radio_answer(radio.name, packet_id, refusal)
     assert len(relay.schedulers[radio.name]) == 0
     assert relay.counters.drops[REFUSED_BY_RADIO] == 1
     assert relay.counters.transmitted == 0
@@ -130,8 +135,8 @@ def test_a_frame_the_firmware_can_never_send_is_given_up_and_the_queue_moves_on(
     _queue(relay, too_big)
     _queue(relay, next_one)
     radio = relay.radios[0]
-    _taken(relay, too_big)
-    relay._on_radio_answer(radio.name, PACKET_ID, classify_routing(routing.TOO_LARGE, broadcast=True))
+    packet_id = _taken(relay, too_big)
+    relay._on_radio_answer(radio.name, packet_id, classify_routing(routing.TOO_LARGE, broadcast=True))
     assert relay.counters.drops[REFUSED_BY_RADIO] == 1
     assert radio.name not in relay.outbound.paused_until  # nothing to wait for
     scheduler = relay.schedulers[radio.name]
