@@ -81,10 +81,7 @@ class SyncLink:
         if not relay.mqtt.connected:
             return
         payload = relay._seal(ControlKind.SYNC, body)
-        task = asyncio.get_running_loop().create_task(
-            relay.mqtt.publish(self.topic(relay.config.relay_id), payload)
-        )
-        task.add_done_callback(lambda t: t.exception() if not t.cancelled() else None)
+        relay._publish_soon(self.topic(relay.config.relay_id), payload)  # from the relay's TaskGroup
 
     def on_connect(self) -> None:
         """The broker link is up: catch up, and check the broker kept our retained status."""

@@ -208,3 +208,17 @@ async def site_factory(
         for name, relay in site.relays.items():
             if "Traceback" in relay.log_text():
                 print(f"--- {name} log ---\n{relay.log_text()[-4000:]}")
+
+
+_DAEMON_TESTS = Path(__file__).resolve().parent
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """End-to-end tests (relay daemons as subprocesses on a simulated neighborhood) are
+    marked slow: `-m "not slow"` leaves the fast tests of the relay's own parts."""
+    for item in items:
+        if _DAEMON_TESTS not in item.path.parents:
+            continue
+        uses_site = "site_factory" in getattr(item, "fixturenames", ())
+        if uses_site or item.path.name.startswith("test_e2e_"):
+            item.add_marker(pytest.mark.slow)
