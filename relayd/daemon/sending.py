@@ -51,8 +51,9 @@ class Sending(RelayBase):
         """Frames taken by a radio and not yet confirmed on air (read-only view for metrics)."""
         return self.outbound.in_flight
 
-    def _apply(self, effects: list[Effect]) -> None:
-        """Carry out what the outbound core decided: count, persist, tell peers, log."""
+    def _apply(self, effects: list[Effect], source: str = "another relay put it on air") -> None:
+        """Carry out what the outbound core decided: count, persist, tell peers, log.
+        `source`: the evidence, for the log, when an alert is suppressed."""
         for effect in effects:
             if isinstance(effect, Taken):
                 self.replies.packets.note(effect.packet_id, effect.alert_id)  # what a tapback will name
@@ -78,7 +79,7 @@ class Sending(RelayBase):
                 # Provisional: the radio still has a frame; its word sets the final outcome.
                 self._storage_call(functools.partial(self.storage.dequeue, effect.alert_id, effect.outcome))
             else:
-                self._terminal(effect)
+                self._terminal(effect, source)
             self._status_dirty.set()
 
     def _gave_up(self, effect: GaveUp) -> None:
@@ -95,14 +96,14 @@ class Sending(RelayBase):
         if item.to_node is None:
             self._event(EventKind.DROPPED, item.alert_id.hex(), f"radio:{effect.radio}", REFUSED_BY_RADIO)
 
-    def _terminal(self, effect: Terminal) -> None:
+    def _terminal(self, effect: Terminal, source: str) -> None:
         """An alert's one outcome: its queue row leaves, its history says how."""
         alert_id = effect.alert_id
         self._storage_call(lambda: self.storage.dequeue(alert_id, effect.stored))
         if effect.outcome is Outcome.SUPPRESSED:
             self.counters.suppressed += 1
             self._event(EventKind.SUPPRESSED, alert_id.hex(), "rf")
-            log.info("suppressed %s: another relay put it on air", alert_id.hex())
+            log.info("suppressed %s: %s", alert_id.hex(), source)
         elif effect.outcome is Outcome.EXPIRED:
             self.counters.drops[DropReason.EXPIRED.value] += 1
             self._event(EventKind.DROPPED, alert_id.hex(), "mqtt", DropReason.EXPIRED.value)
@@ -113,10 +114,7 @@ class Sending(RelayBase):
     def _heard_copy(self, alert_id: bytes, source: str = "rf") -> None:
         """Another relay put this alert on air: stand down if we were going to."""
         self.sync.reconciler.heard(alert_id)
-        effects = self.outbound.heard(alert_id)
-        if effects:
-            log.debug("standing down on %s: %s", alert_id.hex(), source)
-        self._apply(effects)
+        self._apply(self.outbound.heard(alert_id), source)
 
     def _cancel_queued(self, alert_id: bytes, reason: str | None = None) -> None:
         self._apply(self.outbound.cancel(alert_id, reason))
