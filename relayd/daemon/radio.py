@@ -141,6 +141,10 @@ class ReceivedText:
     # Received by the radio before we connected (while relayd restarted or the cable was
     # out): not news to relay, but still evidence of what went on air meanwhile.
     backlog: bool = False
+    # A Meshtastic reply or tapback: the packet id it answers (0: none), and whether the
+    # payload is an emoji (relayd/core/replies.py reads both).
+    reply_id: int = 0
+    emoji: bool = False
 
     @property
     def is_direct(self) -> bool:
@@ -582,8 +586,8 @@ class RadioLink(LinkStateTracker):
         # A packet without a receive time after we set the radio's clock was received
         # before we set it, so before we connected.
         backlog = backlog or self._is_backlog(rx_time)
-        if rx_time == 0.0:
-            rx_time = time.time()
+        if rx_time == 0.0 and not backlog:
+            rx_time = time.time()  # backlog keeps 0: when it was heard is not known
         if backlog:
             self.skipped_backlog += 1
         self._on_text(
@@ -598,6 +602,8 @@ class RadioLink(LinkStateTracker):
                 hop_start=int(p.hop_start),
                 hop_limit=int(p.hop_limit),
                 backlog=backlog,
+                reply_id=int(p.decoded.reply_id),
+                emoji=bool(p.decoded.emoji),
             )
         )
 

@@ -117,6 +117,8 @@ class DisplayedMessage:
     text: str
     bell: bool  # the text holds BEL: external notification rings (alert_bell)
     dm: bool
+    # The packet id the message came under: what the app's reply or tapback refers to.
+    packet_id: int = 0
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), ensure_ascii=False)
@@ -488,15 +490,25 @@ class SimRadio:
         self._schedule_retransmission(air)
 
     def send_text(
-        self, text: str, *, channel_index: int = 0, to: int | None = None, want_ack: bool = False
+        self,
+        text: str,
+        *,
+        channel_index: int = 0,
+        to: int | None = None,
+        want_ack: bool = False,
+        reply_id: int = 0,
+        emoji: bool = False,
     ) -> tuple[int, SendResult]:
-        """What a person typing on the handheld does (no client rate limit: that is PhoneAPI's)."""
+        """What a person typing on the handheld does (no client rate limit: that is PhoneAPI's).
+        `reply_id` and `emoji` are the app's reply and tapback on the message under that packet id."""
         p = mesh_pb2.MeshPacket()
         p.to = BROADCAST_NUM if to is None else to
         p.channel = channel_index
         p.want_ack = want_ack
         p.decoded.portnum = TEXT_MESSAGE_APP
         p.decoded.payload = text.encode("utf-8")
+        p.decoded.reply_id = reply_id
+        p.decoded.emoji = 1 if emoji else 0
         return self.originate(p)
 
     # -- from the air ------------------------------------------------------------------------------
@@ -579,6 +591,7 @@ class SimRadio:
             text=text,
             bell=BELL_CHAR in text,
             dm=d.packet.to_num == self.num,
+            packet_id=d.packet.packet_id,
         )
         self.displays.append(msg)
         if self.on_display is not None:
