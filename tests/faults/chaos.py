@@ -18,7 +18,7 @@ Faults, spread over the stream:
 * broker restarts, alternating city and neighborhood broker;
 * radio unplugs (the client link drops, the radio keeps receiving);
 * `kill -9` of a relay, restarted a second later;
-* one backhaul cut between the brokers;
+* one backhaul cut between the brokers (optionally with both brokers killed -9 during it);
 * a full state disk on relay-south: RLIMIT_FSIZE set on the running process (prlimit),
   so every SQLite write fails with EFBIG; it must show in the relay's status
   `storage_error`, and the relay must keep relaying; then the limit is lifted.
@@ -40,6 +40,7 @@ from typing import Any
 
 import aiomqtt
 
+from relayd.core.brokersave import parse_mosquitto_config
 from relayd.core.jsonform import MalformedMessage
 from relayd.core.model import SignedAlert
 from relayd.core.status import parse_status
@@ -54,6 +55,7 @@ from tests.daemon.test_e2e_faults import lossless, publish_stream, stream
 
 REPO = Path(__file__).resolve().parents[2]
 BRIDGE_CONF = REPO / "config" / "mosquitto" / "bridge.conf"
+LOCAL_CONF = REPO / "config" / "mosquitto" / "local.conf"
 ROOT = "relayd"  # bridge.conf bridges relayd/...
 RELAYS = ("relay-north", "relay-center", "relay-south")
 SPLIT_CITY_RELAYS = ("relay-north", "relay-center")
@@ -73,6 +75,9 @@ class ChaosPlan:
     down_s: float  # broker outage and radio unplug length, wall seconds
     settle_timeout_s: float
     split: bool = False  # relay-north/center on the city broker (see the module docstring)
+    # kill -9 of both brokers in the middle of the backhaul cut, while each holds a queue
+    # (the city: what the bridge has not fetched; the neighborhood: what it has not sent up).
+    kill_brokers_in_cut: bool = False
 
 
 # One alert per 8 s of sim time, as test_e2e_faults: sustainable on a LongFast channel.
@@ -102,6 +107,13 @@ class ChaosReport:
     unexpected_exits: list[str] = field(default_factory=list)
     tracebacks: list[str] = field(default_factory=list)
     seconds: float = 0.0
+
+
+def shipped_autosave() -> str:
+    """local.conf's save settings, as shipped: the rig's brokers save exactly as a Pi's would."""
+    settings = parse_mosquitto_config(LOCAL_CONF.read_text().splitlines())
+    on_changes = "true" if settings.autosave_on_changes else "false"
+    return f"autosave_on_changes {on_changes}\nautosave_interval {settings.autosave_interval}"
 
 
 def render_bridge(proxy_port: int) -> str:
@@ -214,12 +226,14 @@ def _set_fsize(pid: int, limit: int) -> None:
 
 async def run_chaos(workdir: Path, network: TestNetwork, plan: ChaosPlan) -> ChaosReport:
     started = time.monotonic()
-    city = MosquittoBroker(workdir / "city", extra_config="set_tcp_nodelay true")
+    city = MosquittoBroker(workdir / "city", extra_config="set_tcp_nodelay true", autosave=shipped_autosave())
     city.start()
     backhaul = Backhaul(city.port)
     await backhaul.heal()
     local = MosquittoBroker(
-        workdir / "local", extra_config="set_tcp_nodelay true\n" + render_bridge(backhaul.port)
+        workdir / "local",
+        extra_config="set_tcp_nodelay true\n" + render_bridge(backhaul.port),
+        autosave=shipped_autosave(),
     )
     local.start()
     brokers = {"city": city, "local": local}
@@ -313,8 +327,12 @@ async def _inject(
     events += [(t, "kill", relays[i % 3]) for i, t in enumerate(spread(plan.kills, 0.1))]
     events.append((duration * 0.35, "cut", ""))
     events.append((duration * 0.35 + plan.cut_s, "heal", ""))
-    events.append((duration * 0.1, "disk_full", DISK_FULL_RELAY))
-    events.append((duration * 0.1 + plan.disk_full_s, "disk_ok", DISK_FULL_RELAY))
+    if plan.kill_brokers_in_cut:
+        events.append((duration * 0.35 + plan.cut_s / 2, "broker_kill", "city"))
+        events.append((duration * 0.35 + plan.cut_s / 2 + 0.1, "broker_kill", "local"))
+    if plan.disk_full_s > 0:
+        events.append((duration * 0.1, "disk_full", DISK_FULL_RELAY))
+        events.append((duration * 0.1 + plan.disk_full_s, "disk_ok", DISK_FULL_RELAY))
     t0 = time.monotonic()
     for at, kind, target in sorted(events):
         await asyncio.sleep(max(0.0, t0 + at - time.monotonic()))
@@ -322,6 +340,11 @@ async def _inject(
             broker = brokers[target]
             broker.stop()
             await asyncio.sleep(plan.down_s)
+            broker.start()
+        elif kind == "broker_kill":
+            broker = brokers[target]
+            broker.kill()  # SIGKILL: only what it had saved survives
+            await asyncio.sleep(0.5)
             broker.start()
         elif kind == "unplug":
             await site.hood.unplug(target, for_s=plan.down_s)
