@@ -107,6 +107,29 @@ class ChaosReport:
     unexpected_exits: list[str] = field(default_factory=list)
     tracebacks: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    # alert index -> handhelds that never showed it
+    missed_by_alert: dict[int, int] = field(default_factory=dict)
+    # What the air did (the simulator's counters over the whole run).
+    half_duplex_misses: int = 0  # receptions missed because the receiver was transmitting
+    queue_full_drops: int = 0  # frames (mostly rebroadcasts) dropped on a full transmit queue
+
+    def _missed(self, alerts: list[int]) -> int:
+        return sum(self.missed_by_alert.get(i, 0) for i in alerts)
+
+    @property
+    def missed_in_brokers(self) -> int:
+        """(alert, handheld) deliveries lost before any relay: the broker bridge."""
+        return self._missed(self.lost_before_relays)
+
+    @property
+    def missed_not_on_air(self) -> int:
+        """Deliveries of alerts that reached the relays and never went on air."""
+        return self._missed(self.not_transmitted)
+
+    @property
+    def missed_on_air(self) -> int:
+        """Deliveries of alerts that went on air, missed by a handheld (the air's share)."""
+        return self.missing - self.missed_in_brokers - self.missed_not_on_air
 
 
 def shipped_autosave() -> str:
@@ -275,6 +298,9 @@ async def run_chaos(workdir: Path, network: TestNetwork, plan: ChaosPlan) -> Cha
         await site.wait_displayed_everywhere(reached, timeout_s=plan.settle_timeout_s)
         await asyncio.sleep(3)  # any late duplicate lands
         _count(site, alerts, report)
+        air = hood.stats()
+        report.half_duplex_misses = air.half_duplex_misses
+        report.queue_full_drops = air.queue_full_drops
         report.outbox_seen = {name: len(seen) for name, seen in outboxes.items()}
         report.lost_before_relays = [i for i, a in enumerate(alerts) if a.onair not in outboxes["local"]]
         for i, a in enumerate(alerts):
@@ -325,8 +351,9 @@ async def _inject(
     ]
     events += [(t, "unplug", relays[(i + 1) % 3]) for i, t in enumerate(spread(plan.unplugs, 0.05))]
     events += [(t, "kill", relays[i % 3]) for i, t in enumerate(spread(plan.kills, 0.1))]
-    events.append((duration * 0.35, "cut", ""))
-    events.append((duration * 0.35 + plan.cut_s, "heal", ""))
+    if plan.cut_s > 0:
+        events.append((duration * 0.35, "cut", ""))
+        events.append((duration * 0.35 + plan.cut_s, "heal", ""))
     if plan.kill_brokers_in_cut:
         events.append((duration * 0.35 + plan.cut_s / 2, "broker_kill", "city"))
         events.append((duration * 0.35 + plan.cut_s / 2 + 0.1, "broker_kill", "local"))
@@ -381,7 +408,10 @@ def relayd_tracebacks(log: str) -> list[str]:
 
 def _count(site: Site, alerts: list[SignedAlert], report: ChaosReport) -> None:
     wanted = {a.onair for a in alerts}
+    index = {a.onair: i for i, a in enumerate(alerts)}
     for handheld in site.handhelds:
         counts = Counter(d.text for d in site.hood.displays(handheld) if d.text in wanted)
         report.missing += len(wanted) - len(counts)
+        for text in wanted - counts.keys():
+            report.missed_by_alert[index[text]] = report.missed_by_alert.get(index[text], 0) + 1
         report.duplicates += sum(n - 1 for n in counts.values() if n > 1)
