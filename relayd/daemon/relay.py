@@ -58,6 +58,7 @@ from relayd.core.jsonform import (
 )
 from relayd.core.model import AlertFields, DropReason, Kind, Role, Severity, SignedAlert
 from relayd.core.notice import ForgeryNotices, claims_to_be_an_alert, is_notice
+from relayd.core.packetid import first_packet_id
 from relayd.core.ratelimit import RateLimit, TokenBuckets
 from relayd.core.readiness import RadioSummary, Readiness, ready_line
 from relayd.core.replay import ReplayWindows
@@ -103,6 +104,7 @@ from relayd.daemon.radio import (
     SendRejectedError,
 )
 from relayd.daemon.storage import QueuedRow, Storage, StorageError
+from relayd.daemon.sync import SyncLink
 from relayd.errors import RelaydError
 from relayd.keystore import load_private_key, load_public_key
 from relayd.meshapi.packets import BROADCAST_NUM, node_id
@@ -319,11 +321,14 @@ class Relay:
         self._bundle_mtime = self._file_mtime()
         # Write-ahead packet ids of frames that may have gone out just before a crash.
         self._resend_ids: dict[bytes, int] = {}
+        self._mqtt_alert: bytes | None = None  # the alert in the MQTT message being handled
         self._clock_steps.observe(self.clock(), self._monotonic())
         self.clock_assessment = self._assess_clock()
         self._restore_queue()
         self._check_own_key()
         from relayd.daemon.mqtt import MqttLink  # noqa: PLC0415 - keep aiomqtt out of `relayd check`
+
+        self.sync = SyncLink(self)  # catch-up after a gap (relayd/core/reconcile.py)
 
         self.mqtt = MqttLink(
             config.mqtt,
@@ -334,6 +339,7 @@ class Relay:
                 self.topics.trust,
                 self.topics.status_wildcard,
                 self.topics.events_wildcard,
+                self.sync.wildcard,
             ],
             handler=self._on_mqtt,
             will_topic=self.topics.status(config.relay_id),
@@ -498,8 +504,9 @@ class Relay:
             self.storage_error = str(exc)
             self._status_dirty.set()
             return False
-        if self.storage_error is not None:
-            self.storage_error = None
+        if self.storage_error != self.storage.error:
+            # Cleared only once the kind of write that failed has succeeded (storage.py).
+            self.storage_error = self.storage.error
             self._status_dirty.set()
         return True
 
@@ -652,6 +659,7 @@ class Relay:
                 alert.alert_id, alert.onair, f.severity.rank, f.issued_at_s, f.expires_at_s, release, None
             )
             self._queued_rows[alert.alert_id] = row
+        self.sync.reconciler.accepted(alert, heard_on_rf=via == "rf")
         if f.kind in (Kind.ALERT, Kind.UPDATE, Kind.TEST):
             self._active_refs[alert.alert_id] = f.ref
         elif f.kind in (Kind.CANCEL, Kind.ALLCLEAR) and f.ref is not None:
@@ -939,6 +947,7 @@ class Relay:
     def _heard_copy(self, alert_id: bytes, source: str = "rf") -> None:
         """Another relay put this alert on air: stand down if we were going to."""
         self._heard_on_air[alert_id] = None
+        self.sync.reconciler.heard(alert_id)
         if len(self._heard_on_air) > HEARD_ON_AIR_MAX:
             self._heard_on_air.popitem(last=False)
         held = self.suppressor.heard_on_rf(alert_id)
@@ -1057,18 +1066,21 @@ class Relay:
     # -- from MQTT --------------------------------------------------------------------
 
     async def _on_mqtt_connect(self) -> None:
+        self.sync.on_connect()
         self._publish_wake.set()
         self._status_dirty.set()
         await self._publish_status()
 
-    async def _on_mqtt(self, msg: Incoming) -> None:
-        """One message from the broker. Never raises: the link acknowledges it afterwards.
+    async def _on_mqtt(self, msg: Incoming) -> asyncio.Future[None] | None:
+        """One message from the broker. Never raises: the link acknowledges it afterwards,
+        or, for an alert not stored (a failed disk), once the returned future is done.
 
         Whatever cannot be used is counted as malformed under its topic kind and dropped;
         an exception escaping here would end the MQTT task (and the relay), and a retained
         or unacknowledged message would do it again on every restart.
         """
         kind = self.topics.kind_of(msg.topic)
+        self._mqtt_alert = None
         try:
             self._dispatch_mqtt(kind, msg)
         except MalformedMessage as exc:
@@ -1077,6 +1089,7 @@ class Relay:
             log.warning("could not handle a message on %s", kind.value, exc_info=True)
             self.counters.handler_errors += 1
             self._malformed(kind, "handler error")
+        return self.storage.unsafe.after(self._mqtt_alert)
 
     def _malformed(self, kind: TopicKind, detail: str) -> None:
         self.counters.malformed[kind.value] += 1
@@ -1085,11 +1098,16 @@ class Relay:
 
     def _dispatch_mqtt(self, kind: TopicKind, msg: Incoming) -> None:
         topic = msg.topic
+        if (sync_relay := self.sync.relay_of(topic)) is not None:
+            self.sync.handle(sync_relay, msg.payload)
+            return
         if kind is TopicKind.TRUST:
             self._on_trust(msg.payload)
             return
         if kind in (TopicKind.STATUS, TopicKind.EVENTS):
             relay = self.topics.relay_of(topic)
+            if relay == self.config.relay_id and kind is TopicKind.STATUS:
+                self.sync.own_status(msg.retain and bool(msg.payload))
             if relay is None or relay == self.config.relay_id:
                 return
             if kind is TopicKind.STATUS:
@@ -1111,6 +1129,7 @@ class Relay:
             self._drop(Verdict(DropReason.MALFORMED, exc.detail), "mqtt")
             return
         verdict = self._verify(onair, "mqtt")
+        self._mqtt_alert = verdict.alert.alert_id if verdict.alert is not None else None
         if self._hold_for_reference(verdict, onair, "mqtt"):
             return
         if not verdict.ok:
@@ -1422,8 +1441,9 @@ class Relay:
     async def _transmit(self, radio: RadioLink, scheduler: AirtimeScheduler, item: QueueItem) -> None:
         is_ack = item.to_node is not None
         resend_id = self._resend_ids.pop(item.alert_id, None)
-        packet_id = resend_id or radio.fresh_packet_id()
-        if not is_ack and resend_id is None:
+        first = not is_ack and resend_id is None and item.alert_id not in self._send_attempts
+        packet_id = resend_id or (first_packet_id(item.alert_id) if first else radio.fresh_packet_id())
+        if not is_ack and resend_id is None and not first:
             self._storage_call(lambda: self.storage.mark_transmitting(item.alert_id, packet_id))
         try:
             await radio.send_text(
@@ -1492,6 +1512,7 @@ class Relay:
         if item.to_node is not None:
             return
         self._leave_queue(item.alert_id, "transmitted", flight.radio)
+        self.sync.reconciler.aired(item.alert_id)
         self.counters.transmitted += 1
         self._event(EventKind.TRANSMITTED, item.alert_id.hex(), "rf")
         self._status_dirty.set()
@@ -1645,6 +1666,8 @@ class Relay:
     def _on_link_state(self, link: object) -> None:
         if isinstance(link, RadioLink) and not link.connected:
             self._on_radio_lost(link)
+        elif isinstance(link, RadioLink):
+            self.sync.ask()
         said = self.readiness.update(all(r.connected for r in self.radios), self.mqtt.connected)
         if said is not None:
             log.info("%s", self._ready_line(again=said == "ready again"))

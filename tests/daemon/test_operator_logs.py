@@ -125,7 +125,7 @@ async def test_every_radio_retry_is_logged_with_backoff_and_a_hint(
     assert "attempt 2," in lines[1].getMessage()
 
 
-def test_one_ready_line_when_every_link_is_up_and_again_after_an_outage(
+async def test_one_ready_line_when_every_link_is_up_and_again_after_an_outage(
     tmp_path: Path, network: TestNetwork, caplog: pytest.LogCaptureFixture
 ) -> None:
     path = write_relay_config(tmp_path / "relay", "relay-north", network, radio_port=4403, broker_port=1883)

@@ -19,7 +19,7 @@ import pytest_asyncio
 from relayd.core.jsonform import encode_alert
 from relayd.core.model import Role as KeyRole
 from relayd.core.model import Severity
-from relayd.meshapi.packets import TEXT_MESSAGE_APP, from_radio_variant, text_packet
+from relayd.meshapi.packets import TEXT_MESSAGE_APP, from_radio_variant, text_packet, to_radio_disconnect
 from relayd.sim.apiclient import DeviceApiClient
 from relayd.sim.fwbackend import FirmwareNeighborhood, is_simulator_frame
 from relayd.sim.scenario import LinkSpec, Role, Scenario, make_node
@@ -109,6 +109,24 @@ async def test_handheld_text_reaches_the_relay_client(hood: FirmwareNeighborhood
     assert p.hop_start == 3
     assert p.hop_limit == 1  # repeated by h2 and h1
     assert p.rx_snr != 0
+
+
+async def test_a_clients_disconnect_ends_its_session_not_the_radios_link(hood: FirmwareNeighborhood) -> None:
+    """`relayd run` says ToRadio.disconnect when it stops; the firmware answers it by closing its
+    API socket. Through the pass-through that must end only the client's session: the node's link
+    (which also carries its frames to the medium) stays up and the next client gets a handshake."""
+    ep = hood.endpoints["relay"]
+    link_task = hood.links["relay"]._task
+    async with await DeviceApiClient.connect(ep.tcp_port or 0) as c:
+        await c.handshake(4545)
+        await c.send(to_radio_disconnect())
+        await asyncio.sleep(0.5)
+        assert c.closed
+    assert link_task is not None
+    assert not link_task.done()
+    async with await DeviceApiClient.connect(ep.tcp_port or 0) as c:
+        msgs = await c.handshake(4646)
+    assert msgs[0].my_info.my_node_num == ep.num
 
 
 async def test_handheld_log_has_the_simulated_handhelds_format(hood: FirmwareNeighborhood) -> None:
