@@ -60,6 +60,7 @@ from relayd.core.model import AlertFields, DropReason, Kind, Role, Severity, Sig
 from relayd.core.notice import ForgeryNotices, claims_to_be_an_alert, is_notice
 from relayd.core.packetid import first_packet_id
 from relayd.core.ratelimit import RateLimit, TokenBuckets
+from relayd.core.readiness import RadioSummary, Readiness, ready_line
 from relayd.core.replay import ReplayWindows
 from relayd.core.replies import ReplyDesk, ReplyOutcome, parse_reply
 from relayd.core.scheduler import AirtimeScheduler, QueueItem, Ready, Wait
@@ -124,6 +125,8 @@ _UNAUTHENTICATED = frozenset(
     {DropReason.MALFORMED, DropReason.BAD_SIGNATURE, DropReason.UNKNOWN_KEY, DropReason.DUPLICATE}
 )
 _EVENT_RATE = RateLimit(burst=50, per_s=10.0)
+# Drop lines at INFO: a burst of 30, then one a second (the rest are DEBUG and in the summary).
+_DROP_LOG_RATE = RateLimit(burst=30, per_s=1.0)
 # An MQTT alert issued longer ago than this is treated as backlog, not fresh news.
 STALE_AFTER_S = 2.0
 # Keep this many slots of the radio's transmit queue (firmware MAX_TX_QUEUE = 16) free for
@@ -298,6 +301,7 @@ class Relay:
         # Active alerts a late-joining handheld is sent by DM (relayd/core/catchup.py).
         # Responders' answers to alerts (relayd/core/replies.py): wrapped like reports.
         self.replies = ReplyDesk()
+        self.readiness = Readiness()  # the operator's "ready" line (relayd/core/readiness.py)
         self.late_joiners = LateJoiners(
             self.clock(), CatchupPolicy(absent_s=config.catchup_after_s / time_scale)
         )
@@ -510,11 +514,20 @@ class Relay:
         reason = verdict.reason or DropReason.MALFORMED
         self.counters.drops[reason.value] += 1
         alert_id = verdict.alert.id_hex if verdict.alert else ""
-        # Never the text at INFO (privacy). Per-frame lines are DEBUG; INFO gets a summary
-        # at most every DROP_LOG_INTERVAL_S, so a flood of forgeries cannot flood the log.
-        log.debug("dropped %s from %s: %s (%s)", alert_id or "frame", via, reason.value, verdict.detail)
-        self._drops_since_log[reason.value] += 1
+        # Never the text at INFO (privacy). Each drop of an identified frame is an INFO line
+        # with its id, within a budget so a flood of forgeries cannot flood the log; the rest
+        # (and duplicates, the mesh's normal echo) are DEBUG, summed at INFO every
+        # DROP_LOG_INTERVAL_S.
         now = self.clock()
+        if (
+            alert_id
+            and reason is not DropReason.DUPLICATE
+            and self._event_budget.allow(b"log", _DROP_LOG_RATE, now)
+        ):
+            log.info("dropped %s from %s: %s", alert_id, via, reason.value)
+        else:
+            log.debug("dropped %s from %s: %s (%s)", alert_id or "frame", via, reason.value, verdict.detail)
+        self._drops_since_log[reason.value] += 1
         if now - self._drops_logged_at >= DROP_LOG_INTERVAL_S:
             summary = ", ".join(f"{r} {n}" for r, n in sorted(self._drops_since_log.items()))
             log.info("dropped since last report: %s", summary)
@@ -1655,7 +1668,20 @@ class Relay:
             self._on_radio_lost(link)
         elif isinstance(link, RadioLink):
             self.sync.ask()
+        said = self.readiness.update(all(r.connected for r in self.radios), self.mqtt.connected)
+        if said is not None:
+            log.info("%s", self._ready_line(again=said == "ready again"))
         self._status_dirty.set()
+
+    def _ready_line(self, *, again: bool) -> str:
+        radios = [RadioSummary(r.name, r.config.label, r.firmware_version, r.connected) for r in self.radios]
+        broker = (
+            f"{'mqtts' if self.config.mqtt.tls else 'mqtt'}://{self.config.mqtt.host}:{self.config.mqtt.port}"
+        )
+        queued = sum(len(s) for s in self.schedulers.values())
+        return ready_line(
+            self.config.relay_id, radios, broker, self.verifier.bundle.version, queued, again=again
+        )
 
     def status(self) -> RelayStatus:
         now = self.clock()
