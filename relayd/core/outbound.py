@@ -249,22 +249,22 @@ class Outbound:
         return []
 
     def restore(self, alert: QueuedAlert, now_s: float, expiry_now_s: float | None = None) -> list[Effect]:
-        """An alert persisted before a restart. One with a write-ahead packet id may have
-        gone out just before: it goes again at once under that id (the mesh drops it as a
-        duplicate if it did). Any other waits its (postponed) turn. `expiry_now_s`: the best
-        estimate of the time, for expiry, if the clock is not trusted (clockrule)."""
+        """An alert persisted before a restart, held until `alert.release_at_s` like any
+        other (a neighbour that covered it meanwhile makes it moot). One with a write-ahead
+        packet id may have gone out just before: it keeps that id (the mesh drops the resend
+        as a duplicate if it did); any other goes under its first, derived id. `expiry_now_s`:
+        the best estimate of the time, for expiry, if the clock is not trusted (clockrule)."""
         if alert.alert_id in self._ways:
             return []
         if (now_s if expiry_now_s is None else expiry_now_s) >= alert.expires_at_s:
             return [Terminal(alert.alert_id, Outcome.EXPIRED)]
-        if alert.packet_id is None:
-            return self.hold(alert, now_s)
-        # The persisted id is the alert's, not a radio's (one write-ahead row per alert):
-        # every radio reuses it; a radio that never had it sends it as a new frame.
-        way = _Way(alert, resend=dict.fromkeys(self.schedulers, alert.packet_id))
-        self._ways[alert.alert_id] = way
-        self._enqueue(way)
-        return []
+        effects = self.hold(alert, now_s)
+        way = self._ways.get(alert.alert_id)
+        if alert.packet_id is not None and way is not None:
+            # The persisted id is the alert's, not a radio's (one write-ahead row per
+            # alert): every radio reuses it; a radio that never had it sends a new frame.
+            way.resend = dict.fromkeys(self.schedulers, alert.packet_id)
+        return effects
 
     def due(self, now_s: float) -> None:
         """Holds whose turn came go to every radio's queue."""

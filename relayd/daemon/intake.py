@@ -218,18 +218,13 @@ class Intake(Sending):
                 self.counters.drops[outcome] += 1
                 log.warning("queued alert %s no longer verifies: %s", row.alert_id.hex(), outcome)
                 continue
-            release = row.release_at_s
-            if row.packet_id is None:
-                # While we were down a neighbour probably covered it; its "transmitted" event
-                # waits in our persistent MQTT session. Hold a little longer than a fresh
-                # alert so that event (or the RF copy) arrives before we decide.
-                peers = rank_peers(
-                    self.config.relay_id,
-                    self.neighbours.peer_nodes,
-                    self._neighbour_memory(),
-                    self.rank_scope,
-                )
-                delay = self.suppressor.delay_s(row.alert_id, peers) + 2 * self.suppressor.slot_s
-                release = max(row.release_at_s, now + delay)
-            # One with a write-ahead packet id is in doubt: it goes again under that id.
+            # While we were down a neighbour probably covered it; its "transmitted" event
+            # waits in our persistent MQTT session. Hold a little longer than a fresh alert
+            # so that event (or the RF copy) arrives before we decide. One in doubt (a
+            # write-ahead packet id) waits like the rest and keeps its id.
+            peers = rank_peers(
+                self.config.relay_id, self.neighbours.peer_nodes, self._neighbour_memory(), self.rank_scope
+            )
+            delay = self.suppressor.delay_s(row.alert_id, peers) + 2 * self.suppressor.slot_s
+            release = max(row.release_at_s, now + delay)
             self._apply(self.outbound.restore(_queued(row, release), now, expiry_now))

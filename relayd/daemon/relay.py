@@ -39,6 +39,7 @@ from relayd.core.neighbours import Neighbours
 from relayd.core.notice import ForgeryNotices
 from relayd.core.outbound import Outbound
 from relayd.core.ratelimit import TokenBuckets
+from relayd.core.readiness import RadioSummary, Readiness, ready_line
 from relayd.core.replay import ReplayWindows
 from relayd.core.replies import ReplyDesk
 from relayd.core.scheduler import AirtimeScheduler
@@ -177,6 +178,7 @@ class Relay(BrokerSide):
         self._report_buckets = BoundedMap(REPORT_SENDERS_MAX)
         # Responders' answers to alerts (relayd/core/replies.py): wrapped like reports.
         self.replies = ReplyDesk()
+        self.readiness = Readiness()  # the operator's "ready" line (relayd/core/readiness.py)
         # Active alerts a late-joining handheld is sent by DM (relayd/core/catchup.py).
         self.late_joiners = LateJoiners(
             self.clock(), CatchupPolicy(absent_s=config.catchup_after_s / time_scale)
@@ -313,7 +315,20 @@ class Relay(BrokerSide):
             self._on_radio_lost(link)
         elif isinstance(link, RadioLink):
             self.sync.ask()
+        said = self.readiness.update(all(r.connected for r in self.radios), self.mqtt.connected)
+        if said is not None:
+            log.info("%s", self._ready_line(again=said == "ready again"))
         self._status_dirty.set()
+
+    def _ready_line(self, *, again: bool) -> str:
+        radios = [RadioSummary(r.name, r.config.label, r.firmware_version, r.connected) for r in self.radios]
+        broker = (
+            f"{'mqtts' if self.config.mqtt.tls else 'mqtt'}://{self.config.mqtt.host}:{self.config.mqtt.port}"
+        )
+        queued = sum(len(s) for s in self.schedulers.values())
+        return ready_line(
+            self.config.relay_id, radios, broker, self.verifier.bundle.version, queued, again=again
+        )
 
     def status(self) -> RelayStatus:
         now = self.clock()

@@ -88,6 +88,8 @@ _UNAUTHENTICATED = frozenset(
     {DropReason.MALFORMED, DropReason.BAD_SIGNATURE, DropReason.UNKNOWN_KEY, DropReason.DUPLICATE}
 )
 _EVENT_RATE = RateLimit(burst=50, per_s=10.0)
+# Drop lines at INFO: a burst of 30, then one a second (the rest are DEBUG and in the summary).
+_DROP_LOG_RATE = RateLimit(burst=30, per_s=1.0)
 # An MQTT alert issued longer ago than this is treated as backlog, not fresh news.
 STALE_AFTER_S = 2.0
 # Keep this many slots of the radio's transmit queue (firmware MAX_TX_QUEUE = 16) free for
@@ -217,11 +219,20 @@ class RelayBase:
         reason = verdict.reason or DropReason.MALFORMED
         self.counters.drops[reason.value] += 1
         alert_id = verdict.alert.id_hex if verdict.alert else ""
-        # Never the text at INFO (privacy). Per-frame lines are DEBUG; INFO gets a summary
-        # at most every DROP_LOG_INTERVAL_S, so a flood of forgeries cannot flood the log.
-        log.debug("dropped %s from %s: %s (%s)", alert_id or "frame", via, reason.value, verdict.detail)
-        self._drops_since_log[reason.value] += 1
+        # Never the text at INFO (privacy). Each drop of an identified frame is an INFO line
+        # with its id, within a budget so a flood of forgeries cannot flood the log; the rest
+        # (and duplicates, the mesh's normal echo) are DEBUG, summed at INFO every
+        # DROP_LOG_INTERVAL_S.
         now = self.clock()
+        if (
+            alert_id
+            and reason is not DropReason.DUPLICATE
+            and self._event_budget.allow(b"log", _DROP_LOG_RATE, now)
+        ):
+            log.info("dropped %s from %s: %s", alert_id, via, reason.value)
+        else:
+            log.debug("dropped %s from %s: %s (%s)", alert_id or "frame", via, reason.value, verdict.detail)
+        self._drops_since_log[reason.value] += 1
         if now - self._drops_logged_at >= DROP_LOG_INTERVAL_S:
             summary = ", ".join(f"{r} {n}" for r, n in sorted(self._drops_since_log.items()))
             log.info("dropped since last report: %s", summary)
