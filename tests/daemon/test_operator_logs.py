@@ -129,7 +129,7 @@ async def test_one_ready_line_when_every_link_is_up_and_again_after_an_outage(
     tmp_path: Path, network: TestNetwork, caplog: pytest.LogCaptureFixture
 ) -> None:
     path = write_relay_config(tmp_path / "relay", "relay-north", network, radio_port=4403, broker_port=1883)
-    relay = Relay(load_config(path))
+    relay = Relay.load(load_config(path))
     caplog.set_level(logging.INFO, logger="relayd")
     radio = relay.radios[0]
     radio._set_state(LinkState.CONNECTED)  # the broker is not yet: not ready
@@ -151,7 +151,7 @@ def test_each_drop_is_logged_at_info_with_the_alert_id_never_the_text(
     tmp_path: Path, network: TestNetwork, caplog: pytest.LogCaptureFixture
 ) -> None:
     path = write_relay_config(tmp_path / "relay", "relay-north", network, radio_port=9, broker_port=9)
-    relay = Relay(load_config(path))
+    relay = Relay.load(load_config(path))
     caplog.set_level(logging.INFO, logger="relayd")
     expired = network.sign("dispatcher", "Raid at 5th and Pine", now_s=1_000_000_000)
     relay._drop(Verdict(DropReason.EXPIRED, "expired long ago", expired), "mqtt")
