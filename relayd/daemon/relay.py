@@ -4,8 +4,10 @@
     MQTT (outbox, other relays' alerts) -> decode -> verify -> dedup -> hold -> schedule --> radio
     handheld "!r ..." -> wrap as a relay-signed report --> MQTT reports (+ DM ack to the sender)
 
-Every decision is made by the core (Verifier, Suppressor, AirtimeScheduler); this module
-only moves bytes and persists state. Runs as one TaskGroup of named tasks.
+Every decision is made by the core (relayd/core/verify.py, route.py, outbound.py); the
+relay only moves bytes and persists state. This module builds it (no I/O until `open`),
+runs every task in one TaskGroup (`serve`) and stops it within one deadline; the handlers
+it inherits are layered by concern (relayd/daemon/relaybase.py says how).
 """
 
 from __future__ import annotations
