@@ -391,18 +391,18 @@ class Relay:
                 continue
             self._queued_rows[row.alert_id] = row
             if row.packet_id is not None:
-                # In doubt: it may have gone out just before a crash. Resend with the same
-                # packet id; the mesh drops it as a duplicate if it did.
-                self._enqueue(row, row.packet_id)
-            else:
-                # While we were down a neighbour probably covered it; its "transmitted" event
-                # waits in our persistent MQTT session. Hold a little longer than a fresh
-                # alert so that event (or the RF copy) arrives before we decide.
-                peers = rank_peers(
-                    self.config.relay_id, self.peer_nodes, self._neighbour_memory(), self.rank_scope
-                )
-                delay = self.suppressor.delay_s(row.alert_id, peers) + 2 * self.suppressor.slot_s
-                self.suppressor.restore(row.alert_id, max(row.release_at_s, now + delay), now)
+                # In doubt: it may have gone out just before a crash. It keeps its packet id
+                # (the mesh drops the resend as a duplicate if it did), and waits like the
+                # rest: a neighbour that covered it meanwhile makes it moot.
+                self._resend_ids[row.alert_id] = row.packet_id
+            # While we were down a neighbour probably covered it; its "transmitted" event
+            # waits in our persistent MQTT session. Hold a little longer than a fresh
+            # alert so that event (or the RF copy) arrives before we decide.
+            peers = rank_peers(
+                self.config.relay_id, self.peer_nodes, self._neighbour_memory(), self.rank_scope
+            )
+            delay = self.suppressor.delay_s(row.alert_id, peers) + 2 * self.suppressor.slot_s
+            self.suppressor.restore(row.alert_id, max(row.release_at_s, now + delay), now)
 
     def _check_own_key(self) -> None:
         """Peers and consoles believe our status and events only if the bundle binds our key

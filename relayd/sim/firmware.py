@@ -1,11 +1,12 @@
 """The firmware side of the Meshtastic device API for one simulated radio.
 
-`SimRadio` is one radio: its node DB, its settings (relayd.sim.settings), its to-phone queue,
-what it puts on air and hears, and (for a handheld) its screen. `PhoneSession`
-(relayd.sim.phoneapi) is one client connection to it (TCP or serial) and mirrors the firmware's
-PhoneAPI state machine (src/mesh/PhoneAPI.cpp). None of them does I/O: bytes come in through
-`PhoneSession.feed`, framed FromRadio bytes go out through the session's sink, and packets reach
-the air through a `MeshPort` (the neighborhood, which owns the medium).
+`SimRadio` is one radio: its node DB, its settings (relayd.sim.settings), what it tells a client
+in the want_config handshake (relayd.sim.handshake), its to-phone queue, what it puts on air and
+hears, and (for a handheld) its screen. `PhoneSession` (relayd.sim.phoneapi) is one client
+connection to it (TCP or serial) and mirrors the firmware's PhoneAPI state machine
+(src/mesh/PhoneAPI.cpp). None of them does I/O: bytes come in through `PhoneSession.feed`, framed
+FromRadio bytes go out through the session's sink, and packets reach the air through a `MeshPort`
+(the neighborhood, which owns the medium).
 
 The model follows Meshtastic firmware FOLLOWS_FIRMWARE (2.8.0) and is checked against it:
 tests/firmware/test_differential.py sends the same probes to this model and to a real meshtasticd
@@ -35,10 +36,25 @@ from relayd.meshapi.packets import (
     TEXT_MESSAGE_APP,
     node_id,
 )
+from relayd.sim.handshake import NONCE_ONLY_CONFIG, NONCE_ONLY_NODES
 from relayd.sim.medium import CW_MAX, CW_MIN, AirPacket, Delivery, SendResult, slot_time_s
 from relayd.sim.phoneapi import ERRNO_OK, ERRNO_UNKNOWN, ROUTING_ERROR, ClientMemory, PhoneSession
 from relayd.sim.scenario import NodeSpec, Role, Scenario
-from relayd.sim.settings import RadioSettings, user_for
+from relayd.sim.settings import RadioSettings
+
+# What callers import from here; the want_config handshake's nonces live with the handshake
+# (relayd.sim.handshake), the client session in relayd.sim.phoneapi.
+__all__ = [
+    "DEVICE_STATE_VERSION",
+    "FIRMWARE_VERSION",
+    "FOLLOWS_FIRMWARE",
+    "MAX_RX_TOPHONE",
+    "NONCE_ONLY_CONFIG",
+    "NONCE_ONLY_NODES",
+    "DisplayedMessage",
+    "MeshPort",
+    "SimRadio",
+]
 
 log = logging.getLogger(__name__)
 
@@ -49,35 +65,11 @@ FOLLOWS_FIRMWARE = "2.8.0"
 FIRMWARE_VERSION = f"{FOLLOWS_FIRMWARE}.relayd-sim"
 # DeviceMetadata.device_state_version of firmware 2.8 (DEVICESTATE_CUR_VER).
 DEVICE_STATE_VERSION = 25
-MIN_APP_VERSION = 30200
-# want_config_id nonces with a meaning (PhoneAPI SPECIAL_NONCE_ONLY_CONFIG / _ONLY_NODES).
-NONCE_ONLY_CONFIG = 69420
-NONCE_ONLY_NODES = 69421
 # Router::send: the encoded Data (with the 2-byte bitfield the firmware adds) plus the 16-byte
 # header must fit in one 255-byte LoRa frame; a PKI DM also carries 12 bytes of overhead.
 MAX_LORA_PAYLOAD_LEN = 255
 MESHTASTIC_HEADER_LENGTH = 16
 MESHTASTIC_PKC_OVERHEAD = 12
-# FromRadio.region_presets (field 19) and ModuleConfig field 17 are newer than the protobufs of
-# the `meshtastic` package: they are carried as raw fields, with the content firmware 2.8.0 sends
-# for its defaults (the region -> legal presets map; the mesh beacon module, off).
-_FROMRADIO_REGION_PRESETS = bytes.fromhex(
-    "9a01ef010a0c0a0a000103040506070809100a0d0a0b000103040506070a0b0c0d0a0f0a0b000103040506070a0b"
-    "0c0d100a0a0f0a0b000103040506070a0b0c0d100d0a080a020e0f100e18010a080a020c0d100d18011202080112"
-    "0208021204080310011204081d100212040820100312020804120208051202080612020816120208091202080712"
-    "0208081202080a1202080b1202080c1202080e120208101202081112020812120208131202081412020815120208"
-    "1712020818120208191202081a1204081b10041204081c1004120408211004120408251005120408221005120408"
-    "2310051204082410051202080d"
-)
-_MODULECONFIG_MESH_BEACON = bytes.fromhex("8a01020805")
-# The state files a 2.8 radio lists in its handshake file manifest (FromRadio.fileInfo).
-_PREFS_FILES = (
-    "/prefs/device.proto",
-    "/prefs/nodes.proto",
-    "/prefs/channels.proto",
-    "/prefs/config.proto",
-    "/prefs/module.proto",
-)
 NODEINFO_PING_COOLDOWN_S = 60.0
 # MeshService toPhoneQueue depth (mesh-pb-constants.h MAX_RX_TOPHONE).
 MAX_RX_TOPHONE = 32
@@ -190,87 +182,6 @@ class SimRadio:
         md.hw_model = mesh_pb2.HardwareModel.PORTDUINO
         md.hasPKC = True
         return md
-
-    def _node_info(self, spec: NodeSpec) -> Any:
-        fr = mesh_pb2.FromRadio()
-        if spec.num == self.num:
-            fr.node_info.num = self.num
-            fr.node_info.user.CopyFrom(self.settings.owner)
-            fr.node_info.last_heard = int(self.wall_clock())
-            fr.node_info.is_favorite = True
-            return fr
-        fr.node_info.num = spec.num
-        fr.node_info.user.CopyFrom(user_for(spec))
-        heard = self.last_heard.get(spec.num)
-        if heard is not None:
-            fr.node_info.last_heard = int(heard[0])
-            fr.node_info.snr = heard[1]
-        return fr
-
-    def config_stream(self, nonce: int) -> list[Any]:
-        """The FromRadio sequence of the want_config handshake, in PhoneAPI's state order (2.8):
-        my_info, deviceuiConfig, own node_info, metadata, region presets, 8 channels, 10 config
-        sections, 17 module sections, the other node_infos, the file manifest, config_complete_id.
-        Nonce 69420 leaves out the other node_infos; 69421 sends only the node_infos."""
-        sc = self.scenario
-        out: list[Any] = []
-        others = [n for n in sc.nodes if n.num != self.num]
-        complete = mesh_pb2.FromRadio()
-        complete.config_complete_id = nonce
-        if nonce == NONCE_ONLY_NODES:
-            return [self._node_info(self.spec), *(self._node_info(n) for n in others), complete]
-
-        fr = mesh_pb2.FromRadio()
-        fr.my_info.my_node_num = self.num
-        fr.my_info.reboot_count = self.reboot_count
-        fr.my_info.min_app_version = MIN_APP_VERSION
-        fr.my_info.device_id = self.num.to_bytes(4, "big") * 4
-        fr.my_info.pio_env = "relayd-sim"
-        fr.my_info.nodedb_count = len(sc.nodes)
-        out.append(fr)
-
-        fr = mesh_pb2.FromRadio()
-        fr.deviceuiConfig.screen_brightness = 153
-        fr.deviceuiConfig.screen_timeout = 30
-        out.append(fr)
-
-        out.append(self._node_info(self.spec))
-
-        fr = mesh_pb2.FromRadio()
-        fr.metadata.CopyFrom(self.metadata())
-        out.append(fr)
-
-        fr = mesh_pb2.FromRadio()
-        fr.MergeFromString(_FROMRADIO_REGION_PRESETS)
-        out.append(fr)
-
-        for ch in self.settings.channels:
-            fr = mesh_pb2.FromRadio()
-            fr.channel.CopyFrom(ch)
-            out.append(fr)
-        for section in self.settings.config.values():
-            fr = mesh_pb2.FromRadio()
-            fr.config.CopyFrom(section)
-            out.append(fr)
-        for module in self.settings.module_config.values():
-            fr = mesh_pb2.FromRadio()
-            fr.moduleConfig.CopyFrom(module)
-            out.append(fr)
-        fr = mesh_pb2.FromRadio()
-        fr.moduleConfig.MergeFromString(_MODULECONFIG_MESH_BEACON)
-        out.append(fr)
-
-        if nonce != NONCE_ONLY_CONFIG:
-            out.extend(self._node_info(n) for n in others)
-
-        for name in _PREFS_FILES:
-            fr = mesh_pb2.FromRadio()
-            fr.fileInfo.file_name = name
-            fr.fileInfo.size_bytes = 100
-            out.append(fr)
-
-        out.append(complete)
-        return out
 
     # -- client attach / detach --------------------------------------------------------------------
 

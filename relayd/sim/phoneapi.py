@@ -18,6 +18,7 @@ from meshtastic.protobuf import mesh_pb2, portnums_pb2
 
 from relayd.meshapi.framing import StreamDecoder, encode_frame
 from relayd.meshapi.packets import ADMIN_APP, TEXT_MESSAGE_APP, MalformedMessageError, parse_to_radio
+from relayd.sim.handshake import config_stream
 from relayd.sim.medium import SendResult
 
 if TYPE_CHECKING:
@@ -152,7 +153,7 @@ class PhoneSession:
         return self.state is SessionState.PACKETS
 
     def _send_config(self, nonce: int) -> None:
-        for fr in self.radio.config_stream(nonce):
+        for fr in config_stream(self.radio, nonce):
             self.emit(fr)
         self.state = SessionState.PACKETS
         # Real radios hand over everything that queued up while no client was reading.

@@ -34,7 +34,7 @@ def healthy(name: str, **changes: object) -> RelayStatus:
         "broker": LinkState.CONNECTED,
     }
     base.update(changes)
-    return RelayStatus(**base)  # type: ignore[arg-type]
+    return RelayStatus(**base)  # type: ignore[arg-type] # each test names fields of their own types
 
 
 def test_each_problem_is_named() -> None:
