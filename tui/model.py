@@ -42,8 +42,8 @@ from tui.feeditems import (
     visible_onair,
 )
 from tui.health import relay_problems
-from tui.responders import Responders
-from tui.threads import chain, refresh_thread, thread_state
+from tui.responders import Answer, Responders
+from tui.threads import chain, refresh_thread, thread_root, thread_state
 
 # The values are imported from here by widgets and tests too (one place to look).
 __all__ = [
@@ -210,14 +210,15 @@ class Model:
             line = f"answer {item.alert_id} not counted: {why}"
             self.diagnostics.recent.append(DiagnosticLine(self.clock(), Topic.REPORTS, line))
             return Change(diagnostics=True)
-        ref = f.ref.hex()
-        if not self.responders.add(ref, f.origin_node, word, f.issued_at_s):
+        # An answer to an update is an answer to the incident: counted on its first alert.
+        root = thread_root(self.feed, f.ref.hex())
+        if not self.responders.add(root, f.origin_node, word, f.issued_at_s):
             return Change()
-        target = self.feed.get(ref)
+        target = self.feed.get(root)
         if target is None:
             return Change()  # counted once the alert arrives (_add_item)
-        target.responding = self.responders.responding(ref)
-        return Change(feed_id=ref)
+        target.responding = self.responders.responding(root)
+        return Change(feed_id=root)
 
     def _reject(self, topic: Topic, item: FeedItem) -> Change:
         d = self.diagnostics
@@ -250,7 +251,12 @@ class Model:
         self._arrivals += 1
         item.arrival = self._arrivals
         self.feed[item.alert_id] = item
-        item.responding = self.responders.responding(item.alert_id)
+        root = thread_root(self.feed, item.alert_id)
+        if root != item.alert_id:
+            self.responders.merge(item.alert_id, root)  # answers that named this update first
+            if root in self.feed:
+                self.feed[root].responding = self.responders.responding(root)
+        item.responding = self.responders.responding(item.alert_id) if root == item.alert_id else 0
         for relay, event, reason in self._pending_events.pop(item.alert_id, []):
             item.relays.setdefault(relay, set()).add(event)
             if reason:
@@ -512,6 +518,10 @@ class Model:
     def chain(self, alert_id: str) -> list[tuple[int, FeedItem]]:
         """The reference chain around an alert: its root first, then replies depth-first."""
         return chain(self.feed, alert_id)
+
+    def answers(self, alert_id: str) -> list[Answer]:
+        """Responders' answers for the incident this alert belongs to, newest first."""
+        return self.responders.answers(thread_root(self.feed, alert_id))
 
     def relay_names(self) -> list[str]:
         names = set(self.relays)

@@ -84,3 +84,17 @@ def chain(feed: Feed, alert_id: str) -> list[tuple[int, FeedItem]]:
 
     walk(root, 0)
     return out
+
+
+def thread_root(feed: Feed, alert_id: str) -> str:
+    """The alert an update refers to, up the chain (as far as the feed knows): responders'
+    answers to an update count for the incident, on its first alert."""
+    seen = {alert_id}
+    item = feed.get(alert_id)
+    while item is not None and item.kind is Kind.UPDATE and item.alert.fields.ref is not None:
+        parent = item.alert.fields.ref.hex()
+        if parent in seen:
+            break
+        seen.add(parent)
+        alert_id, item = parent, feed.get(parent)
+    return alert_id
