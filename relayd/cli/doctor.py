@@ -31,7 +31,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
             "Prints ok/warn/fail per check with a fix; exits 1 if any check fails."
         ),
     )
-    doctor.add_argument("-c", "--config", required=True, type=Path)
+    doctor.add_argument("-c", "--config", required=True, type=Path, help="the relay's TOML config")
     doctor.add_argument("--json", action="store_true", help="machine-readable output")
     doctor.add_argument(
         "--now",

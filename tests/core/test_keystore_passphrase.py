@@ -13,6 +13,7 @@ from relayd.core.model import Role
 from relayd.errors import KeyFileError
 from relayd.keystore import (
     PASSPHRASE_ENV,
+    PassphraseSource,
     is_sealed,
     load_private_key,
     passphrase_source,
@@ -24,7 +25,7 @@ DISPATCHER = seeded_identity("dispatcher", Role.DISPATCHER)
 RELAY = seeded_identity("relay", Role.RELAY)
 
 
-def _given(secret: bytes):  # type: ignore[no-untyped-def]
+def _given(secret: bytes) -> PassphraseSource:
     return lambda _path: secret
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -29,9 +31,9 @@ HOSTILE = [
 
 @pytest.mark.parametrize("payload", HOSTILE)
 @pytest.mark.parametrize("parse", [parse_status, parse_event])
-def test_hostile_payloads_are_malformed_messages(parse: object, payload: bytes) -> None:
+def test_hostile_payloads_are_malformed_messages(parse: Callable[[bytes], object], payload: bytes) -> None:
     with pytest.raises(MalformedMessage):
-        parse(payload)  # type: ignore[operator]
+        parse(payload)
 
 
 @settings(max_examples=200)

@@ -55,8 +55,14 @@ def relay_config(
     tmp_path: Path, network: TestNetwork, hood: Neighborhood, broker_port: int, *, tcp: bool = False
 ) -> Path:
     endpoint = hood.endpoints["relay"]
-    kwargs: dict[str, object] = {"radio_port": endpoint.tcp_port} if tcp else {"radio_pty": endpoint.pty_path}
-    config = write_relay_config(tmp_path / "relay", RELAY, network, broker_port=broker_port, **kwargs)  # type: ignore[arg-type]
+    if tcp:
+        config = write_relay_config(
+            tmp_path / "relay", RELAY, network, broker_port=broker_port, radio_port=endpoint.tcp_port
+        )
+    else:
+        config = write_relay_config(
+            tmp_path / "relay", RELAY, network, broker_port=broker_port, radio_pty=endpoint.pty_path
+        )
     (tmp_path / "relay" / f"{RELAY}-state").mkdir(exist_ok=True)
     return config
 

@@ -108,6 +108,7 @@ def populate(app: RelaydApp, network: TestNetwork) -> dict[str, str]:
             None,
             None,
             1,
+            backlog={"late_report": 2, "other": 3},  # restarted: two reports delivered late
         ),
         RelayStatus(
             "relay-center",
@@ -239,5 +240,12 @@ def populate(app: RelaydApp, network: TestNetwork) -> dict[str, str]:
     app.ingest(t.outbox, forged_onair.encode())
     app.ingest(t.reports, encode_alert(report, Envelope(relay="relay-north", via="rf")))
     app.ingest(t.reports, encode_alert(report2))
+    # Responders' answers to the raid, wrapped by a relay: two on their way, one cannot come.
+    for node, word, ago in ((0x11111111, "!omw", 200), (0x22222222, "!y", 150), (0x33333333, "!n", 100)):
+        answer = network.sign(
+            "relay-north", word, kind=Kind.REPORT, severity=Severity.INFO, now_s=now - ago,
+            ref=raid.alert_id, origin_node=node,
+        )  # fmt: skip
+        app.ingest(t.reports, encode_alert(answer, Envelope(relay="relay-north", via="rf")))
     app.ingest(t.alerts, b"{not json")
     return {"raid": raid.id_hex, "update": update.id_hex, "report": report.id_hex}
