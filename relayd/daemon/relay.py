@@ -339,7 +339,7 @@ class Relay:
                 self.topics.trust,
                 self.topics.status_wildcard,
                 self.topics.events_wildcard,
-                self.sync.wildcard,
+                *self.sync.subscriptions,
             ],
             handler=self._on_mqtt,
             will_topic=self.topics.status(config.relay_id),
