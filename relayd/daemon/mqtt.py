@@ -29,6 +29,7 @@ from dataclasses import dataclass
 import aiomqtt
 import paho.mqtt.client as paho
 
+from relayd.core.linkhints import broker_failure, errno_of, retry_line
 from relayd.core.status import LinkState
 from relayd.daemon.config import MqttConfig
 from relayd.daemon.linkstate import LinkStateTracker
@@ -145,7 +146,9 @@ class MqttLink(LinkStateTracker):
     async def run(self) -> None:
         backoff = BACKOFF_INITIAL_S
         rng = random.Random()
+        attempt = 0  # failures since the last good connection
         while True:
+            failure: str | None = None
             self._set_state(LinkState.CONNECTING)
             client = self._make_client()
             try:
@@ -163,6 +166,7 @@ class MqttLink(LinkStateTracker):
                     self._set_state(LinkState.CONNECTED)
                     log.info("broker %s:%d connected", self.config.host, self.config.port)
                     backoff = BACKOFF_INITIAL_S
+                    attempt = 0
                     if self._on_connect is not None:
                         await self._on_connect()
                     async for message in client.messages:
@@ -177,14 +181,22 @@ class MqttLink(LinkStateTracker):
                         else:
                             self._ack_later(client, message.mid, message.qos, after)
             except aiomqtt.MqttError as exc:
-                text = f"broker {self.config.host}:{self.config.port} unavailable: {exc}"
-                if text != self.last_error:
-                    log.warning("%s", text)
-                self.last_error = text
+                failure = str(exc)
+                diagnosis = broker_failure(failure, errno_of(exc))
             finally:
                 self._client = None
                 self._set_state(LinkState.DISCONNECTED)
-            await asyncio.sleep(backoff * rng.uniform(0.5, 1.5))
+            delay = backoff * rng.uniform(0.5, 1.5)
+            if failure is not None:
+                attempt += 1
+                where = f"broker {self.config.host}:{self.config.port}"
+                text = f"{where} unavailable: {failure}"
+                # Every retry is logged, with its backoff and what to check; a new kind of
+                # failure is a warning, the same one again is INFO.
+                level = logging.INFO if text == self.last_error else logging.WARNING
+                log.log(level, "%s", retry_line(where, f"unavailable: {failure}", diagnosis, attempt, delay))
+                self.last_error = text
+            await asyncio.sleep(delay)
             backoff = min(backoff * 2, BACKOFF_MAX_S)
 
     @property

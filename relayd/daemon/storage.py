@@ -271,9 +271,11 @@ class Storage:
         return str(rows[0][0]) if rows else None
 
     def set_meta(self, key: str, value: str) -> None:
+        # Rare, and read back by other processes (relayd doctor): waited for.
         self._write(
             "meta",
             lambda db: db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value)),
+            wait=True,
         )
 
     def next_relay_seq(self) -> int:
@@ -377,6 +379,7 @@ class Storage:
                 "UPDATE meta SET value = ? WHERE key = 'newest_issued' AND CAST(value AS INTEGER) > ?",
                 (str(int(limit_s)), int(limit_s)),
             ),
+            wait=True,
         )
 
     def known_onairs(self) -> list[str]:

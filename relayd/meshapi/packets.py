@@ -103,9 +103,16 @@ def to_radio_want_config(nonce: int) -> bytes:
     return bytes(msg.SerializeToString())
 
 
-def to_radio_heartbeat() -> bytes:
+# A heartbeat with this nonce asks the firmware to broadcast its NodeInfo now (PhoneAPI.cpp: the
+# "nodeinfo ping" a phone app sends after reconnecting, so peers re-learn its key after a reboot).
+NODEINFO_PING_NONCE = 1
+
+
+def to_radio_heartbeat(nonce: int = 0) -> bytes:
     msg = mesh_pb2.ToRadio()
     msg.heartbeat.SetInParent()
+    if nonce:
+        msg.heartbeat.nonce = nonce
     return bytes(msg.SerializeToString())
 
 

@@ -19,7 +19,7 @@ import pytest_asyncio
 from relayd.core.jsonform import encode_alert
 from relayd.core.model import Role as KeyRole
 from relayd.core.model import Severity
-from relayd.meshapi.packets import TEXT_MESSAGE_APP, from_radio_variant, text_packet
+from relayd.meshapi.packets import TEXT_MESSAGE_APP, from_radio_variant, text_packet, to_radio_disconnect
 from relayd.sim.apiclient import DeviceApiClient
 from relayd.sim.fwbackend import FirmwareNeighborhood, is_simulator_frame
 from relayd.sim.scenario import LinkSpec, Role, Scenario, make_node
@@ -111,6 +111,24 @@ async def test_handheld_text_reaches_the_relay_client(hood: FirmwareNeighborhood
     assert p.rx_snr != 0
 
 
+async def test_a_clients_disconnect_ends_its_session_not_the_radios_link(hood: FirmwareNeighborhood) -> None:
+    """`relayd run` says ToRadio.disconnect when it stops; the firmware answers it by closing its
+    API socket. Through the pass-through that must end only the client's session: the node's link
+    (which also carries its frames to the medium) stays up and the next client gets a handshake."""
+    ep = hood.endpoints["relay"]
+    link_task = hood.links["relay"]._task
+    async with await DeviceApiClient.connect(ep.tcp_port or 0) as c:
+        await c.handshake(4545)
+        await c.send(to_radio_disconnect())
+        await asyncio.sleep(0.5)
+        assert c.closed
+    assert link_task is not None
+    assert not link_task.done()
+    async with await DeviceApiClient.connect(ep.tcp_port or 0) as c:
+        msgs = await c.handshake(4646)
+    assert msgs[0].my_info.my_node_num == ep.num
+
+
 async def test_handheld_log_has_the_simulated_handhelds_format(hood: FirmwareNeighborhood) -> None:
     log = hood._log_path
     assert log is not None
@@ -125,6 +143,7 @@ async def test_outbox_alert_reaches_three_hops_deep_once_with_bell_via_relayd_ru
     """End to end on real firmware: a dispatcher's urgent alert published to the MQTT outbox goes
     through `relayd run`, its radio's firmware and the firmware of h1 and h2, which repeat it, to
     h3 three hops away. Every handheld shows it once, with the bell."""
+    # The real-firmware neighborhood stands in for the simulated one: Site uses what both offer.
     site = Site(hood, mosquitto, network, tmp_path, root="fw")  # type: ignore[arg-type]
     try:
         if "relay" not in network.identities:
