@@ -23,6 +23,7 @@ import logging
 import random
 import socket
 import ssl
+from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 
@@ -110,6 +111,7 @@ class MqttLink(LinkStateTracker):
         self._deferred_tasks: set[asyncio.Task[None]] = set()
         self.connects = 0
         self.delivered = 0  # messages the broker delivered to us (benchmarks count traffic)
+        self.delivered_by_leaf: Counter[str] = Counter()  # ... by the topic's last level
         self._pinned = False
         self.last_error: str | None = None
 
@@ -171,6 +173,7 @@ class MqttLink(LinkStateTracker):
                         await self._on_connect()
                     async for message in client.messages:
                         self.delivered += 1
+                        self.delivered_by_leaf[message.topic.value.rsplit("/", 1)[-1][:16]] += 1
                         payload = message.payload
                         data = payload if isinstance(payload, bytes) else str(payload or "").encode()
                         after = await self._handler(Incoming(message.topic.value, data, bool(message.retain)))
