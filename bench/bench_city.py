@@ -134,7 +134,9 @@ async def run_city(
                 running.append(await stack.enter_async_context(inprocess_relay(path, ready_timeout_s=60)))
             if events == "all":
                 for x in running:
-                    x.mqtt.pin_subscriptions([*x.topics.relay_subscriptions(()), x.topics.events_wildcard])
+                    x.mqtt.pin_subscriptions(
+                        [*x.topics.relay_subscriptions(()), x.sync.wildcard, x.topics.events_wildcard]
+                    )
             # Every relay has every peer's retained status (and radio node).
             await wait_for(lambda: all(len(x.peers) >= len(relays) - 1 for x in running), 20)
             client = await stack.enter_async_context(mqtt_client(broker.port))
