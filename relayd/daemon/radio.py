@@ -58,6 +58,7 @@ from relayd.meshapi.packets import (
     MalformedMessageError,
     MeshPacket,
     from_radio_variant,
+    is_node_announcement,
     node_id,
     parse_from_radio,
     text_packet,
@@ -289,7 +290,8 @@ class RadioLink(LinkStateTracker):
     ) -> None:
         super().__init__(on_state)
         self._on_answer = on_answer
-        # (node, portnum) of every live packet another node sent: who is on the air now.
+        # (node, portnum) of a node announcing itself live (is_node_announcement): a handheld
+        # back on the air.
         self._on_node = on_node
         self.config = config
         self.name = config.name
@@ -568,7 +570,8 @@ class RadioLink(LinkStateTracker):
             self.own_echoes += 1
             return
         if portnum != TEXT_MESSAGE_APP:
-            if self._on_node is not None and not backlog and not self._is_backlog(float(p.rx_time)):
+            fresh = not backlog and not self._is_backlog(float(p.rx_time))
+            if self._on_node is not None and fresh and is_node_announcement(p):
                 self._on_node(from_node, portnum)
             return
         key = (from_node, int(p.id))

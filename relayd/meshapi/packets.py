@@ -16,6 +16,7 @@ BROADCAST_NUM = 0xFFFFFFFF
 TEXT_MESSAGE_APP: int = portnums_pb2.PortNum.TEXT_MESSAGE_APP
 ROUTING_APP: int = portnums_pb2.PortNum.ROUTING_APP
 ADMIN_APP: int = portnums_pb2.PortNum.ADMIN_APP
+NODEINFO_APP: int = portnums_pb2.PortNum.NODEINFO_APP
 # The BEL character: Meshtastic's external-notification module rings the bell
 # (module_config.external_notification.alert_bell) for a text that contains it.
 BELL_CHAR = "\x07"
@@ -32,6 +33,14 @@ class MalformedMessageError(ValueError):
         super().__init__(f"malformed {kind} ({len(payload)} bytes)")
         self.kind = kind
         self.payload = payload
+
+
+def is_node_announcement(p: MeshPacket) -> bool:
+    """A node's NodeInfo broadcast: what a handheld sends when it boots (30 s in), when its phone
+    app reconnects (the nodeinfo ping) and every few hours. Not its NodeInfo sent straight to one
+    node: stock firmware sends that to any node it hears for the first time (MeshService, "Heard
+    new node"), so it shows the sender was on and listening, not that it is back."""
+    return p.HasField("decoded") and int(p.decoded.portnum) == NODEINFO_APP and int(p.to) == BROADCAST_NUM
 
 
 def node_id(num: int) -> str:
@@ -103,16 +112,9 @@ def to_radio_want_config(nonce: int) -> bytes:
     return bytes(msg.SerializeToString())
 
 
-# A heartbeat with this nonce asks the firmware to broadcast its NodeInfo now (PhoneAPI.cpp: the
-# "nodeinfo ping" a phone app sends after reconnecting, so peers re-learn its key after a reboot).
-NODEINFO_PING_NONCE = 1
-
-
-def to_radio_heartbeat(nonce: int = 0) -> bytes:
+def to_radio_heartbeat() -> bytes:
     msg = mesh_pb2.ToRadio()
     msg.heartbeat.SetInParent()
-    if nonce:
-        msg.heartbeat.nonce = nonce
     return bytes(msg.SerializeToString())
 
 
