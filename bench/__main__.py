@@ -176,6 +176,14 @@ BENCHMARKS: list[Benchmark] = [
         None,
     ),
     Benchmark(
+        "rabbitmq",
+        "RabbitMQ cluster",
+        "3 RabbitMQ 3.10 nodes on loopback, 3 relays on different nodes, one node restarted "
+        "mid-stream; baseline: the broker-feature probes on one Mosquitto",
+        _lazy("bench_rabbitmq"),
+        None,
+    ),
+    Benchmark(
         "sim",
         "Simulator",
         "pure medium, 200-radio grid, 1,000 frames at time scale 0; managed vs naive flooding vs one hop",

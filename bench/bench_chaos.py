@@ -8,10 +8,13 @@ between the bridged brokers and a full state disk on one relay are injected. Goa
 alert shown on every handheld exactly once; every alert that reached the relays put on air;
 the full disk surfaces in status `storage_error` (and clears) without a crash.
 
-Figures separate where a loss happened: before any relay (the broker bridge), at the relays
-(never transmitted), or on RF (transmitted, but a handheld missed it). Context in the same
-run (CI size, no goal): the relays split across the two brokers, which docs/scaling.md does
-not support for relays that hear each other -- the duplicates it causes are measured.
+Missed (alert, handheld) deliveries are split by where they were lost: in the brokers or the
+bridge (the alert never reached the relays' broker), at the relays (reached them, never on
+air), or on the air (on air, a handheld missed the frame: half duplex while it was itself
+repeating, or a rebroadcast dropped on a full transmit queue; the simulator's counters for
+both are printed). Baseline in the same run: the same stream at CI size with no fault at all,
+so the air's own share is visible. Context (CI size, no goal): the relays split across the two
+brokers, which docs/scaling.md does not support for relays that hear each other.
 """
 
 from __future__ import annotations
@@ -42,6 +45,16 @@ def run(plan: ChaosPlan = FULL_PLAN, split: bool = True) -> list[Figure]:
         figure("chaos.missing_deliveries", r.missing, f"of {deliveries}", "== 0", r.missing == 0),
         figure("chaos.duplicate_displays", r.duplicates, "displays", "== 0", r.duplicates == 0),
         figure("chaos.lost_before_relays", len(r.lost_before_relays), "alerts"),
+        figure(
+            "chaos.missed_in_brokers", r.missed_in_brokers, "deliveries", "== 0", r.missed_in_brokers == 0
+        ),
+        figure(
+            "chaos.missed_not_on_air", r.missed_not_on_air, "deliveries", "== 0", r.missed_not_on_air == 0
+        ),
+        figure("chaos.missed_on_air", r.missed_on_air, "deliveries"),
+        figure("chaos.delivered_pct", 100.0 * (deliveries - r.missing) / deliveries, "%"),
+        figure("chaos.half_duplex_misses", r.half_duplex_misses, "receptions"),
+        figure("chaos.queue_full_drops", r.queue_full_drops, "frames"),
         figure("chaos.not_transmitted", len(r.not_transmitted), "alerts", "== 0", not r.not_transmitted),
         figure("chaos.transmitted_by_two_relays", len(r.transmitted_twice), "alerts"),
         figure("chaos.storage_error_surfaced", int(r.storage_error_seen), "", "== 1", r.storage_error_seen),
@@ -58,6 +71,15 @@ def run(plan: ChaosPlan = FULL_PLAN, split: bool = True) -> list[Figure]:
         figure("chaos.wall_s", r.seconds, "s"),
     ]
     print(f"   {r}")
+    base = asyncio.run(_run(_fault_free(CI_PLAN)))
+    print(f"   baseline, no faults: {base}")
+    base_deliveries = base.alerts * base.handhelds
+    figures += [
+        figure("chaos.baseline_alerts", base.alerts, "alerts"),
+        figure("chaos.baseline_missed_on_air", base.missed_on_air, f"of {base_deliveries}"),
+        figure("chaos.baseline_duplicate_displays", base.duplicates, "displays"),
+        figure("chaos.baseline_half_duplex_misses", base.half_duplex_misses, "receptions"),
+    ]
     if split:
         s = asyncio.run(_run(dataclasses.replace(CI_PLAN, split=True)))
         print(f"   split: {s}")
@@ -68,6 +90,12 @@ def run(plan: ChaosPlan = FULL_PLAN, split: bool = True) -> list[Figure]:
             ),
         ]
     return figures
+
+
+def _fault_free(plan: ChaosPlan) -> ChaosPlan:
+    return dataclasses.replace(
+        plan, broker_restarts=0, unplugs=0, kills=0, cut_s=0.0, disk_full_s=0.0, kill_brokers_in_cut=False
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

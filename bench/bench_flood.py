@@ -95,7 +95,7 @@ async def _relay_status(port: int) -> dict[str, int]:
         await client.subscribe(f"{TOPIC_ROOT}/relays/+/status", qos=1)
         async with asyncio.timeout(10):
             async for msg in client.messages:
-                return dict(parse_status(bytes(msg.payload)).drops)  # type: ignore[arg-type]
+                return dict(parse_status(bytes(msg.payload)).drops)
     return {}
 
 

@@ -112,10 +112,10 @@ def run(total: int = GOAL_INPUTS, hypothesis_examples: int = 5000) -> list[Figur
             per_target = max(0, total - h_inputs) // len(TARGETS) + 1
             with ThreadPoolExecutor(max(1, min(len(TARGETS), os.cpu_count() or 1))) as pool:
                 results = list(pool.map(lambda t: _atheris(t, per_target, work), TARGETS))
-            for target, n, crashed, forged, seconds in results:
+            for target, n, crashed, accepted, seconds in results:
                 a_inputs += n
                 a_crashes += crashed
-                a_forged += forged
+                a_forged += accepted
                 figures.append(
                     figure(f"fuzz.atheris_{target}_inputs_per_s", n / max(seconds, 1e-9), "inputs/s")
                 )

@@ -140,7 +140,7 @@ class Bench:
 
             async def forward() -> None:
                 async for msg in client.messages:
-                    await radio.send_text(bytes(msg.payload).decode())  # type: ignore[arg-type]
+                    await radio.send_text(bytes(msg.payload).decode())
 
             fwd = asyncio.create_task(forward())
             try:

@@ -44,7 +44,7 @@ async def _one(work: Path, n: int, alerts: int, *, suppression: bool) -> tuple[f
     site: Site | None = None
     try:
         factory = make_site_factory(work, network, broker)
-        site = await factory(  # type: ignore[operator]
+        site = await factory(
             scenario=full_mesh_scenario(relays, list(HANDHELDS), name=tag),
             suppression=suppression,
             name=tag,

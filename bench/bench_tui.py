@@ -30,6 +30,7 @@ from textual.widgets import DataTable
 from relayd.core.jsonform import Envelope, encode_alert
 from relayd.core.model import Kind, Severity
 from relayd.core.topics import Topics
+from relayd.core.trust import SignedBundle
 from relayd.testing.keys import make_network
 from relayd.trustfile import load_bundle
 from tui import fmt
@@ -46,8 +47,10 @@ SEVERITIES = list(Severity)
 class TimedApp(RelaydApp):
     """Records when each alert's row has been drawn (first refresh after it was applied)."""
 
-    def __init__(self, *args: object, baseline: bool = False, **kwargs: object) -> None:
-        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+    def __init__(
+        self, config: TuiConfig, *, bundle: SignedBundle | None = None, baseline: bool = False
+    ) -> None:
+        super().__init__(config, bundle=bundle)
         self.baseline = baseline
         self.rendered_at: dict[str, float] = {}
 

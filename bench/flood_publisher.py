@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
 
 
 def main() -> int:
@@ -24,7 +25,7 @@ def main() -> int:
         Path(sys.argv[5]),
     )
     payloads = [line.encode() for line in frames_file.read_text().splitlines() if line]
-    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"flood-{time.time_ns()}")
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"flood-{time.time_ns()}")
     client.max_queued_messages_set(0)
     client.connect("127.0.0.1", port)
     client.loop_start()

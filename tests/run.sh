@@ -90,8 +90,8 @@ fi
 
 echo "== ruff"
 .venv/bin/ruff check .
-.venv/bin/ruff format --check relayd tui
-echo "== mypy (strict: relayd/, tui/)"
+.venv/bin/ruff format --check relayd tui tests bench
+echo "== mypy (strict: relayd/, tui/, tests/, bench/; pyproject.toml [tool.mypy] files)"
 .venv/bin/mypy
 echo "== pytest"
 .venv/bin/python -m pytest -q -p no:cacheprovider "$@"

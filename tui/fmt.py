@@ -97,6 +97,13 @@ def relays_cell(item: FeedItem, width: int = 40) -> str:
     return f"{len(labels)} relays"[:width]
 
 
+def responding_cell(item: FeedItem) -> Text:
+    """How many responders answered that they are responding (blank: none yet)."""
+    if not item.responding:
+        return Text("")
+    return Text(str(item.responding), style="bold green")
+
+
 def kind_cell(item: FeedItem) -> Text:
     label = item.kind.value.upper() if item.kind is not Kind.ALLCLEAR else "ALLCLR"
     return Text(label, style="bold" if item.urgent else "")

@@ -1,22 +1,18 @@
 """Relay health: what makes a relay red, in words. Pure.
 
 A relay is red when it cannot be relied on to put alerts on air or to tell the truth about
-them: offline, its radio not connected, its clock not trusted, its storage failing, or
-packets its radio heard before relayd connected skipped as backlog (a field report may be
-among them).
+them: offline, its radio not connected, its clock not trusted, its storage failing, or a
+field report its radio heard before relayd connected that was too old to deliver (counted in
+the signed status's `backlog`, relayd/core/backlog.py; late but current reports are
+delivered, marked late, and make nothing red).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from relayd.core.backlog import REPORT_MAX_AGE_S, lost_reports
 from relayd.core.status import LinkState, RelayState, RelayStatus
-
-# The status counter (in `drops`) for packets skipped as backlog when the radio connected.
-# The daemon counts these (relayd_radio_skipped_backlog) but its status does not carry them
-# yet, and parse_status accepts only DropReason names in `drops`: until both change, this
-# rule fires only for statuses built in-process.
-BACKLOG_COUNTER = "skipped_backlog"
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,12 +34,14 @@ def relay_problems(status: RelayStatus) -> tuple[Problem, ...]:
         out.append(Problem("DISK!", f"storage: {status.storage_error}"))
     if status.clock_warning:
         out.append(Problem("CLOCK!", f"clock: {status.clock_warning}"))
-    skipped = status.drops.get(BACKLOG_COUNTER, 0)
-    if skipped:
+    lost = lost_reports(status.backlog)
+    if lost:
+        hours = REPORT_MAX_AGE_S // 3600
         out.append(
             Problem(
                 "BKLOG!",
-                f"{skipped} packet(s) heard before relayd connected were skipped as backlog",
+                f"{lost} field report(s) heard before relayd connected were over {hours} h old: "
+                "not delivered",
             )
         )
     return tuple(out)

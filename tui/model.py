@@ -1,4 +1,5 @@
-"""The TUI's state as plain values: feed, relays, report inbox, trust and diagnostics.
+"""The TUI's state: feed, relays, report inbox, trust and diagnostics (the values
+themselves are in tui/feeditems.py; responders' answers in tui/responders.py).
 
 No Textual and no asyncio here. `Model.ingest(topic, payload)` takes one MQTT message and
 returns a `Change` saying what to redraw, so the whole pipeline (parse, verify, merge) is
@@ -7,22 +8,62 @@ testable with a fixed clock and without a terminal.
 
 from __future__ import annotations
 
-import enum
 import json
 import logging
-from collections import OrderedDict, deque
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 
-from relayd.core.codec import BEL, DecodedFrame, MalformedFrame, decode
+from relayd.core.codec import DecodedFrame, MalformedFrame, decode
 from relayd.core.control import ControlKind, ControlRejection, open_sealed, relay_ids
 from relayd.core.jsonform import MalformedMessage, onair_from_message
-from relayd.core.model import DropReason, Kind, Role, Severity, SignedAlert
-from relayd.core.status import EventKind, RelayState, RelayStatus, parse_event, parse_status
+from relayd.core.model import DropReason, Kind, Role, SignedAlert
+from relayd.core.replies import ReplyWord, reply_of_report
+from relayd.core.status import RelayState, parse_event, parse_status
 from relayd.core.topics import Topics
 from relayd.core.trust import TrustBundle, TrustBundleError, parse_signed_bundle, should_replace
 from relayd.core.verify import Verifier
+from tui.feeditems import (
+    SOURCE_OF_TOPIC,
+    Change,
+    DiagnosticLine,
+    Diagnostics,
+    FeedFilter,
+    FeedItem,
+    InboxEntry,
+    InboxStatus,
+    Lifecycle,
+    RejectedFrame,
+    RelayRow,
+    Source,
+    Topic,
+    TrustState,
+    VerifyState,
+    visible_onair,
+)
 from tui.health import relay_problems
+from tui.responders import Responders
+
+# The values are imported from here by widgets and tests too (one place to look).
+__all__ = [
+    "Change",
+    "Clock",
+    "DiagnosticLine",
+    "Diagnostics",
+    "FeedFilter",
+    "FeedItem",
+    "InboxEntry",
+    "InboxStatus",
+    "Lifecycle",
+    "Model",
+    "RejectedFrame",
+    "RelayRow",
+    "Source",
+    "Topic",
+    "TrustState",
+    "VerifyState",
+    "visible_onair",
+]
 
 log = logging.getLogger(__name__)
 
@@ -32,257 +73,6 @@ Clock = Callable[[], float]
 DEFAULT_MAX_FEED_ITEMS = 50_000
 # Events for alerts not seen yet (events may overtake the alert itself on the broker).
 MAX_PENDING_EVENT_IDS = 5_000
-MAX_DIAGNOSTIC_LINES = 200
-# Rejected frames (forgeries, wrong roles, revoked keys) are not feed items: they are listed
-# here by id and reason, without their text, so a flood of them evicts nothing genuine.
-MAX_REJECTED_FRAMES = 100
-
-
-class VerifyState(enum.Enum):
-    VERIFIED = "verified"  # signature, key, role and time all check out
-    REJECTED = "rejected"  # `reason` says why
-    REPORT = "report"  # a report: the relay's signature is valid, the content is unverified
-    UNCHECKED = "unchecked"  # no trust bundle loaded
-
-
-class Source(enum.Enum):
-    OUTBOX = "outbox"
-    ALERTS = "alerts"
-    ACTIVE = "active"
-    REPORTS = "reports"
-    SENT = "sent"  # composed and published by this TUI
-
-
-class Lifecycle(enum.Enum):
-    """Where an alert stands, as far as verified messages say (the Feed's state column)."""
-
-    ACTIVE = "active"
-    UPDATED = "updated"  # active, and a verified update refers to it
-    CANCELLED = "cancelled"
-    ALLCLEAR = "all-clear"
-    EXPIRED = "expired"
-    ENDS = "ends"  # a cancel or all-clear itself, until it expires
-    REPORT = "report"
-
-    @property
-    def live(self) -> bool:
-        return self in (Lifecycle.ACTIVE, Lifecycle.UPDATED)
-
-
-class InboxStatus(enum.Enum):
-    NEW = "new"
-    VERIFIER_DISPATCHED = "verifier dispatched"
-    CONFIRMED = "confirmed"
-    DISMISSED = "dismissed"
-
-
-class Topic(enum.Enum):
-    """Which part of the topic layout a message arrived on (diagnostics count by this)."""
-
-    ALERTS = "alerts"
-    OUTBOX = "outbox"
-    ACTIVE = "active"
-    REPORTS = "reports"
-    TRUST = "trust"
-    STATUS = "status"
-    EVENTS = "events"
-    OTHER = "other"
-
-
-_SOURCE_OF_TOPIC = {
-    Topic.ALERTS: Source.ALERTS,
-    Topic.OUTBOX: Source.OUTBOX,
-    Topic.ACTIVE: Source.ACTIVE,
-    Topic.REPORTS: Source.REPORTS,
-}
-
-
-@dataclass(slots=True)
-class FeedItem:
-    """One alert or report, however many times and ways it arrived."""
-
-    alert_id: str
-    alert: SignedAlert
-    state: VerifyState
-    arrival: int  # arrival order, for stable sorting
-    first_seen_s: float
-    reason: DropReason | None = None
-    detail: str = ""
-    signer_name: str | None = None
-    signer_role: Role | None = None
-    sources: set[Source] = field(default_factory=set)
-    # relay id -> what it did with this alert: "published" (envelope) or an EventKind value.
-    relays: dict[str, set[str]] = field(default_factory=dict)
-    drop_reasons: dict[str, str] = field(default_factory=dict)
-    active: bool | None = None  # True while retained on <root>/active, False once cleared
-    raw: bytes = b""  # the last copy received, as received
-    # Set by the model from verified replies only (never from the unsigned active/ clears).
-    closed_by: Kind | None = None  # the kind of the cancel or all-clear that ended its thread
-    updated: bool = False  # a verified update refers to it
-
-    @property
-    def raw_json(self) -> str:
-        """The last copy, pretty-printed when it is JSON (computed on demand: detail view only)."""
-        return _pretty(self.raw)
-
-    @property
-    def kind(self) -> Kind:
-        return self.alert.fields.kind
-
-    @property
-    def severity(self) -> Severity:
-        return self.alert.fields.severity
-
-    @property
-    def text(self) -> str:
-        return self.alert.fields.text
-
-    @property
-    def urgent(self) -> bool:
-        return self.severity is Severity.URGENT and self.kind is not Kind.REPORT
-
-    @property
-    def ok(self) -> bool:
-        return self.state is not VerifyState.REJECTED
-
-    def expired(self, now_s: float) -> bool:
-        return self.alert.is_expired(now_s)
-
-    def lifecycle(self, now_s: float) -> Lifecycle:
-        kind = self.kind
-        if kind is Kind.REPORT:
-            return Lifecycle.REPORT
-        if kind in (Kind.CANCEL, Kind.ALLCLEAR):
-            return Lifecycle.EXPIRED if self.expired(now_s) else Lifecycle.ENDS
-        # Ended beats expired: "all-clear" says more than "expired" about the same alert.
-        if self.closed_by is Kind.CANCEL:
-            return Lifecycle.CANCELLED
-        if self.closed_by is Kind.ALLCLEAR:
-            return Lifecycle.ALLCLEAR
-        if self.expired(now_s):
-            return Lifecycle.EXPIRED
-        return Lifecycle.UPDATED if self.updated else Lifecycle.ACTIVE
-
-    def transmitted_by(self) -> list[str]:
-        return sorted(r for r, ev in self.relays.items() if EventKind.TRANSMITTED.value in ev)
-
-    def seen_by(self) -> list[str]:
-        return sorted(self.relays)
-
-
-@dataclass(slots=True)
-class RelayRow:
-    status: RelayStatus
-    updated_s: float  # when this TUI last received the relay's status
-
-
-@dataclass(slots=True)
-class InboxEntry:
-    alert_id: str
-    status: InboxStatus = InboxStatus.NEW
-    updated_s: float = 0.0
-    dispatched: list[tuple[str, float]] = field(default_factory=list)
-    confirmed_by: str | None = None  # id of the alert composed from this report
-
-
-@dataclass(frozen=True, slots=True)
-class DiagnosticLine:
-    ts_s: float
-    topic: Topic
-    detail: str
-
-
-@dataclass(frozen=True, slots=True)
-class RejectedFrame:
-    """A frame that failed verification: what it claimed to be, never what it said."""
-
-    ts_s: float
-    topic: Topic
-    alert_id: str
-    kind: Kind
-    reason: DropReason | None
-    detail: str
-
-
-@dataclass(slots=True)
-class Diagnostics:
-    malformed: dict[Topic, int] = field(default_factory=dict)
-    # Status and events not believed (unsigned, mis-signed, another relay's), by ControlRejection.
-    unverified: dict[str, int] = field(default_factory=dict)
-    rejected: deque[RejectedFrame] = field(default_factory=lambda: deque(maxlen=MAX_REJECTED_FRAMES))
-    rejected_total: int = 0
-    messages: dict[Topic, int] = field(default_factory=dict)
-    handler_errors: int = 0  # messages that hit a bug (also counted as malformed)
-    recent: deque[DiagnosticLine] = field(default_factory=lambda: deque(maxlen=MAX_DIAGNOSTIC_LINES))
-
-    @property
-    def malformed_total(self) -> int:
-        return sum(self.malformed.values())
-
-
-@dataclass(slots=True)
-class TrustState:
-    bundle: TrustBundle | None
-    source: str  # "file PATH", "mqtt <root>/trust" or "none"
-    note: str = ""  # the last thing that happened to a bundle from MQTT
-
-
-@dataclass(slots=True)
-class Change:
-    """What one ingested message changed, so the UI redraws only that."""
-
-    feed_id: str | None = None
-    feed_new: bool = False
-    related: list[str] = field(default_factory=list)  # other rows whose state this changed
-    evicted: list[str] = field(default_factory=list)
-    relay: str | None = None
-    relay_removed: bool = False
-    inbox: bool = False
-    trust: bool = False  # the bundle changed: every item was re-verified
-    diagnostics: bool = False
-
-    @property
-    def empty(self) -> bool:
-        return not (
-            self.feed_id or self.evicted or self.relay or self.inbox or self.trust or self.diagnostics
-        )
-
-
-@dataclass(frozen=True, slots=True)
-class FeedFilter:
-    kind: Kind | None = None
-    severity: Severity | None = None
-    relay: str | None = None
-    text: str = ""
-    # The landing view shows only live alerts (active or updated); `v` shows everything.
-    show_all: bool = False
-
-    @property
-    def active(self) -> bool:
-        return bool(self.kind or self.severity or self.relay or self.text or not self.show_all)
-
-    def matches(self, item: FeedItem, now_s: float) -> bool:
-        if not self.show_all and not item.lifecycle(now_s).live:
-            return False
-        if self.kind is not None and item.kind is not self.kind:
-            return False
-        if self.severity is not None and item.severity is not self.severity:
-            return False
-        if self.relay is not None and self.relay not in item.relays:
-            return False
-        if self.text:
-            needle = self.text.casefold()
-            hay = " ".join(
-                (item.text, item.alert.fields.area or "", item.alert_id, item.signer_name or "")
-            ).casefold()
-            if needle not in hay:
-                return False
-        return True
-
-
-def visible_onair(onair: str) -> str:
-    """The on-air text with BEL shown as ␇ (a terminal would ring it, or show nothing)."""
-    return onair.replace(BEL, "\u2407")
 
 
 class Model:
@@ -311,6 +101,8 @@ class Model:
         self._active_prefix = topics.active_wildcard[:-1]  # "<root>/active/"
         # Replies (update, cancel, all-clear) by the id they refer to; they may arrive first.
         self._replies: dict[str, list[str]] = {}
+        # Responders' answers (relay-wrapped reports referring to an alert), by alert id.
+        self.responders = Responders()
 
     # ---- classification -------------------------------------------------------------
 
@@ -360,7 +152,7 @@ class Model:
             return self._malformed(kind, f"unexpected topic {topic}")
         if kind is Topic.ACTIVE and not payload:
             return self._clear_active(topic[len(self._active_prefix) :])
-        return self._ingest_alert(_SOURCE_OF_TOPIC[kind], kind, payload)
+        return self._ingest_alert(SOURCE_OF_TOPIC[kind], kind, payload)
 
     def _malformed(self, topic: Topic, detail: str) -> Change:
         d = self.diagnostics
@@ -386,6 +178,9 @@ class Model:
             item = self._checked_item(frame.to_signed_alert(), payload, frame)
             if not item.ok:
                 return self._reject(topic, item)
+            word = reply_of_report(item.text, item.alert.fields.ref) if item.kind is Kind.REPORT else None
+            if word is not None:
+                return self._answer(item, word)
             self._add_item(item)
             change.feed_new = True
             change.related = self._link(item)
@@ -401,6 +196,27 @@ class Model:
         if relay is not None:
             item.relays.setdefault(relay, set()).add("heard" if via == "rf" else "published")
         return change
+
+    def _answer(self, item: FeedItem, word: ReplyWord) -> Change:
+        """A responder's answer: counted on the alert it names, never a feed row or inbox entry."""
+        f = item.alert.fields
+        if f.origin_node is None or f.ref is None:
+            return self._malformed(Topic.REPORTS, f"answer {item.alert_id} names no handheld")
+        if item.state is not VerifyState.REPORT or item.signer_role is not Role.RELAY:
+            # Without a bundle nobody can tell a relay's answer from a forged one; and only a
+            # relay heard the handheld (another key could claim any number of responders).
+            why = item.detail or "not verified" if item.state is not VerifyState.REPORT else "not a relay's"
+            line = f"answer {item.alert_id} not counted: {why}"
+            self.diagnostics.recent.append(DiagnosticLine(self.clock(), Topic.REPORTS, line))
+            return Change(diagnostics=True)
+        ref = f.ref.hex()
+        if not self.responders.add(ref, f.origin_node, word, f.issued_at_s):
+            return Change()
+        target = self.feed.get(ref)
+        if target is None:
+            return Change()  # counted once the alert arrives (_add_item)
+        target.responding = self.responders.responding(ref)
+        return Change(feed_id=ref)
 
     def _reject(self, topic: Topic, item: FeedItem) -> Change:
         d = self.diagnostics
@@ -433,6 +249,7 @@ class Model:
         self._arrivals += 1
         item.arrival = self._arrivals
         self.feed[item.alert_id] = item
+        item.responding = self.responders.responding(item.alert_id)
         for relay, event, reason in self._pending_events.pop(item.alert_id, []):
             item.relays.setdefault(relay, set()).add(event)
             if reason:
@@ -535,6 +352,7 @@ class Model:
             alert_id, _ = self.feed.popitem(last=False)
             self.inbox.pop(alert_id, None)
             self._replies.pop(alert_id, None)
+            self.responders.forget(alert_id)
             evicted.append(alert_id)
         return evicted
 
@@ -787,13 +605,3 @@ def _envelope(payload: bytes) -> tuple[str | None, str | None]:
         return None, None
     relay, via = doc.get("relay"), doc.get("via")
     return (relay if isinstance(relay, str) and relay else None, via if isinstance(via, str) else None)
-
-
-def _pretty(payload: bytes) -> str:
-    text = payload.decode("utf-8", errors="replace")
-    if text.lstrip().startswith("{"):
-        try:
-            return json.dumps(json.loads(text), indent=2, ensure_ascii=False)
-        except (ValueError, RecursionError):
-            return text
-    return text

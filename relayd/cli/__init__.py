@@ -9,6 +9,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from relayd import __version__
+from relayd.cli.helptext import add_verbosity, combine_verbosity, finish
 from relayd.errors import RelaydError
 
 # Command groups, in help order. A module exposes `register(subparsers)`; each subcommand
@@ -36,7 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Signed rapid-alert relay between Meshtastic LoRa radios and MQTT.",
     )
     parser.add_argument("--version", action="version", version=f"relayd {__version__}")
-    parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv for debug)")
+    add_verbosity(parser, top=True)
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for module_name in _GROUPS:
         try:
@@ -47,13 +48,24 @@ def build_parser() -> argparse.ArgumentParser:
                 continue
             raise
         module.register(subparsers)
+    finish(parser)
     return parser
 
 
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    args = build_parser().parse_args(argv)
+    combine_verbosity(args)
+    return args
+
+
+def log_level(verbose: int, quiet: int, default: int = logging.WARNING) -> int:
+    """Each -v one level more (down to DEBUG), each -q one level less (up to ERROR)."""
+    return max(logging.DEBUG, min(logging.ERROR, default - 10 * verbose + 10 * quiet))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    level = logging.WARNING - 10 * min(args.verbose, 2)
+    args = parse_args(argv)
+    level = log_level(args.verbose, args.quiet)
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     handler: Handler = args.func
     try:

@@ -38,8 +38,18 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         type=Path,
         help=f"the key's passphrase, if it has one (else ${PASSPHRASE_ENV}, else asked on the terminal)",
     )
-    comp.add_argument("--kind", required=True, choices=[k.value for k in Kind])
-    comp.add_argument("--severity", required=True, choices=[s.value for s in Severity])
+    comp.add_argument(
+        "--kind",
+        required=True,
+        choices=[k.value for k in Kind],
+        help="alert; update, cancel or allclear of an earlier alert (with --ref); test (a drill); report",
+    )
+    comp.add_argument(
+        "--severity",
+        required=True,
+        choices=[s.value for s in Severity],
+        help="urgent rings the handhelds' bell; warning, advisory and info do not",
+    )
     comp.add_argument("--expires", default=DEFAULT_EXPIRY, help="lifetime (30m, 2h) or ISO 8601 time")
     comp.add_argument("--ref", help="id of the earlier alert (for update, cancel, allclear)")
     comp.add_argument("--area", help="coarse area: a geohash prefix or a zone name")

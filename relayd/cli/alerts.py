@@ -108,7 +108,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="sign an update, cancel or all-clear of an active alert and publish it to the outbox",
     )
     end.add_argument("alert_id", help="the active alert to end (16 hex digits, or a unique prefix)")
-    end.add_argument("--kind", required=True, choices=[k.value for k in END_KINDS])
+    end.add_argument(
+        "--kind",
+        required=True,
+        choices=[k.value for k in END_KINDS],
+        help="update (with --text), cancel (retract: it was wrong) or allclear (it is over)",
+    )
     end.add_argument("--key", required=True, type=Path, help="your private NAME.key (dispatcher or verifier)")
     end.add_argument(
         "--passphrase-file",

@@ -26,11 +26,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="check the radio, broker, key, trust bundle, clock and disk of a relay",
         description=(
             "Check everything a relay needs: the radio device and its API handshake, the broker "
-            "and its credentials, the relay key, the trust bundle, the clock and the state disk. "
+            "and its credentials, whether it saves what it acknowledges, the relay "
+            "key, the trust bundle, the clock and the state disk. "
             "Prints ok/warn/fail per check with a fix; exits 1 if any check fails."
         ),
     )
-    doctor.add_argument("-c", "--config", required=True, type=Path)
+    doctor.add_argument("-c", "--config", required=True, type=Path, help="the relay's TOML config")
     doctor.add_argument("--json", action="store_true", help="machine-readable output")
     doctor.add_argument(
         "--now",
@@ -44,6 +45,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         metavar="S",
         help=f"seconds to wait for the radio and the broker (default {DEFAULT_TIMEOUT_S:g})",
     )
+    doctor.add_argument(
+        "--broker-config",
+        type=Path,
+        metavar="PATH",
+        help="the broker's Mosquitto config, to check it saves what it acknowledges "
+        "(default: /etc/mosquitto/mosquitto.conf when the broker is on this machine)",
+    )
     doctor.set_defaults(func=cmd_doctor)
 
 
@@ -56,6 +64,8 @@ def cmd_doctor(args: argparse.Namespace) -> int:
             fail("config", str(exc), f"fix the file, then `relayd check -c {args.config}`")
         ]
     else:
-        results = asyncio.run(run_checks(config, now_s=now_s, timeout_s=args.timeout))
+        results = asyncio.run(
+            run_checks(config, now_s=now_s, timeout_s=args.timeout, broker_config=args.broker_config)
+        )
     print(render_json(results) if args.json else render_text(results))
     return exit_code(results)

@@ -21,7 +21,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     sub = keys.add_subparsers(dest="keys_command", metavar="ACTION", required=True)
     new = sub.add_parser("new", help="generate a key pair: DIR/NAME.key (0600) and DIR/NAME.pub")
     new.add_argument("--name", required=True, help="display name, also the file name")
-    new.add_argument("--role", required=True, choices=[r.value for r in Role])
+    new.add_argument(
+        "--role",
+        required=True,
+        choices=[r.value for r in Role],
+        help="what the key may do: root signs trust bundles, dispatcher and verifier sign alerts, "
+        "reporter signs reports, relay wraps reports and signs its status",
+    )
     new.add_argument("--out", required=True, type=Path, help="directory to write the key files into")
     pw = new.add_mutually_exclusive_group()
     pw.add_argument(

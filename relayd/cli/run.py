@@ -11,6 +11,7 @@ import signal
 import sys
 from pathlib import Path
 
+from relayd.cli.statelock import StateLock
 from relayd.daemon.config import Config, load_config
 from relayd.errors import RelaydError
 from relayd.keystore import check_private_permissions, load_private_key, load_public_key
@@ -22,11 +23,33 @@ SHUTDOWN_DEADLINE_S = 5.0
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    run = subparsers.add_parser("run", help="run the relay daemon")
-    run.add_argument("-c", "--config", required=True, type=Path)
+    run = subparsers.add_parser(
+        "run",
+        help="run the relay daemon",
+        description=(
+            "Run the relay: bridge its radio(s) and the MQTT broker, verify, deduplicate and put "
+            "alerts on air. Logs at INFO to stderr (journald under systemd). One relayd per state "
+            "folder: a second one on the same folder refuses and names the PID holding it. "
+            "SIGTERM drains the queue and stops within 5 s."
+        ),
+    )
+    run.add_argument(
+        "-c", "--config", required=True, type=Path, metavar="FILE",
+        help="the relay's TOML config (see config/relayd.example.toml); `relayd check` validates it",
+    )  # fmt: skip
     run.set_defaults(func=cmd_run)
-    check = subparsers.add_parser("check", help="validate a config file and the files it names")
-    check.add_argument("-c", "--config", required=True, type=Path)
+    check = subparsers.add_parser(
+        "check",
+        help="validate a config file and the files it names",
+        description=(
+            "Validate a relay config and the files it names (relay key, root key, trust bundle) "
+            "without connecting to anything. Exit 0 and one summary line when all is well, 1 and "
+            "one line per problem otherwise."
+        ),
+    )
+    check.add_argument(
+        "-c", "--config", required=True, type=Path, metavar="FILE", help="the relay's TOML config to validate"
+    )
     check.set_defaults(func=cmd_check)
 
 
@@ -65,14 +88,18 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     config = load_config(args.config)
-    if args.verbose == 0:
-        logging.getLogger().setLevel(logging.INFO)
+    # The daemon's log is for operators: INFO by default, -v debug, -q warnings only.
+    verbose, quiet = getattr(args, "verbose", 0), getattr(args, "quiet", 0)
+    logging.getLogger().setLevel(
+        max(logging.DEBUG, min(logging.ERROR, logging.INFO - 10 * verbose + 10 * quiet))
+    )
     problems = validate(config)
     if problems:
         for problem in problems:
             print(f"relayd: error: {problem}", file=sys.stderr)
         return 1
-    return asyncio.run(serve(config))
+    with StateLock(config.state_dir):
+        return asyncio.run(serve(config))
 
 
 async def serve(config: Config) -> int:

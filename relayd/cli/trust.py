@@ -33,29 +33,44 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     sub = trust.add_subparsers(dest="trust_command", metavar="ACTION", required=True)
 
     init = sub.add_parser("init", help="create a new bundle (version 1) signed by the root key")
-    init.add_argument("--root-key", required=True, type=Path)
-    init.add_argument("--out", required=True, type=Path)
+    init.add_argument(
+        "--root-key", required=True, type=Path, help="the root private key that signs the bundle"
+    )
+    init.add_argument("--out", required=True, type=Path, help="where to write the new bundle (trust.json)")
     init.add_argument("--expires", default=DEFAULT_BUNDLE_LIFETIME, help="bundle lifetime (default 365d)")
     init.set_defaults(func=cmd_init)
 
     add = sub.add_parser("add", help="add or update a key; bumps the version and re-signs")
-    add.add_argument("--bundle", required=True, type=Path)
-    add.add_argument("--root-key", required=True, type=Path)
+    add.add_argument(
+        "--bundle", required=True, type=Path, help="the bundle to add to (rewritten, version + 1)"
+    )
+    add.add_argument(
+        "--root-key", required=True, type=Path, help="the root private key that re-signs the bundle"
+    )
     add.add_argument("--pub", required=True, type=Path, help="the key's NAME.pub file")
-    add.add_argument("--role", required=True, choices=[r.value for r in Role if r is not Role.ROOT])
+    add.add_argument(
+        "--role",
+        required=True,
+        choices=[r.value for r in Role if r is not Role.ROOT],
+        help="the role the key is trusted for (a key signs only what its role allows)",
+    )
     add.add_argument("--name", help="display name (default: the name in the .pub file)")
     add.add_argument("--expires", help="key expiry: a duration (90d) or an ISO 8601 time")
     add.add_argument("--bundle-expires", help="also extend the bundle's own lifetime (e.g. 365d)")
     add.set_defaults(func=cmd_add)
 
     revoke = sub.add_parser("revoke", help="revoke a key; bumps the version and re-signs")
-    revoke.add_argument("--bundle", required=True, type=Path)
-    revoke.add_argument("--root-key", required=True, type=Path)
+    revoke.add_argument(
+        "--bundle", required=True, type=Path, help="the bundle to revoke in (rewritten, version + 1)"
+    )
+    revoke.add_argument(
+        "--root-key", required=True, type=Path, help="the root private key that re-signs the bundle"
+    )
     revoke.add_argument("--key-id", required=True, help="8 hex digits, as printed by `relayd keys new`")
     revoke.set_defaults(func=cmd_revoke)
 
     show = sub.add_parser("show", help="print a bundle's version, expiry and keys")
-    show.add_argument("bundle", type=Path)
+    show.add_argument("bundle", type=Path, help="the trust bundle file (trust.json)")
     show.add_argument("--json", action="store_true", help="machine-readable output")
     show.set_defaults(func=cmd_show)
 

@@ -47,6 +47,7 @@ class ControlKind(enum.Enum):
     STATUS = "status"
     EVENT = "event"
     REPORT_NOTE = "report-note"
+    SYNC = "sync"  # catch-up after a gap (relayd/core/reconcile.py)
 
 
 class ControlRejection(enum.Enum):

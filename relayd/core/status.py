@@ -82,6 +82,9 @@ class RelayStatus:
     # peer learns that its frames reach us (suppression among RF neighbours). Relay radios
     # only, never handhelds.
     rf_heard: tuple[str, ...] = ()
+    # Texts its radio heard before relayd connected, by what became of them
+    # (relayd/core/backlog.py BacklogOutcome: late_report, old_report, ...).
+    backlog: dict[str, int] = field(default_factory=dict)
 
     @property
     def alarming(self) -> bool:
@@ -126,6 +129,7 @@ def encode_status(s: RelayStatus) -> bytes:
         "storage_error": s.storage_error,
         "trust_version": s.trust_version,
         "rf_heard": list(s.rf_heard),
+        "backlog": dict(sorted(s.backlog.items())),
     }
     return json.dumps(doc, separators=(",", ":")).encode()
 
@@ -257,6 +261,7 @@ def parse_status(payload: bytes) -> RelayStatus:
     drops = _counts(_obj(doc, "drops"), "drops", None)
     malformed = _counts(_obj(doc, "malformed"), "malformed", None)
     unverified = _counts(_obj(doc, "unverified"), "unverified", None)
+    backlog = _counts(_obj(doc, "backlog"), "backlog", None)
     history = airtime.get("history_s", [])
     if not isinstance(history, list) or len(history) > MAX_HISTORY_POINTS:
         raise MalformedMessage("'airtime.history_s' must be a list of numbers")
@@ -300,6 +305,7 @@ def parse_status(payload: bytes) -> RelayStatus:
         storage_error=_opt_str(doc, "storage_error"),
         trust_version=trust_version,
         rf_heard=tuple(rf_heard),
+        backlog=backlog,
     )
 
 

@@ -6,6 +6,13 @@ returns, which is before our handler has committed the alert to SQLite; a `kill 
 between would lose it. We switch paho to manual acknowledgement (its `manual_ack_set`,
 reached through aiomqtt's client) and ack after the handler returns, so the broker
 redelivers anything we had not stored.
+
+When the state disk has failed, storing is not possible: the handler then returns a
+future (relayd/daemon/ackgate.py) and the acknowledgement waits until it is done, which is
+once the alert's outcome is known (on air, suppressed, expired...). Meanwhile the broker
+keeps the message, and redelivers it if we crash or reconnect. The broker sends at most its
+in-flight limit of unacknowledged messages (Mosquitto: `max_inflight_messages`, 20), so a
+relay with a failed disk is paced by its radio: the broker holds the rest.
 """
 
 from __future__ import annotations
@@ -22,6 +29,7 @@ from dataclasses import dataclass
 import aiomqtt
 import paho.mqtt.client as paho
 
+from relayd.core.linkhints import broker_failure, errno_of, retry_line
 from relayd.core.status import LinkState
 from relayd.daemon.config import MqttConfig
 from relayd.daemon.linkstate import LinkStateTracker
@@ -40,7 +48,8 @@ class Incoming:
     retain: bool
 
 
-Handler = Callable[[Incoming], Awaitable[None]]
+# None: acknowledge now. A future: acknowledge once it is done (not if it is cancelled).
+Handler = Callable[[Incoming], Awaitable[asyncio.Future[None] | None]]
 
 
 # Nagle's algorithm off (TCP_NODELAY), set by aiomqtt on the socket it connects. With Nagle
@@ -93,6 +102,7 @@ class MqttLink(LinkStateTracker):
         self._will_payload = will_payload
         self._on_connect = on_connect
         self._client: aiomqtt.Client | None = None
+        self._deferred: set[asyncio.Task[None]] = set()
         self.connects = 0
         self.last_error: str | None = None
 
@@ -129,7 +139,9 @@ class MqttLink(LinkStateTracker):
     async def run(self) -> None:
         backoff = BACKOFF_INITIAL_S
         rng = random.Random()
+        attempt = 0  # failures since the last good connection
         while True:
+            failure: str | None = None
             self._set_state(LinkState.CONNECTING)
             client = self._make_client()
             try:
@@ -142,24 +154,54 @@ class MqttLink(LinkStateTracker):
                     self._set_state(LinkState.CONNECTED)
                     log.info("broker %s:%d connected", self.config.host, self.config.port)
                     backoff = BACKOFF_INITIAL_S
+                    attempt = 0
                     if self._on_connect is not None:
                         await self._on_connect()
                     async for message in client.messages:
                         payload = message.payload
                         data = payload if isinstance(payload, bytes) else str(payload or "").encode()
-                        await self._handler(Incoming(message.topic.value, data, bool(message.retain)))
-                        if message.qos > 0:
+                        after = await self._handler(Incoming(message.topic.value, data, bool(message.retain)))
+                        if message.qos == 0:
+                            continue
+                        if after is None:
                             paho_client(client).ack(message.mid, message.qos)
+                        else:
+                            self._ack_later(client, message.mid, message.qos, after)
             except aiomqtt.MqttError as exc:
-                text = f"broker {self.config.host}:{self.config.port} unavailable: {exc}"
-                if text != self.last_error:
-                    log.warning("%s", text)
-                self.last_error = text
+                failure = str(exc)
+                diagnosis = broker_failure(failure, errno_of(exc))
             finally:
                 self._client = None
                 self._set_state(LinkState.DISCONNECTED)
-            await asyncio.sleep(backoff * rng.uniform(0.5, 1.5))
+            delay = backoff * rng.uniform(0.5, 1.5)
+            if failure is not None:
+                attempt += 1
+                where = f"broker {self.config.host}:{self.config.port}"
+                text = f"{where} unavailable: {failure}"
+                # Every retry is logged, with its backoff and what to check; a new kind of
+                # failure is a warning, the same one again is INFO.
+                level = logging.INFO if text == self.last_error else logging.WARNING
+                log.log(level, "%s", retry_line(where, f"unavailable: {failure}", diagnosis, attempt, delay))
+                self.last_error = text
+            await asyncio.sleep(delay)
             backoff = min(backoff * 2, BACKOFF_MAX_S)
+
+    @property
+    def unacknowledged(self) -> int:
+        """Deliveries held unacknowledged until their alert's outcome is known."""
+        return len(self._deferred)
+
+    def _ack_later(self, client: aiomqtt.Client, mid: int, qos: int, after: asyncio.Future[None]) -> None:
+        async def ack() -> None:
+            await asyncio.shield(after)
+            # A message id belongs to one connection: after a reconnect the broker has
+            # redelivered the message under a new id, and that delivery is acked instead.
+            if self._client is client and self.connected:
+                paho_client(client).ack(mid, qos)
+
+        task = asyncio.get_running_loop().create_task(ack())
+        self._deferred.add(task)
+        task.add_done_callback(self._deferred.discard)
 
     async def publish(self, topic: str, payload: bytes, *, retain: bool = False) -> bool:
         """Publish at QoS 1 and wait for the broker's PUBACK. False if not connected/failed."""

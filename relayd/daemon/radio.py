@@ -44,6 +44,7 @@ from dataclasses import dataclass
 from google.protobuf.message import DecodeError
 from meshtastic.protobuf import admin_pb2, mesh_pb2
 
+from relayd.core.linkhints import errno_of, radio_failure, retry_line
 from relayd.core.status import LinkState
 from relayd.daemon.config import RadioConfig
 from relayd.daemon.linkstate import LinkStateTracker
@@ -142,6 +143,10 @@ class ReceivedText:
     # Received by the radio before we connected (while relayd restarted or the cable was
     # out): not news to relay, but still evidence of what went on air meanwhile.
     backlog: bool = False
+    # A Meshtastic reply or tapback: the packet id it answers (0: none), and whether the
+    # payload is an emoji (relayd/core/replies.py reads both).
+    reply_id: int = 0
+    emoji: bool = False
 
     @property
     def is_direct(self) -> bool:
@@ -339,28 +344,45 @@ class RadioLink(LinkStateTracker):
 
     async def run(self) -> None:
         backoff = BACKOFF_INITIAL_S
+        attempt = 0  # failures since the radio last stayed up
         while True:
             self._set_state(LinkState.CONNECTING)
+            diagnosis = None
             try:
                 transport = await self._open()
             except (OSError, TimeoutError) as exc:
-                self._fail(f"cannot connect to {self.config.label}: {exc}")
+                message = f"cannot connect to {self.config.label}: {exc or 'timed out'}"
+                diagnosis = radio_failure(str(exc), errno_of(exc), timeout=isinstance(exc, TimeoutError))
             else:
                 try:
                     await self._session(transport)
                     backoff = BACKOFF_INITIAL_S
                 except (OSError, TimeoutError, ConnectionError, RadioUnavailableError) as exc:
-                    self._fail(f"radio {self.name} link lost: {exc}")
+                    message = f"link lost: {exc or 'timed out'}"
+                    diagnosis = radio_failure(str(exc), errno_of(exc), timeout=isinstance(exc, TimeoutError))
                     if self.connected_at_s and time.time() - self.connected_at_s > 10:
-                        backoff = BACKOFF_INITIAL_S
+                        backoff, attempt = BACKOFF_INITIAL_S, 0
                 finally:
                     await self._teardown(transport)
             # Jittered exponential backoff: relays that lost power together must not
             # hammer a shared TCP radio in lockstep.
             delay = backoff * self._rng.uniform(0.5, 1.5)
-            log.info("radio %s: reconnecting in %.1f s", self.name, delay)
+            if diagnosis is not None:
+                attempt += 1
+                self._fail_retry(
+                    message, retry_line(f"radio {self.name}", message, diagnosis, attempt, delay)
+                )
+            else:
+                log.info("radio %s: reconnecting in %.1f s", self.name, delay)
             await asyncio.sleep(delay)
             backoff = min(backoff * 2, BACKOFF_MAX_S)
+
+    def _fail_retry(self, message: str, line: str) -> None:
+        """Every retry is logged with its backoff and a hint; a new failure is a warning."""
+        text = f"radio {self.name} {message}"
+        log.log(logging.INFO if text == self.last_error else logging.WARNING, "%s", line)
+        self.last_error = text
+        self._set_state(LinkState.DISCONNECTED)
 
     def _fail(self, message: str) -> None:
         if message != self.last_error:
@@ -585,8 +607,8 @@ class RadioLink(LinkStateTracker):
         # A packet without a receive time after we set the radio's clock was received
         # before we set it, so before we connected.
         backlog = backlog or self._is_backlog(rx_time)
-        if rx_time == 0.0:
-            rx_time = time.time()
+        if rx_time == 0.0 and not backlog:
+            rx_time = time.time()  # backlog keeps 0: when it was heard is not known
         if backlog:
             self.skipped_backlog += 1
         self._on_text(
@@ -601,6 +623,8 @@ class RadioLink(LinkStateTracker):
                 hop_start=int(p.hop_start),
                 hop_limit=int(p.hop_limit),
                 backlog=backlog,
+                reply_id=int(p.decoded.reply_id),
+                emoji=bool(p.decoded.emoji),
             )
         )
 

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field, replace
 from relayd import BUILD_EPOCH_S, __version__
 from relayd.core.airtime import MAX_DATA_PAYLOAD_BYTES, MAX_PKI_DM_PAYLOAD_BYTES, mesh_frame_time_on_air_s
 from relayd.core.authority import Held, ReferenceHold
+from relayd.core.backlog import BacklogOutcome, backlog_route, late_report_text
 from relayd.core.catchup import ActiveFrame, CatchupPolicy, LateJoiners
 from relayd.core.clockrule import (
     ClockAssessment,
@@ -57,8 +58,11 @@ from relayd.core.jsonform import (
 )
 from relayd.core.model import AlertFields, DropReason, Kind, Role, Severity, SignedAlert
 from relayd.core.notice import ForgeryNotices, claims_to_be_an_alert, is_notice
+from relayd.core.packetid import first_packet_id
 from relayd.core.ratelimit import RateLimit, TokenBuckets
+from relayd.core.readiness import RadioSummary, Readiness, ready_line
 from relayd.core.replay import ReplayWindows
+from relayd.core.replies import ReplyDesk, ReplyOutcome, parse_reply
 from relayd.core.scheduler import AirtimeScheduler, QueueItem, Ready, Wait
 from relayd.core.status import (
     EventKind,
@@ -100,6 +104,7 @@ from relayd.daemon.radio import (
     SendRejectedError,
 )
 from relayd.daemon.storage import QueuedRow, Storage, StorageError
+from relayd.daemon.sync import SyncLink
 from relayd.errors import RelaydError
 from relayd.keystore import load_private_key, load_public_key
 from relayd.meshapi.packets import BROADCAST_NUM, node_id
@@ -120,6 +125,8 @@ _UNAUTHENTICATED = frozenset(
     {DropReason.MALFORMED, DropReason.BAD_SIGNATURE, DropReason.UNKNOWN_KEY, DropReason.DUPLICATE}
 )
 _EVENT_RATE = RateLimit(burst=50, per_s=10.0)
+# Drop lines at INFO: a burst of 30, then one a second (the rest are DEBUG and in the summary).
+_DROP_LOG_RATE = RateLimit(burst=30, per_s=1.0)
 # An MQTT alert issued longer ago than this is treated as backlog, not fresh news.
 STALE_AFTER_S = 2.0
 # Keep this many slots of the radio's transmit queue (firmware MAX_TX_QUEUE = 16) free for
@@ -168,6 +175,8 @@ class Counters:
     forgery_notices: int = 0  # notices broadcast about forgeries heard on RF
     unconfirmed: int = 0  # frames left with a radio that never said they went on air
     catchup_dms: int = 0  # active alerts sent by DM to handhelds switched on late
+    # Texts heard before relayd connected, by BacklogOutcome value (status "backlog").
+    backlog: Counter[str] = field(default_factory=Counter)
     trust_refused: int = 0
     storage_errors: int = 0
     send_retries: int = 0
@@ -290,6 +299,9 @@ class Relay:
         self._report_holds: dict[tuple[int, int], tuple[float, ReceivedText]] = {}
         self._report_buckets: BoundedMap[int, tuple[float, float]] = BoundedMap(REPORT_SENDERS_MAX)
         # Active alerts a late-joining handheld is sent by DM (relayd/core/catchup.py).
+        # Responders' answers to alerts (relayd/core/replies.py): wrapped like reports.
+        self.replies = ReplyDesk()
+        self.readiness = Readiness()  # the operator's "ready" line (relayd/core/readiness.py)
         self.late_joiners = LateJoiners(
             self.clock(), CatchupPolicy(absent_s=config.catchup_after_s / time_scale)
         )
@@ -309,11 +321,14 @@ class Relay:
         self._bundle_mtime = self._file_mtime()
         # Write-ahead packet ids of frames that may have gone out just before a crash.
         self._resend_ids: dict[bytes, int] = {}
+        self._mqtt_alert: bytes | None = None  # the alert in the MQTT message being handled
         self._clock_steps.observe(self.clock(), self._monotonic())
         self.clock_assessment = self._assess_clock()
         self._restore_queue()
         self._check_own_key()
         from relayd.daemon.mqtt import MqttLink  # noqa: PLC0415 - keep aiomqtt out of `relayd check`
+
+        self.sync = SyncLink(self)  # catch-up after a gap (relayd/core/reconcile.py)
 
         self.mqtt = MqttLink(
             config.mqtt,
@@ -324,6 +339,7 @@ class Relay:
                 self.topics.trust,
                 self.topics.status_wildcard,
                 self.topics.events_wildcard,
+                self.sync.wildcard,
             ],
             handler=self._on_mqtt,
             will_topic=self.topics.status(config.relay_id),
@@ -375,18 +391,18 @@ class Relay:
                 continue
             self._queued_rows[row.alert_id] = row
             if row.packet_id is not None:
-                # In doubt: it may have gone out just before a crash. Resend with the same
-                # packet id; the mesh drops it as a duplicate if it did.
-                self._enqueue(row, row.packet_id)
-            else:
-                # While we were down a neighbour probably covered it; its "transmitted" event
-                # waits in our persistent MQTT session. Hold a little longer than a fresh
-                # alert so that event (or the RF copy) arrives before we decide.
-                peers = rank_peers(
-                    self.config.relay_id, self.peer_nodes, self._neighbour_memory(), self.rank_scope
-                )
-                delay = self.suppressor.delay_s(row.alert_id, peers) + 2 * self.suppressor.slot_s
-                self.suppressor.restore(row.alert_id, max(row.release_at_s, now + delay), now)
+                # In doubt: it may have gone out just before a crash. It keeps its packet id
+                # (the mesh drops the resend as a duplicate if it did), and waits like the
+                # rest: a neighbour that covered it meanwhile makes it moot.
+                self._resend_ids[row.alert_id] = row.packet_id
+            # While we were down a neighbour probably covered it; its "transmitted" event
+            # waits in our persistent MQTT session. Hold a little longer than a fresh
+            # alert so that event (or the RF copy) arrives before we decide.
+            peers = rank_peers(
+                self.config.relay_id, self.peer_nodes, self._neighbour_memory(), self.rank_scope
+            )
+            delay = self.suppressor.delay_s(row.alert_id, peers) + 2 * self.suppressor.slot_s
+            self.suppressor.restore(row.alert_id, max(row.release_at_s, now + delay), now)
 
     def _check_own_key(self) -> None:
         """Peers and consoles believe our status and events only if the bundle binds our key
@@ -488,8 +504,9 @@ class Relay:
             self.storage_error = str(exc)
             self._status_dirty.set()
             return False
-        if self.storage_error is not None:
-            self.storage_error = None
+        if self.storage_error != self.storage.error:
+            # Cleared only once the kind of write that failed has succeeded (storage.py).
+            self.storage_error = self.storage.error
             self._status_dirty.set()
         return True
 
@@ -497,11 +514,20 @@ class Relay:
         reason = verdict.reason or DropReason.MALFORMED
         self.counters.drops[reason.value] += 1
         alert_id = verdict.alert.id_hex if verdict.alert else ""
-        # Never the text at INFO (privacy). Per-frame lines are DEBUG; INFO gets a summary
-        # at most every DROP_LOG_INTERVAL_S, so a flood of forgeries cannot flood the log.
-        log.debug("dropped %s from %s: %s (%s)", alert_id or "frame", via, reason.value, verdict.detail)
-        self._drops_since_log[reason.value] += 1
+        # Never the text at INFO (privacy). Each drop of an identified frame is an INFO line
+        # with its id, within a budget so a flood of forgeries cannot flood the log; the rest
+        # (and duplicates, the mesh's normal echo) are DEBUG, summed at INFO every
+        # DROP_LOG_INTERVAL_S.
         now = self.clock()
+        if (
+            alert_id
+            and reason is not DropReason.DUPLICATE
+            and self._event_budget.allow(b"log", _DROP_LOG_RATE, now)
+        ):
+            log.info("dropped %s from %s: %s", alert_id, via, reason.value)
+        else:
+            log.debug("dropped %s from %s: %s (%s)", alert_id or "frame", via, reason.value, verdict.detail)
+        self._drops_since_log[reason.value] += 1
         if now - self._drops_logged_at >= DROP_LOG_INTERVAL_S:
             summary = ", ".join(f"{r} {n}" for r, n in sorted(self._drops_since_log.items()))
             log.info("dropped since last report: %s", summary)
@@ -633,6 +659,7 @@ class Relay:
                 alert.alert_id, alert.onair, f.severity.rank, f.issued_at_s, f.expires_at_s, release, None
             )
             self._queued_rows[alert.alert_id] = row
+        self.sync.reconciler.accepted(alert, heard_on_rf=via == "rf")
         if f.kind in (Kind.ALERT, Kind.UPDATE, Kind.TEST):
             self._active_refs[alert.alert_id] = f.ref
         elif f.kind in (Kind.CANCEL, Kind.ALLCLEAR) and f.ref is not None:
@@ -819,13 +846,25 @@ class Relay:
             self._notice_holds.pop(hashlib.sha256(text.encode()).digest()[:8], None)
             self.counters.ignored_text += 1
             return
-        is_report_channel = (
-            self.config.reports_channel is not None and rt.channel == self.config.reports_channel
+        reply = self.replies.consider(
+            rt.from_node,
+            rt.packet_id,
+            text,
+            reply_id=rt.reply_id,
+            emoji=rt.emoji,
+            active=self._active_frames.values(),
+            now_s=self.clock(),
+            time_scale=self.time_scale,
         )
-        if text.startswith(self.config.report_prefix) or (is_report_channel and "\n" not in text):
+        if reply is not None:
+            self._on_reply(rt, reply)
+            return
+        if self._is_report(rt, text):
             self._hold_report(rt, text)
             return
         verdict = self._verify(rt.payload, "rf")
+        if verdict.alert is not None:
+            self.replies.packets.note(rt.packet_id, verdict.alert.alert_id)  # for tapbacks
         if self._hold_for_reference(verdict, rt.payload, "rf"):
             return
         if verdict.ok:
@@ -843,16 +882,54 @@ class Relay:
         self._drop(verdict, "rf")
 
     def _on_backlog_text(self, rt: ReceivedText) -> None:
-        """A text our radio heard while we were not connected. Not news to act on (no report,
-        no notice, no ack), but what it says went on air is evidence: a neighbour's copy of an
-        alert we hold means we stand down, and its radio is one we hear."""
+        """A text our radio heard while we were not connected (relayd/core/backlog.py). Not
+        news to put on air (no notice, no ack), but a field report still reaches dispatchers,
+        marked late, and what went on air is evidence: a neighbour's copy of an alert we hold
+        means we stand down, and its radio is one we hear. Every text is counted."""
         self._note_heard_node(rt.from_node)
-        verdict = self._verify(rt.payload, "rf")
-        if verdict.ok:
-            self.counters.heard += 1
-            self._accept(verdict, "rf", queue=False)
-        elif verdict.reason is DropReason.DUPLICATE and verdict.alert is not None:
-            self._heard_copy(verdict.alert.alert_id, "rf, heard while the link was down")
+        outcome = self._backlog_news(rt)
+        if outcome is None:
+            verdict = self._verify(rt.payload, "rf")
+            outcome = BacklogOutcome.ALERT if verdict.ok else BacklogOutcome.OTHER
+            if verdict.ok:
+                self.counters.heard += 1
+                self._accept(verdict, "rf", queue=False)
+            elif verdict.reason is DropReason.DUPLICATE and verdict.alert is not None:
+                self._heard_copy(verdict.alert.alert_id, "rf, heard while the link was down")
+                outcome = BacklogOutcome.ALERT
+        self.counters.backlog[outcome.value] += 1
+        log.info("heard before relayd connected: %s", outcome.value)  # never its text
+        self._status_dirty.set()
+
+    def _backlog_news(self, rt: ReceivedText) -> BacklogOutcome | None:
+        try:
+            text = rt.payload.decode("utf-8")
+        except UnicodeDecodeError:
+            return BacklogOutcome.OTHER
+        outcome = backlog_route(
+            is_answer=parse_reply(text, emoji=rt.emoji) is not None,
+            reply_id=rt.reply_id,
+            is_report=self._is_report(rt, text),
+            heard_at_s=rt.rx_time_s,
+            now_s=self.clock(),
+        )
+        if outcome is BacklogOutcome.LATE_REPORT:
+            self._hold_report(rt, text)
+        elif outcome is BacklogOutcome.LATE_ANSWER:
+            reply = self.replies.consider(
+                rt.from_node, rt.packet_id, text, reply_id=rt.reply_id, emoji=rt.emoji,
+                active=self._active_frames.values(), now_s=self.clock(), time_scale=self.time_scale,
+            )  # fmt: skip
+            if reply is None or reply.wrapped is None:
+                return BacklogOutcome.UNATTRIBUTED
+            self._on_reply(rt, reply)
+        return outcome
+
+    def _is_report(self, rt: ReceivedText, text: str) -> bool:
+        is_report_channel = (
+            self.config.reports_channel is not None and rt.channel == self.config.reports_channel
+        )
+        return text.startswith(self.config.report_prefix) or (is_report_channel and "\n" not in text)
 
     def _answer_forgery(self, text: str, reason: DropReason | None) -> None:
         """Handhelds cannot verify: tell them a frame that looked like an alert was not one
@@ -870,6 +947,7 @@ class Relay:
     def _heard_copy(self, alert_id: bytes, source: str = "rf") -> None:
         """Another relay put this alert on air: stand down if we were going to."""
         self._heard_on_air[alert_id] = None
+        self.sync.reconciler.heard(alert_id)
         if len(self._heard_on_air) > HEARD_ON_AIR_MAX:
             self._heard_on_air.popitem(last=False)
         held = self.suppressor.heard_on_rf(alert_id)
@@ -885,12 +963,19 @@ class Relay:
             log.info("suppressed %s: %s", alert_id.hex(), source)
             self._status_dirty.set()
 
-    def _hold_report(self, rt: ReceivedText, text: str) -> None:
+    def _on_reply(self, rt: ReceivedText, reply: ReplyOutcome) -> None:
+        """A responder's answer: published like a report (one relay of an area), no ack."""
+        if reply.drop is not None:
+            self._drop(Verdict(reply.drop, reply.detail), "rf")
+        elif (rt.from_node, rt.packet_id) not in self._reports_seen:
+            self._hold_report(rt, rt.payload.decode("utf-8"), limited=False)
+
+    def _hold_report(self, rt: ReceivedText, text: str, *, limited: bool = True) -> None:
         key = (rt.from_node, rt.packet_id)
         if key in self._reports_seen:
             return
         self._remember_report(key)
-        if not self._report_allowed(rt.from_node):
+        if limited and not self._report_allowed(rt.from_node):
             self.counters.drops[DropReason.RATE_LIMITED.value] += 1
             log.info("report from a handheld over its rate limit: dropped")
             self._status_dirty.set()
@@ -915,10 +1000,13 @@ class Relay:
         self._reports_seen.put(key, None)
 
     def _publish_report(self, rt: ReceivedText) -> None:
-        text = rt.payload.decode("utf-8")
-        if text.startswith(self.config.report_prefix):
+        reply = self.replies.take(rt.from_node, rt.packet_id)
+        text = reply.text if reply is not None else rt.payload.decode("utf-8")
+        if reply is None and text.startswith(self.config.report_prefix):
             text = text[len(self.config.report_prefix) :]
         text = _CONTROL_RE.sub(" ", text).strip() or "(empty report)"
+        if rt.backlog:
+            text = late_report_text(text, rt.rx_time_s)
         now = int(self.clock())
         seqs: list[int] = []
         if not self._storage_call(lambda: seqs.append(self.storage.next_relay_seq())):
@@ -934,6 +1022,7 @@ class Relay:
             expires_at_s=now + REPORT_LIFETIME_S,
             text=text.encode("utf-8")[:400].decode("utf-8", "ignore") or "(empty report)",
             origin_node=rt.from_node,
+            ref=reply.ref if reply is not None else None,
         )
         alert = compose(fields, self.identity.sign).to_signed_alert()
         envelope = Envelope(
@@ -956,9 +1045,9 @@ class Relay:
         self.counters.reports += 1
         self._event(EventKind.REPORT, alert.id_hex, "rf")
         # The handheld's node id is DEBUG only: at INFO a seized relay's log would list who reported.
-        log.info("report %s wrapped and queued for dispatchers", alert.id_hex)
+        log.info("%s %s wrapped and queued for dispatchers", "reply" if reply else "report", alert.id_hex)
         log.debug("report %s came from %s", alert.id_hex, node_id(rt.from_node))
-        if self.config.ack_text:
+        if self.config.ack_text and reply is None and not rt.backlog:  # answers, late reports: no airtime
             ack = QueueItem(
                 alert_id=b"ack" + rt.packet_id.to_bytes(4, "big") + rt.from_node.to_bytes(4, "big"),
                 onair=self.config.ack_text,
@@ -977,18 +1066,21 @@ class Relay:
     # -- from MQTT --------------------------------------------------------------------
 
     async def _on_mqtt_connect(self) -> None:
+        self.sync.on_connect()
         self._publish_wake.set()
         self._status_dirty.set()
         await self._publish_status()
 
-    async def _on_mqtt(self, msg: Incoming) -> None:
-        """One message from the broker. Never raises: the link acknowledges it afterwards.
+    async def _on_mqtt(self, msg: Incoming) -> asyncio.Future[None] | None:
+        """One message from the broker. Never raises: the link acknowledges it afterwards,
+        or, for an alert not stored (a failed disk), once the returned future is done.
 
         Whatever cannot be used is counted as malformed under its topic kind and dropped;
         an exception escaping here would end the MQTT task (and the relay), and a retained
         or unacknowledged message would do it again on every restart.
         """
         kind = self.topics.kind_of(msg.topic)
+        self._mqtt_alert = None
         try:
             self._dispatch_mqtt(kind, msg)
         except MalformedMessage as exc:
@@ -997,6 +1089,7 @@ class Relay:
             log.warning("could not handle a message on %s", kind.value, exc_info=True)
             self.counters.handler_errors += 1
             self._malformed(kind, "handler error")
+        return self.storage.unsafe.after(self._mqtt_alert)
 
     def _malformed(self, kind: TopicKind, detail: str) -> None:
         self.counters.malformed[kind.value] += 1
@@ -1005,11 +1098,16 @@ class Relay:
 
     def _dispatch_mqtt(self, kind: TopicKind, msg: Incoming) -> None:
         topic = msg.topic
+        if (sync_relay := self.sync.relay_of(topic)) is not None:
+            self.sync.handle(sync_relay, msg.payload)
+            return
         if kind is TopicKind.TRUST:
             self._on_trust(msg.payload)
             return
         if kind in (TopicKind.STATUS, TopicKind.EVENTS):
             relay = self.topics.relay_of(topic)
+            if relay == self.config.relay_id and kind is TopicKind.STATUS:
+                self.sync.own_status(msg.retain and bool(msg.payload))
             if relay is None or relay == self.config.relay_id:
                 return
             if kind is TopicKind.STATUS:
@@ -1031,6 +1129,7 @@ class Relay:
             self._drop(Verdict(DropReason.MALFORMED, exc.detail), "mqtt")
             return
         verdict = self._verify(onair, "mqtt")
+        self._mqtt_alert = verdict.alert.alert_id if verdict.alert is not None else None
         if self._hold_for_reference(verdict, onair, "mqtt"):
             return
         if not verdict.ok:
@@ -1342,8 +1441,9 @@ class Relay:
     async def _transmit(self, radio: RadioLink, scheduler: AirtimeScheduler, item: QueueItem) -> None:
         is_ack = item.to_node is not None
         resend_id = self._resend_ids.pop(item.alert_id, None)
-        packet_id = resend_id or radio.fresh_packet_id()
-        if not is_ack and resend_id is None:
+        first = not is_ack and resend_id is None and item.alert_id not in self._send_attempts
+        packet_id = resend_id or (first_packet_id(item.alert_id) if first else radio.fresh_packet_id())
+        if not is_ack and resend_id is None and not first:
             self._storage_call(lambda: self.storage.mark_transmitting(item.alert_id, packet_id))
         try:
             await radio.send_text(
@@ -1389,6 +1489,7 @@ class Relay:
         wait_s = (ACK_WAIT_S if item.to_node is None else REFUSAL_GRACE_S) / self.time_scale
         self._in_flight[packet_id] = InFlight(radio_name, item, self.clock() + wait_s, ignored)
         if item.to_node is None:
+            self.replies.packets.note(packet_id, item.alert_id)  # what a tapback will name
             # Peers stand down now rather than after the firmware's confirmation, which may
             # come several frames later on a busy channel; we own the frame until then.
             self._event(EventKind.TAKEN, item.alert_id.hex(), f"radio:{radio_name}")
@@ -1411,6 +1512,7 @@ class Relay:
         if item.to_node is not None:
             return
         self._leave_queue(item.alert_id, "transmitted", flight.radio)
+        self.sync.reconciler.aired(item.alert_id)
         self.counters.transmitted += 1
         self._event(EventKind.TRANSMITTED, item.alert_id.hex(), "rf")
         self._status_dirty.set()
@@ -1564,7 +1666,22 @@ class Relay:
     def _on_link_state(self, link: object) -> None:
         if isinstance(link, RadioLink) and not link.connected:
             self._on_radio_lost(link)
+        elif isinstance(link, RadioLink):
+            self.sync.ask()
+        said = self.readiness.update(all(r.connected for r in self.radios), self.mqtt.connected)
+        if said is not None:
+            log.info("%s", self._ready_line(again=said == "ready again"))
         self._status_dirty.set()
+
+    def _ready_line(self, *, again: bool) -> str:
+        radios = [RadioSummary(r.name, r.config.label, r.firmware_version, r.connected) for r in self.radios]
+        broker = (
+            f"{'mqtts' if self.config.mqtt.tls else 'mqtt'}://{self.config.mqtt.host}:{self.config.mqtt.port}"
+        )
+        queued = sum(len(s) for s in self.schedulers.values())
+        return ready_line(
+            self.config.relay_id, radios, broker, self.verifier.bundle.version, queued, again=again
+        )
 
     def status(self) -> RelayStatus:
         now = self.clock()
@@ -1590,6 +1707,7 @@ class Relay:
             drops=dict(self.counters.drops),
             malformed=dict(self.counters.malformed),
             unverified=dict(self.counters.unverified),
+            backlog=dict(self.counters.backlog),
             last_heard_s=self._last_heard_s,
             clock_warning=self.clock_assessment.warning,
             storage_error=self.storage_error,

@@ -5,10 +5,21 @@ A power cut, a broker outage or a `kill -9` loses no accepted alert, and a resta
 re-broadcasts: an alert's acceptance (dedup id, replay window, history and queue entry) is
 one transaction, committed before the broker's delivery is acknowledged.
 Every sqlite3 error becomes StorageError so the daemon can report it in status and go on.
+
+Each write says which promise it makes (`Promise`), and only the writes that promise
+survival of a power cut pay an fsync. In WAL mode a commit at `synchronous=NORMAL` is
+appended to the WAL without an fsync: it survives a crash of the process, and reaches the
+disk at the next fsync of the WAL (the next durable commit, or a checkpoint), in order.
+docs/daemon.md, "Persistence and crashes", lists which write makes which promise.
+
+Health is kept per kind of write: a failed write of one kind is an error until a write of
+that same kind succeeds. A full disk often still takes a small write (SQLite reuses WAL
+pages) while the larger acceptance fails; a delete must not clear that.
 """
 
 from __future__ import annotations
 
+import enum
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -17,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from relayd.core.replay import WindowState
+from relayd.daemon.ackgate import UnsafeAlerts
 from relayd.errors import RelaydError
 
 SCHEMA_VERSION = 1
@@ -58,6 +70,27 @@ class StorageError(RelaydError):
     """The state database failed (full disk, read-only filesystem, corruption)."""
 
 
+class Promise(enum.Enum):
+    """What a committed write survives."""
+
+    # Fsynced before the commit returns: survives a power cut. For what someone else
+    # forgets once we say we have it (a broker's delivery, a sequence number once used).
+    POWER_CUT = "FULL"
+    # Survives a crash of relayd; a power cut may lose it (and everything after it up to
+    # the next POWER_CUT commit). Only for writes whose loss costs a repeat that the mesh
+    # or the subscribers drop as a duplicate, never an alert.
+    CRASH = "NORMAL"
+
+
+# Outcomes whose dequeue may be lost in a power cut (Promise.CRASH). The restored row is
+# harmless: a transmitted frame is sent again with the same packet id (a first attempt's id
+# is derived from the alert, a retry's was written ahead), which every handheld drops by
+# (from, id); an expired one is dropped at restore; a cancel's own acceptance, committed
+# right after with an fsync, makes the cancel's dequeue durable too. A suppressed, refused or
+# unconfirmed alert restored would go on air again under our radio's id: those are fsynced.
+CRASH_SAFE_OUTCOMES = frozenset({"transmitted", "expired", "cancelled"})
+
+
 @dataclass(frozen=True, slots=True)
 class QueuedRow:
     alert_id: bytes
@@ -80,11 +113,15 @@ class PendingPublish:
 class Storage:
     def __init__(self, path: Path) -> None:
         self.path = path
+        # Alerts accepted while their acceptance could not be stored (relayd/daemon/ackgate.py).
+        self.unsafe = UnsafeAlerts()
+        self._failures: dict[str, str] = {}
+        self._sync = Promise.POWER_CUT
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=True)
             self._db.execute("PRAGMA journal_mode=WAL")
-            # FULL: an acknowledged alert survives a power cut, not just a process crash.
+            # FULL by default; each write chooses (see Promise).
             self._db.execute("PRAGMA synchronous=FULL")
             self._db.execute("PRAGMA busy_timeout=2000")
             # Deleted rows are overwritten with zeros, not left in free pages: a seized relay's
@@ -100,9 +137,21 @@ class Storage:
     def close(self) -> None:
         self._db.close()
 
+    @property
+    def error(self) -> str | None:
+        """The newest failure of a kind of write that has not succeeded since, or None."""
+        return next(reversed(self._failures.values()), None)
+
     @contextmanager
-    def transaction(self) -> Iterator[sqlite3.Connection]:
+    def transaction(
+        self, kind: str = "write", promise: Promise = Promise.POWER_CUT
+    ) -> Iterator[sqlite3.Connection]:
+        """One write of `kind` (its health is tracked by kind), committed with `promise`."""
         try:
+            if promise is not self._sync:
+                # Allowed only outside a transaction; applies to the commits that follow.
+                self._db.execute(f"PRAGMA synchronous={promise.value}")
+                self._sync = promise
             self._db.execute("BEGIN IMMEDIATE")
             try:
                 yield self._db
@@ -113,7 +162,11 @@ class Storage:
         except sqlite3.Error as exc:
             if self._db.in_transaction:
                 self._db.execute("ROLLBACK")
-            raise StorageError(f"state database write failed: {exc}") from exc
+            message = f"state database write failed: {exc}"
+            self._failures.pop(kind, None)
+            self._failures[kind] = message
+            raise StorageError(message) from exc
+        self._failures.pop(kind, None)
 
     def _query(self, sql: str, args: tuple[object, ...] = ()) -> list[tuple[Any, ...]]:
         # sqlite3 rows are untyped; each caller converts its columns explicitly.
@@ -129,12 +182,12 @@ class Storage:
         return str(rows[0][0]) if rows else None
 
     def set_meta(self, key: str, value: str) -> None:
-        with self.transaction() as db:
+        with self.transaction("meta") as db:
             db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
 
     def next_relay_seq(self) -> int:
         """Reserve the relay key's next sequence number (persisted before use)."""
-        with self.transaction() as db:
+        with self.transaction("sequence") as db:
             row = db.execute("SELECT value FROM meta WHERE key = 'relay_seq'").fetchone()
             seq = (int(row[0]) if row else 0) + 1
             db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('relay_seq', ?)", (str(seq),))
@@ -161,8 +214,49 @@ class Storage:
     ) -> None:
         """Everything that accepting one alert changes, in one transaction, including the
         MQTT messages it causes (drained by the publisher, so a crash cannot lose them).
-        `newest_issued_s` is None for alerts that may not move the clock floor."""
-        with self.transaction() as db:
+        `newest_issued_s` is None for alerts that may not move the clock floor.
+
+        If this fails, a queued alert is held in `unsafe` until its outcome is known, so
+        that its delivery is not acknowledged to the broker before then."""
+        try:
+            self._record_accepted(
+                alert_id=alert_id,
+                key_id=key_id,
+                window=window,
+                kind=kind,
+                severity=severity,
+                via=via,
+                now_s=now_s,
+                expires_at_s=expires_at_s,
+                onair=onair,
+                queue=queue,
+                active=active,
+                newest_issued_s=newest_issued_s,
+                publishes=publishes,
+            )
+        except StorageError:
+            if queue is not None:
+                self.unsafe.hold(alert_id)
+            raise
+
+    def _record_accepted(
+        self,
+        *,
+        alert_id: bytes,
+        key_id: bytes,
+        window: WindowState | None,
+        kind: str,
+        severity: str,
+        via: str,
+        now_s: float,
+        expires_at_s: int,
+        onair: str,
+        queue: QueuedRow | None,
+        active: bool,
+        newest_issued_s: int | None,
+        publishes: list[tuple[str, bytes, bool]] | None,
+    ) -> None:
+        with self.transaction("acceptance") as db:
             for topic, payload, retain in publishes or ():
                 db.execute(
                     "INSERT INTO mqtt_pending (topic, payload, retain) VALUES (?, ?, ?)",
@@ -216,7 +310,7 @@ class Storage:
 
     def clamp_newest_issued(self, limit_s: float) -> None:
         """Lower the clock floor to `limit_s` if it is above (the clock was set)."""
-        with self.transaction() as db:
+        with self.transaction("meta") as db:
             db.execute(
                 "UPDATE meta SET value = ? WHERE key = 'newest_issued' AND CAST(value AS INTEGER) > ?",
                 (str(int(limit_s)), int(limit_s)),
@@ -249,7 +343,7 @@ class Storage:
 
     def record_requeue(self, row: QueuedRow) -> None:
         """Put an item back in the queue (the radio refused it after all)."""
-        with self.transaction() as db:
+        with self.transaction("requeue") as db:
             db.execute(
                 "INSERT OR REPLACE INTO queue VALUES (?, ?, ?, ?, ?, ?, ?)",
                 (
@@ -266,13 +360,19 @@ class Storage:
 
     def mark_transmitting(self, alert_id: bytes, packet_id: int) -> None:
         """Write-ahead: the packet id chosen before the radio write. After a crash the frame
-        is re-sent with this same id, so the mesh's (from, id) dedup drops it if it did go out."""
-        with self.transaction() as db:
+        is re-sent with this same id, so the mesh's (from, id) dedup drops it if it did go out.
+        (A first attempt needs none: its id is derived from the alert, relayd/core/packetid.py.)"""
+        with self.transaction("write_ahead") as db:
             db.execute("UPDATE queue SET packet_id = ? WHERE alert_id = ?", (packet_id, alert_id))
 
     def dequeue(self, alert_id: bytes, outcome: str) -> None:
-        """The item left the queue: transmitted, suppressed, expired or cancelled."""
-        with self.transaction() as db:
+        """The item left the queue: transmitted, suppressed, expired, cancelled, refused.
+
+        Its outcome is known, so a delivery of it held unacknowledged may be acknowledged
+        now, whether or not this write succeeds. Which outcomes need an fsync: CRASH_SAFE_OUTCOMES."""
+        self.unsafe.settle(alert_id)
+        promise = Promise.CRASH if outcome in CRASH_SAFE_OUTCOMES else Promise.POWER_CUT
+        with self.transaction("dequeue", promise) as db:
             db.execute("DELETE FROM queue WHERE alert_id = ?", (alert_id,))
             db.execute("UPDATE history SET outcome = ? WHERE alert_id = ?", (outcome, alert_id))
 
@@ -282,13 +382,14 @@ class Storage:
         return [(bytes(r[0]), int(r[1])) for r in self._query("SELECT alert_id, expires_at FROM active")]
 
     def deactivate(self, alert_id: bytes) -> None:
-        with self.transaction() as db:
+        # Lost in a power cut, the next expiry sweep deactivates it again.
+        with self.transaction("active", Promise.CRASH) as db:
             db.execute("DELETE FROM active WHERE alert_id = ?", (alert_id,))
 
     # -- MQTT store and forward ---------------------------------------------------------
 
     def add_pending(self, topic: str, payload: bytes, retain: bool) -> int:
-        with self.transaction() as db:
+        with self.transaction("pending_add") as db:
             cur = db.execute(
                 "INSERT INTO mqtt_pending (topic, payload, retain) VALUES (?, ?, ?)",
                 (topic, payload, int(retain)),
@@ -302,7 +403,9 @@ class Storage:
         return [PendingPublish(int(r[0]), str(r[1]), bytes(r[2]), bool(r[3])) for r in rows]
 
     def remove_pending(self, row_id: int) -> None:
-        with self.transaction() as db:
+        """The broker acknowledged it. Lost in a power cut, it is published again after the
+        restart: subscribers drop an alert they have by its id."""
+        with self.transaction("pending_remove", Promise.CRASH) as db:
             db.execute("DELETE FROM mqtt_pending WHERE id = ?", (row_id,))
 
     # -- retention ----------------------------------------------------------------------
@@ -311,7 +414,7 @@ class Storage:
         """Delete history older than the retention and dedup ids older than the horizon, then
         checkpoint the WAL into the database and truncate it: until then the purged text
         would still sit in the -wal file (in the pages written when it was inserted)."""
-        with self.transaction() as db:
+        with self.transaction("purge", Promise.CRASH) as db:
             n = db.execute("DELETE FROM history WHERE received_at < ?", (now_s - retention_s,)).rowcount
             db.execute("DELETE FROM seen WHERE seen_at < ?", (now_s - dedup_horizon_s,))
             db.execute("DELETE FROM active WHERE expires_at < ?", (now_s - 86400,))

@@ -3,9 +3,10 @@ modelled LoRa medium. See docs/simulator.md."""
 
 from __future__ import annotations
 
-from relayd.sim.firmware import DisplayedMessage, PhoneSession, SimRadio
+from relayd.sim.firmware import DisplayedMessage, SimRadio
 from relayd.sim.medium import AirPacket, FloodingMode, LinkQuality, Medium, MediumStats, Topology
 from relayd.sim.neighborhood import Endpoint, Neighborhood, build_medium
+from relayd.sim.phoneapi import PhoneSession
 from relayd.sim.scenario import (
     LinkSpec,
     NodeSpec,

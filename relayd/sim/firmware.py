@@ -1,10 +1,12 @@
 """The firmware side of the Meshtastic device API for one simulated radio.
 
-`SimRadio` is one radio: its node DB, channels and config, its to-phone queue, and (for a
-handheld) its screen. `PhoneSession` is one client connection to it (TCP or serial) and mirrors
-the firmware's PhoneAPI state machine (src/mesh/PhoneAPI.cpp). Neither does I/O: bytes come in
-through `PhoneSession.feed`, framed FromRadio bytes go out through the session's sink, and
-packets reach the air through a `MeshPort` (the neighborhood, which owns the medium).
+`SimRadio` is one radio: its node DB, its settings (relayd.sim.settings), what it tells a client
+in the want_config handshake (relayd.sim.handshake), its to-phone queue, what it puts on air and
+hears, and (for a handheld) its screen. `PhoneSession` (relayd.sim.phoneapi) is one client
+connection to it (TCP or serial) and mirrors the firmware's PhoneAPI state machine
+(src/mesh/PhoneAPI.cpp). None of them does I/O: bytes come in through `PhoneSession.feed`, framed
+FromRadio bytes go out through the session's sink, and packets reach the air through a `MeshPort`
+(the neighborhood, which owns the medium).
 
 The model follows Meshtastic firmware FOLLOWS_FIRMWARE (2.8.0) and is checked against it:
 tests/firmware/test_differential.py sends the same probes to this model and to a real meshtasticd
@@ -20,26 +22,39 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from enum import Enum, auto
 from typing import Any, Protocol
 
 from google.protobuf.message import DecodeError
-from meshtastic.protobuf import admin_pb2, channel_pb2, config_pb2, mesh_pb2, module_config_pb2, portnums_pb2
+from meshtastic.protobuf import admin_pb2, config_pb2, mesh_pb2, portnums_pb2
 
 from relayd.core.airtime import MESHTASTIC_HEADER_BYTES, time_on_air_s
-from relayd.meshapi.framing import StreamDecoder, encode_frame
 from relayd.meshapi.packets import (
     ADMIN_APP,
     BELL_CHAR,
     BROADCAST_NUM,
     ROUTING_APP,
     TEXT_MESSAGE_APP,
-    MalformedMessageError,
     node_id,
-    parse_to_radio,
 )
+from relayd.sim.handshake import NONCE_ONLY_CONFIG, NONCE_ONLY_NODES
 from relayd.sim.medium import CW_MAX, CW_MIN, AirPacket, Delivery, SendResult, slot_time_s
+from relayd.sim.phoneapi import ERRNO_OK, ERRNO_UNKNOWN, ROUTING_ERROR, ClientMemory, PhoneSession
 from relayd.sim.scenario import NodeSpec, Role, Scenario
+from relayd.sim.settings import RadioSettings
+
+# What callers import from here; the want_config handshake's nonces live with the handshake
+# (relayd.sim.handshake), the client session in relayd.sim.phoneapi.
+__all__ = [
+    "DEVICE_STATE_VERSION",
+    "FIRMWARE_VERSION",
+    "FOLLOWS_FIRMWARE",
+    "MAX_RX_TOPHONE",
+    "NONCE_ONLY_CONFIG",
+    "NONCE_ONLY_NODES",
+    "DisplayedMessage",
+    "MeshPort",
+    "SimRadio",
+]
 
 log = logging.getLogger(__name__)
 
@@ -50,79 +65,14 @@ FOLLOWS_FIRMWARE = "2.8.0"
 FIRMWARE_VERSION = f"{FOLLOWS_FIRMWARE}.relayd-sim"
 # DeviceMetadata.device_state_version of firmware 2.8 (DEVICESTATE_CUR_VER).
 DEVICE_STATE_VERSION = 25
-MIN_APP_VERSION = 30200
-# want_config_id nonces with a meaning (PhoneAPI SPECIAL_NONCE_ONLY_CONFIG / _ONLY_NODES).
-NONCE_ONLY_CONFIG = 69420
-NONCE_ONLY_NODES = 69421
 # Router::send: the encoded Data (with the 2-byte bitfield the firmware adds) plus the 16-byte
 # header must fit in one 255-byte LoRa frame; a PKI DM also carries 12 bytes of overhead.
 MAX_LORA_PAYLOAD_LEN = 255
 MESHTASTIC_HEADER_LENGTH = 16
 MESHTASTIC_PKC_OVERHEAD = 12
-# PhoneAPI::handleToRadioPacket rate limits per portnum (ms in the firmware): texts every 2 s
-# (plus a Routing error), position/waypoint/alert/telemetry every 10 s (queueStatus only).
-TEN_SECOND_PORTS = frozenset(
-    (
-        portnums_pb2.PortNum.POSITION_APP,
-        portnums_pb2.PortNum.WAYPOINT_APP,
-        portnums_pb2.PortNum.ALERT_APP,
-        portnums_pb2.PortNum.TELEMETRY_APP,
-    )
-)
-# FromRadio.region_presets (field 19) and ModuleConfig field 17 are newer than the protobufs of
-# the `meshtastic` package: they are carried as raw fields, with the content firmware 2.8.0 sends
-# for its defaults (the region -> legal presets map; the mesh beacon module, off).
-_FROMRADIO_REGION_PRESETS = bytes.fromhex(
-    "9a01ef010a0c0a0a000103040506070809100a0d0a0b000103040506070a0b0c0d0a0f0a0b000103040506070a0b"
-    "0c0d100a0a0f0a0b000103040506070a0b0c0d100d0a080a020e0f100e18010a080a020c0d100d18011202080112"
-    "0208021204080310011204081d100212040820100312020804120208051202080612020816120208091202080712"
-    "0208081202080a1202080b1202080c1202080e120208101202081112020812120208131202081412020815120208"
-    "1712020818120208191202081a1204081b10041204081c1004120408211004120408251005120408221005120408"
-    "2310051204082410051202080d"
-)
-_MODULECONFIG_MESH_BEACON = bytes.fromhex("8a01020805")
-# The state files a 2.8 radio lists in its handshake file manifest (FromRadio.fileInfo).
-_PREFS_FILES = (
-    "/prefs/device.proto",
-    "/prefs/nodes.proto",
-    "/prefs/channels.proto",
-    "/prefs/config.proto",
-    "/prefs/module.proto",
-)
-CANNED_MESSAGES_DEFAULT = "Hi|Bye|Yes|No|Ok"
 NODEINFO_PING_COOLDOWN_S = 60.0
 # MeshService toPhoneQueue depth (mesh-pb-constants.h MAX_RX_TOPHONE).
 MAX_RX_TOPHONE = 32
-# PhoneAPI::handleToRadioPacket: a TEXT_MESSAGE_APP packet less than TWO_SECONDS_MS after the
-# previous one from the same client connection is dropped with RATE_LIMIT_EXCEEDED.
-TEXT_RATE_LIMIT_S = 2.0
-# PhoneAPI::wasSeenRecently remembers the last 20 packet ids the client sent.
-RECENT_CLIENT_IDS = 20
-# Firmware ErrorCode values reported in QueueStatus.res (mesh/MeshTypes.h).
-ERRNO_OK = 0
-ERRNO_UNKNOWN = 32
-ERRNO_DISABLED = 34
-ROUTING_ERROR = mesh_pb2.Routing.Error
-_MAX_CHANNELS = 8
-# AdminMessage.ModuleConfigType name -> ModuleConfig field.
-_MODULE_SECTION = {
-    "MQTT_CONFIG": "mqtt",
-    "SERIAL_CONFIG": "serial",
-    "EXTNOTIF_CONFIG": "external_notification",
-    "STOREFORWARD_CONFIG": "store_forward",
-    "RANGETEST_CONFIG": "range_test",
-    "TELEMETRY_CONFIG": "telemetry",
-    "CANNEDMSG_CONFIG": "canned_message",
-    "AUDIO_CONFIG": "audio",
-    "REMOTEHARDWARE_CONFIG": "remote_hardware",
-    "NEIGHBORINFO_CONFIG": "neighbor_info",
-    "AMBIENTLIGHTING_CONFIG": "ambient_lighting",
-    "DETECTIONSENSOR_CONFIG": "detection_sensor",
-    "PAXCOUNTER_CONFIG": "paxcounter",
-    "STATUSMESSAGE_CONFIG": "statusmessage",
-    "TRAFFICMANAGEMENT_CONFIG": "traffic_management",
-    "TAK_CONFIG": "tak",
-}
 # ReliableRouter: a want_ack packet goes out NUM_RELIABLE_RETX times in all until an
 # (implicit) ACK is heard, then the client gets MAX_RETRANSMIT.
 NUM_RELIABLE_RETX = 3
@@ -159,183 +109,11 @@ class DisplayedMessage:
     text: str
     bell: bool  # the text holds BEL: external notification rings (alert_bell)
     dm: bool
+    # The packet id the message came under: what the app's reply or tapback refers to.
+    packet_id: int = 0
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), ensure_ascii=False)
-
-
-@dataclass(slots=True)
-class _ClientMemory:
-    # PhoneAPI::lastPortNumToRadio: when a packet of each portnum was last accepted (the
-    # per-portnum rate limits start from it).
-    last_port_s: dict[int, float]
-    # PhoneAPI::recentToRadioPacketIds: the last 20 client packet ids (wasSeenRecently).
-    recent_ids: deque[int]
-
-    def __init__(self) -> None:
-        self.last_port_s = {}
-        self.recent_ids = deque(maxlen=RECENT_CLIENT_IDS)
-
-
-class SessionState(Enum):
-    NOTHING = auto()  # connected, no want_config_id yet (firmware STATE_SEND_NOTHING)
-    PACKETS = auto()  # handshake done, packets flow (STATE_SEND_PACKETS)
-    CLOSED = auto()
-
-
-class PhoneSession:
-    """One client connection: framing, the config handshake and packets both ways."""
-
-    def __init__(
-        self,
-        radio: SimRadio,
-        sink: Callable[[bytes], None],
-        on_close: Callable[[], None],
-        *,
-        memory: _ClientMemory | None = None,
-    ) -> None:
-        self.radio = radio
-        self._sink = sink
-        self._on_close = on_close
-        self.decoder = StreamDecoder()
-        self.state = SessionState.NOTHING
-        self.malformed = 0
-        # What PhoneAPI remembers about its client: a TCP connection gets a fresh PhoneAPI; the
-        # serial API is one object for the radio's uptime, so a serial client that reconnects
-        # meets the same memory (radio.serial_memory).
-        memory = memory or _ClientMemory()
-        self._last_port_s = memory.last_port_s
-        self._recent_ids = memory.recent_ids
-
-    # -- input -------------------------------------------------------------------------------------
-
-    def feed(self, data: bytes) -> None:
-        for payload in self.decoder.feed(data):
-            if self.state is SessionState.CLOSED:
-                return
-            try:
-                msg = parse_to_radio(payload)
-            except MalformedMessageError:
-                # PhoneAPI::handleToRadio: "Error: ignore malformed toradio" -- link stays up.
-                self.malformed += 1
-                continue
-            self.handle(msg)
-
-    def handle(self, msg: Any) -> None:
-        which = msg.WhichOneof("payload_variant")
-        if which == "want_config_id":
-            self._send_config(int(msg.want_config_id))
-        elif which == "packet":
-            self._handle_packet(msg.packet)
-        elif which == "heartbeat":
-            if msg.heartbeat.nonce == 1:
-                # 2.8: nonce 1 is a "nodeinfo ping": a NodeInfo broadcast (at most one a minute,
-                # NodeInfoModule's short cooldown) and no answer to the client.
-                self.radio.nodeinfo_ping()
-            else:
-                # Any other heartbeat is answered with the current queue status.
-                self._send_queue_status(ERRNO_OK, 0)
-        elif which == "disconnect":
-            # PhoneAPI::close(): back to STATE_SEND_NOTHING; the transport stays open.
-            self.state = SessionState.NOTHING
-            self._last_port_s.clear()
-
-    # -- output ------------------------------------------------------------------------------------
-
-    def emit(self, fr: Any) -> None:
-        if self.state is SessionState.CLOSED:
-            return
-        fr.id = self.radio.next_from_radio_id()
-        self._sink(encode_frame(fr.SerializeToString()))
-
-    def close(self) -> None:
-        if self.state is SessionState.CLOSED:
-            return
-        self.state = SessionState.CLOSED
-        self.radio.detach(self)
-        self._on_close()
-
-    def send_rebooted(self) -> None:
-        fr = mesh_pb2.FromRadio()
-        fr.rebooted = True
-        self.emit(fr)
-
-    def push_packet(self, packet: Any) -> None:
-        fr = mesh_pb2.FromRadio()
-        fr.packet.CopyFrom(packet)
-        self.emit(fr)
-
-    @property
-    def ready(self) -> bool:
-        return self.state is SessionState.PACKETS
-
-    def _send_config(self, nonce: int) -> None:
-        for fr in self.radio.config_stream(nonce):
-            self.emit(fr)
-        self.state = SessionState.PACKETS
-        # Real radios hand over everything that queued up while no client was reading.
-        self.radio.flush_to_phone()
-
-    def send_queue_status(self, res: int, packet_id: int) -> None:
-        """MeshService::sendQueueStatusToPhone (also when a queued packet leaves the radio)."""
-        if self.ready:
-            self._send_queue_status(res, packet_id)
-
-    def _send_queue_status(self, res: int, packet_id: int) -> None:
-        fr = mesh_pb2.FromRadio()
-        fr.queueStatus.res = res
-        fr.queueStatus.free = max(self.radio.port.tx_queue_free(self.radio.name), 0)
-        fr.queueStatus.maxlen = 16
-        fr.queueStatus.mesh_packet_id = packet_id
-        self.emit(fr)
-
-    def _notify(self, level: int, reply_id: int, message: str) -> None:
-        fr = mesh_pb2.FromRadio()
-        fr.clientNotification.level = level
-        fr.clientNotification.reply_id = reply_id
-        fr.clientNotification.time = int(self.radio.wall_clock())
-        fr.clientNotification.message = message
-        self.emit(fr)
-
-    def _handle_packet(self, p: Any) -> None:
-        radio = self.radio
-        if p.id and p.id in self._recent_ids:
-            # PhoneAPI::wasSeenRecently: a resent id is ignored silently. (meshtasticd in SimRadio
-            # mode skips this check; radios on real hardware do it -- see docs/simulator.md.)
-            return
-        if p.id:
-            self._recent_ids.append(p.id)
-        portnum = p.decoded.portnum if p.HasField("decoded") else 0
-        now = radio.port.sim_now_s()
-        last = self._last_port_s.get(portnum)
-        if portnum in TEN_SECOND_PORTS and last is not None and now - last < 10.0:
-            # Dropped with a queueStatus (res 0) and nothing else.
-            self._send_queue_status(ERRNO_OK, p.id)
-            return
-        if portnum == TEXT_MESSAGE_APP and last is not None and now - last < TEXT_RATE_LIMIT_S:
-            # queueStatus (res 0!) and a Routing error from sendRoutingErrorResponse, which
-            # addresses it to the packet's `from` as the client wrote it: with from = 0 the error
-            # goes on air to node 0 and the client never sees it. The "last text" time is not
-            # updated.
-            self._send_queue_status(ERRNO_OK, p.id)
-            radio.routing_error_to(getattr(p, "from"), p, ROUTING_ERROR.RATE_LIMIT_EXCEEDED)
-            return
-        self._last_port_s[portnum] = now
-        if p.channel >= len(radio.channels_in_use()):
-            self._send_queue_status(ROUTING_ERROR.NO_CHANNEL, p.id)
-            radio.routing_to_phone(p, ROUTING_ERROR.NO_CHANNEL, from_num=radio.num)
-            return
-        if p.HasField("decoded") and not radio.fits_one_frame(p):
-            # Router::send: TOO_LARGE in queueStatus.res and a NAK to our own client (whatever
-            # `from` says: by then MeshService has set it to our node number).
-            self._send_queue_status(ROUTING_ERROR.TOO_LARGE, p.id)
-            radio.routing_to_phone(p, ROUTING_ERROR.TOO_LARGE, from_num=radio.num)
-            return
-        if portnum == ADMIN_APP and p.to in (radio.num, 0):
-            radio.handle_admin(p, self)
-            return
-        packet_id, res = radio.originate(p)
-        self._send_queue_status(ERRNO_OK if res is SendResult.QUEUED else ERRNO_UNKNOWN, packet_id)
 
 
 class SimRadio:
@@ -369,18 +147,11 @@ class SimRadio:
         # packet id -> (the packet, transmissions left) until an implicit ACK is heard
         self._want_ack_broadcasts: dict[int, tuple[AirPacket, int]] = {}
         self.last_heard: dict[int, tuple[float, float]] = {}  # node num -> (wall time, snr)
-        # What admin messages read and write (AdminModule): owner, config, module config,
-        # channels. Built from the scenario; `set_*` changes them for this radio only.
-        self.owner = self._user(spec)
-        self.config = {c.WhichOneof("payload_variant"): c for c in self._config_sections()}
-        self.module_config = {m.WhichOneof("payload_variant"): m for m in self._module_sections()}
-        self.channels = self._channel_slots()
-        self.canned_messages = CANNED_MESSAGES_DEFAULT
-        self.ringtone = ""
+        # What admin messages read and write (AdminModule): owner, config, module config, channels.
+        self.settings = RadioSettings(spec, scenario)
         self._session_passkey = self._rng.randbytes(8)
-        self._admin_edit_open = False
         self._last_nodeinfo_s: float | None = None
-        self.serial_memory = _ClientMemory()
+        self.serial_memory = ClientMemory()
 
     # -- identity / handshake ----------------------------------------------------------------------
 
@@ -393,37 +164,12 @@ class SimRadio:
         self._next_packet_id = (self._next_packet_id + 1) & 0xFFFFFFFF or 1
         return self._next_packet_id
 
-    def _user(self, spec: NodeSpec) -> Any:
-        user = mesh_pb2.User()
-        user.id = node_id(spec.num)
-        user.long_name = spec.long_name
-        user.short_name = spec.short_name
-        user.hw_model = mesh_pb2.HardwareModel.PORTDUINO
-        user.role = config_pb2.Config.DeviceConfig.Role.CLIENT
-        return user
-
-    def _channel_slots(self) -> list[Any]:
-        slots = []
-        for i in range(_MAX_CHANNELS):
-            ch = channel_pb2.Channel()
-            ch.index = i
-            if i < len(self.scenario.channels):
-                spec = self.scenario.channels[i]
-                ch.role = channel_pb2.Channel.Role.PRIMARY if i == 0 else channel_pb2.Channel.Role.SECONDARY
-                ch.settings.name = spec.name
-                ch.settings.psk = spec.psk
-            else:
-                ch.role = channel_pb2.Channel.Role.DISABLED
-            slots.append(ch)
-        return slots
-
     def channels_in_use(self) -> list[Any]:
-        return [c for c in self.channels if c.role != channel_pb2.Channel.Role.DISABLED]
+        return self.settings.channels_in_use()
 
     @property
     def hop_limit(self) -> int:
-        """config.lora.hop_limit (the scenario's, unless an admin message changed it)."""
-        return int(self.config["lora"].lora.hop_limit)
+        return self.settings.hop_limit
 
     def metadata(self) -> Any:
         md = mesh_pb2.DeviceMetadata()
@@ -436,167 +182,6 @@ class SimRadio:
         md.hw_model = mesh_pb2.HardwareModel.PORTDUINO
         md.hasPKC = True
         return md
-
-    def _node_info(self, spec: NodeSpec) -> Any:
-        fr = mesh_pb2.FromRadio()
-        if spec.num == self.num:
-            fr.node_info.num = self.num
-            fr.node_info.user.CopyFrom(self.owner)
-            fr.node_info.last_heard = int(self.wall_clock())
-            fr.node_info.is_favorite = True
-            return fr
-        fr.node_info.num = spec.num
-        fr.node_info.user.CopyFrom(self._user(spec))
-        heard = self.last_heard.get(spec.num)
-        if heard is not None:
-            fr.node_info.last_heard = int(heard[0])
-            fr.node_info.snr = heard[1]
-        return fr
-
-    def config_stream(self, nonce: int) -> list[Any]:
-        """The FromRadio sequence of the want_config handshake, in PhoneAPI's state order (2.8):
-        my_info, deviceuiConfig, own node_info, metadata, region presets, 8 channels, 10 config
-        sections, 17 module sections, the other node_infos, the file manifest, config_complete_id.
-        Nonce 69420 leaves out the other node_infos; 69421 sends only the node_infos."""
-        sc = self.scenario
-        out: list[Any] = []
-        others = [n for n in sc.nodes if n.num != self.num]
-        complete = mesh_pb2.FromRadio()
-        complete.config_complete_id = nonce
-        if nonce == NONCE_ONLY_NODES:
-            return [self._node_info(self.spec), *(self._node_info(n) for n in others), complete]
-
-        fr = mesh_pb2.FromRadio()
-        fr.my_info.my_node_num = self.num
-        fr.my_info.reboot_count = self.reboot_count
-        fr.my_info.min_app_version = MIN_APP_VERSION
-        fr.my_info.device_id = self.num.to_bytes(4, "big") * 4
-        fr.my_info.pio_env = "relayd-sim"
-        fr.my_info.nodedb_count = len(sc.nodes)
-        out.append(fr)
-
-        fr = mesh_pb2.FromRadio()
-        fr.deviceuiConfig.screen_brightness = 153
-        fr.deviceuiConfig.screen_timeout = 30
-        out.append(fr)
-
-        out.append(self._node_info(self.spec))
-
-        fr = mesh_pb2.FromRadio()
-        fr.metadata.CopyFrom(self.metadata())
-        out.append(fr)
-
-        fr = mesh_pb2.FromRadio()
-        fr.MergeFromString(_FROMRADIO_REGION_PRESETS)
-        out.append(fr)
-
-        for ch in self.channels:
-            fr = mesh_pb2.FromRadio()
-            fr.channel.CopyFrom(ch)
-            out.append(fr)
-        for section in self.config.values():
-            fr = mesh_pb2.FromRadio()
-            fr.config.CopyFrom(section)
-            out.append(fr)
-        for module in self.module_config.values():
-            fr = mesh_pb2.FromRadio()
-            fr.moduleConfig.CopyFrom(module)
-            out.append(fr)
-        fr = mesh_pb2.FromRadio()
-        fr.moduleConfig.MergeFromString(_MODULECONFIG_MESH_BEACON)
-        out.append(fr)
-
-        if nonce != NONCE_ONLY_CONFIG:
-            out.extend(self._node_info(n) for n in others)
-
-        for name in _PREFS_FILES:
-            fr = mesh_pb2.FromRadio()
-            fr.fileInfo.file_name = name
-            fr.fileInfo.size_bytes = 100
-            out.append(fr)
-
-        out.append(complete)
-        return out
-
-    def _config_sections(self) -> list[Any]:
-        sc = self.scenario
-        cfg = config_pb2.Config
-        sections = []
-        c = cfg()
-        c.device.role = cfg.DeviceConfig.Role.CLIENT
-        c.device.node_info_broadcast_secs = 10800
-        sections.append(c)
-        c = cfg()
-        c.position.position_broadcast_secs = 900
-        c.position.gps_mode = cfg.PositionConfig.GpsMode.NOT_PRESENT
-        sections.append(c)
-        c = cfg()
-        c.power.ls_secs = 300  # PhoneAPI always reports default_ls_secs
-        sections.append(c)
-        c = cfg()
-        c.network.wifi_enabled = self.spec.tcp_port is not None
-        sections.append(c)
-        c = cfg()
-        c.display.screen_on_secs = 600
-        sections.append(c)
-        c = cfg()
-        c.lora.use_preset = True
-        c.lora.modem_preset = cfg.LoRaConfig.ModemPreset.Value(sc.preset.name)
-        c.lora.region = cfg.LoRaConfig.RegionCode.Value(sc.region)
-        c.lora.hop_limit = sc.hop_limit
-        c.lora.tx_enabled = True
-        c.lora.tx_power = 27
-        c.lora.sx126x_rx_boosted_gain = True
-        sections.append(c)
-        c = cfg()
-        c.bluetooth.enabled = False
-        c.bluetooth.mode = cfg.BluetoothConfig.PairingMode.RANDOM_PIN
-        sections.append(c)
-        c = cfg()
-        c.security.public_key = self.num.to_bytes(4, "big") * 8
-        c.security.serial_enabled = True
-        sections.append(c)
-        c = cfg()
-        c.sessionkey.SetInParent()
-        sections.append(c)
-        c = cfg()
-        c.device_ui.screen_brightness = 153
-        c.device_ui.screen_timeout = 30
-        sections.append(c)
-        return sections
-
-    def _module_sections(self) -> list[Any]:
-        module_cls = module_config_pb2.ModuleConfig
-        names = (
-            "mqtt",
-            "serial",
-            "external_notification",
-            "store_forward",
-            "range_test",
-            "telemetry",
-            "canned_message",
-            "audio",
-            "remote_hardware",
-            "neighbor_info",
-            "ambient_lighting",
-            "detection_sensor",
-            "paxcounter",
-            "statusmessage",
-            "traffic_management",
-            "tak",
-        )
-        out = []
-        for n in names:
-            m = module_cls()
-            getattr(m, n).SetInParent()
-            if n == "external_notification":
-                # A text holding BEL rings the bell (ExternalNotificationModule, alert_bell).
-                m.external_notification.enabled = True
-                m.external_notification.alert_bell = True
-                m.external_notification.alert_message = False
-                m.external_notification.output_ms = 1000
-            out.append(m)
-        return out
 
     # -- client attach / detach --------------------------------------------------------------------
 
@@ -623,7 +208,7 @@ class SimRadio:
             self.session.close()
         self.to_phone.clear()
         self._want_ack_broadcasts.clear()
-        self.serial_memory = _ClientMemory()  # RAM
+        self.serial_memory = ClientMemory()  # RAM
         self.reboot_count += 1
         self.rebooted_pending = True
 
@@ -704,7 +289,7 @@ class SimRadio:
         p = mesh_pb2.MeshPacket()
         p.to = BROADCAST_NUM
         p.decoded.portnum = portnums_pb2.PortNum.NODEINFO_APP
-        p.decoded.payload = self.owner.SerializeToString()
+        p.decoded.payload = self.settings.owner.SerializeToString()
         p.hop_limit = self.hop_limit
         # MeshService::sendToMesh reports every packet it queues, the radio's own too.
         packet_id, res = self.originate(p)
@@ -724,34 +309,11 @@ class SimRadio:
             self.routing_to_phone(p, ROUTING_ERROR.BAD_REQUEST, from_num=self.num)
             return
         which = req.WhichOneof("payload_variant")
-        resp = admin_pb2.AdminMessage()
-        cfg_types = admin_pb2.AdminMessage.ConfigType
-        mod_types = admin_pb2.AdminMessage.ModuleConfigType
-        if which == "get_owner_request":
-            resp.get_owner_response.CopyFrom(self.owner)
-        elif which == "get_config_request":
-            name = cfg_types.Name(req.get_config_request).removesuffix("_CONFIG").lower()
-            name = "device_ui" if name == "deviceui" else name
-            section = self.config.get(name)
-            if section is not None:
-                resp.get_config_response.CopyFrom(section)
-        elif which == "get_module_config_request":
-            name = _MODULE_SECTION.get(mod_types.Name(req.get_module_config_request), "")
-            module = self.module_config.get(name)
-            if module is not None:
-                resp.get_module_config_response.CopyFrom(module)
-        elif which == "get_channel_request":
-            index = req.get_channel_request - 1
-            if 0 <= index < len(self.channels):
-                resp.get_channel_response.CopyFrom(self.channels[index])
-        elif which == "get_canned_message_module_messages_request":
-            resp.get_canned_message_module_messages_response = self.canned_messages
-        elif which == "get_ringtone_request":
-            resp.get_ringtone_response = self.ringtone
-        elif which == "get_device_metadata_request":
+        if which == "get_device_metadata_request":
+            resp = admin_pb2.AdminMessage()
             resp.get_device_metadata_response.CopyFrom(self.metadata())
         else:
-            self._apply_admin_set(which, req)
+            resp = self.settings.admin(which, req)
         if resp.WhichOneof("payload_variant") is not None and p.decoded.want_response:
             resp.session_passkey = self._session_passkey
             mp = mesh_pb2.MeshPacket()
@@ -772,35 +334,6 @@ class SimRadio:
         session.send_queue_status(ERRNO_OK, p.id)
         if p.want_ack:
             self.routing_to_phone(p, ROUTING_ERROR.NONE, from_num=self.num)
-
-    def _apply_admin_set(self, which: str | None, req: Any) -> None:
-        if which == "set_owner":
-            if req.set_owner.long_name:
-                self.owner.long_name = req.set_owner.long_name
-            if req.set_owner.short_name:
-                self.owner.short_name = req.set_owner.short_name
-        elif which == "set_config":
-            name = req.set_config.WhichOneof("payload_variant")
-            if name is not None:
-                self.config[name] = config_pb2.Config()
-                self.config[name].CopyFrom(req.set_config)
-        elif which == "set_module_config":
-            name = req.set_module_config.WhichOneof("payload_variant")
-            if name is not None:
-                self.module_config[name] = module_config_pb2.ModuleConfig()
-                self.module_config[name].CopyFrom(req.set_module_config)
-        elif which == "set_channel":
-            ch = req.set_channel
-            if 0 <= ch.index < len(self.channels):
-                self.channels[ch.index].CopyFrom(ch)
-        elif which == "set_canned_message_module_messages":
-            self.canned_messages = req.set_canned_message_module_messages
-        elif which == "set_ringtone_message":
-            self.ringtone = req.set_ringtone_message
-        elif which == "begin_edit_settings":
-            self._admin_edit_open = True
-        elif which == "commit_edit_settings":
-            self._admin_edit_open = False
 
     # -- to the air --------------------------------------------------------------------------------
 
@@ -868,15 +401,25 @@ class SimRadio:
         self._schedule_retransmission(air)
 
     def send_text(
-        self, text: str, *, channel_index: int = 0, to: int | None = None, want_ack: bool = False
+        self,
+        text: str,
+        *,
+        channel_index: int = 0,
+        to: int | None = None,
+        want_ack: bool = False,
+        reply_id: int = 0,
+        emoji: bool = False,
     ) -> tuple[int, SendResult]:
-        """What a person typing on the handheld does (no client rate limit: that is PhoneAPI's)."""
+        """What a person typing on the handheld does (no client rate limit: that is PhoneAPI's).
+        `reply_id` and `emoji` are the app's reply and tapback on the message under that packet id."""
         p = mesh_pb2.MeshPacket()
         p.to = BROADCAST_NUM if to is None else to
         p.channel = channel_index
         p.want_ack = want_ack
         p.decoded.portnum = TEXT_MESSAGE_APP
         p.decoded.payload = text.encode("utf-8")
+        p.decoded.reply_id = reply_id
+        p.decoded.emoji = 1 if emoji else 0
         return self.originate(p)
 
     # -- from the air ------------------------------------------------------------------------------
@@ -959,6 +502,7 @@ class SimRadio:
             text=text,
             bell=BELL_CHAR in text,
             dm=d.packet.to_num == self.num,
+            packet_id=d.packet.packet_id,
         )
         self.displays.append(msg)
         if self.on_display is not None:

@@ -25,12 +25,47 @@ from __future__ import annotations
 import heapq
 import random
 from collections import OrderedDict
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import Enum, auto
 
 from relayd.core.airtime import LONG_FAST, MESHTASTIC_HEADER_BYTES, LoRaPreset, time_on_air_s
-from relayd.meshapi.packets import BROADCAST_NUM
+from relayd.sim.frames import (
+    AirPacket,
+    Delivery,
+    EchoHeard,
+    MediumEvent,
+    MediumStats,
+    NodeStats,
+    TimerFired,
+    Transmitted,
+)
+from relayd.sim.topology import LinkQuality, Topology
+
+# What callers import from here; the link graph (relayd.sim.topology) and the frame, events and stats
+# the medium trades with its callers (relayd.sim.frames) have modules of their own.
+__all__ = [
+    "CAD_SYMBOLS",
+    "CW_MAX",
+    "CW_MIN",
+    "MAX_TX_QUEUE",
+    "SEEN_CAPACITY",
+    "SNR_MAX_DB",
+    "SNR_MIN_DB",
+    "AirPacket",
+    "Delivery",
+    "EchoHeard",
+    "FloodingMode",
+    "LinkQuality",
+    "Medium",
+    "MediumEvent",
+    "MediumStats",
+    "NodeStats",
+    "SendResult",
+    "TimerFired",
+    "Topology",
+    "Transmitted",
+    "slot_time_s",
+]
 
 # RadioInterface.h: contention window bounds (exponents of two, in slots).
 CW_MIN = 3
@@ -77,147 +112,6 @@ class SendResult(Enum):
     QUEUED = auto()
     QUEUE_FULL = auto()
     RADIO_OFF = auto()
-
-
-@dataclass(frozen=True, slots=True)
-class AirPacket:
-    """What one LoRa frame carries (the 16-byte header fields + the Data protobuf)."""
-
-    from_num: int
-    to_num: int
-    packet_id: int
-    channel_index: int
-    hop_limit: int
-    hop_start: int
-    want_ack: bool
-    data: bytes  # encoded meshtastic Data protobuf (portnum, payload, ...)
-    relay_node: int = 0  # last byte of the transmitting node (header field; real-firmware backend)
-
-    @property
-    def key(self) -> tuple[int, int]:
-        return (self.from_num, self.packet_id)
-
-    @property
-    def is_broadcast(self) -> bool:
-        return self.to_num == BROADCAST_NUM
-
-
-@dataclass(frozen=True, slots=True)
-class LinkQuality:
-    snr_db: float
-    rssi_dbm: int
-    loss: float = 0.0
-
-
-class Topology:
-    """Directed links: `links[(tx, rx)]` = how well rx hears tx."""
-
-    def __init__(self, links: dict[tuple[str, str], LinkQuality]) -> None:
-        self.links = dict(links)
-        hearers: dict[str, list[tuple[str, LinkQuality]]] = {}
-        for (tx, rx), q in sorted(self.links.items()):
-            hearers.setdefault(tx, []).append((rx, q))
-        self._hearers = {tx: tuple(v) for tx, v in hearers.items()}
-        heard: dict[str, list[str]] = {}
-        for tx, rx in sorted(self.links):
-            heard.setdefault(rx, []).append(tx)
-        self._heard_by = {rx: tuple(v) for rx, v in heard.items()}
-
-    @classmethod
-    def from_pairs(
-        cls, pairs: Iterable[tuple[str, str, LinkQuality]], *, bidirectional: bool = True
-    ) -> Topology:
-        links: dict[tuple[str, str], LinkQuality] = {}
-        for a, b, q in pairs:
-            links[(a, b)] = q
-            if bidirectional:
-                links[(b, a)] = q
-        return cls(links)
-
-    def hearers(self, tx: str) -> tuple[tuple[str, LinkQuality], ...]:
-        """Nodes that can hear `tx`, sorted by name (deterministic iteration)."""
-        return self._hearers.get(tx, ())
-
-    def heard_by(self, rx: str) -> tuple[str, ...]:
-        """Nodes whose transmissions `rx` can hear."""
-        return self._heard_by.get(rx, ())
-
-
-# --- events handed back to the caller ---------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Delivery:
-    """A new packet addressed to `node` (or broadcast) arrived; hand it to the node's firmware."""
-
-    at_s: float
-    node: str
-    packet: AirPacket
-    snr_db: float
-    rssi_dbm: int
-    relayed_by: str  # the node whose transmission carried it (== sender's name on the first hop)
-
-
-@dataclass(frozen=True, slots=True)
-class EchoHeard:
-    """`node` heard someone rebroadcast a packet it originated: firmware's implicit ACK."""
-
-    at_s: float
-    node: str
-    packet_id: int
-
-
-@dataclass(frozen=True, slots=True)
-class Transmitted:
-    at_s: float
-    node: str
-    packet: AirPacket
-    airtime_s: float
-    rebroadcast: bool
-
-
-@dataclass(frozen=True, slots=True)
-class TimerFired:
-    at_s: float
-    token: int
-
-
-MediumEvent = Delivery | EchoHeard | Transmitted | TimerFired
-
-
-@dataclass(frozen=True, slots=True)
-class NodeStats:
-    frames_sent: int
-    airtime_s: float
-    busy_s: float  # time this node's channel was busy (own + heard transmissions)
-    deliveries: int
-    rebroadcasts: int
-    cancelled_rebroadcasts: int
-    duplicates_heard: int
-
-
-@dataclass(frozen=True, slots=True)
-class MediumStats:
-    now_s: float
-    frames_sent: int
-    rebroadcasts: int
-    cancelled_rebroadcasts: int
-    receptions: int  # frames successfully demodulated (including duplicates)
-    deliveries: int  # new packets handed to firmware (unique per node)
-    collisions: int  # receptions lost to overlap
-    lost: int  # receptions lost to link loss
-    half_duplex_misses: int  # receptions missed because the receiver was transmitting
-    queue_full_drops: int
-    total_airtime_s: float
-    nodes: dict[str, NodeStats]
-
-    def channel_utilization(self, node: str) -> float:
-        """Fraction of elapsed sim time the channel was busy as `node` saw it."""
-        return self.nodes[node].busy_s / self.now_s if self.now_s > 0 else 0.0
-
-    @property
-    def max_channel_utilization(self) -> float:
-        return max((self.channel_utilization(n) for n in self.nodes), default=0.0)
 
 
 # --- internals ------------------------------------------------------------------------------------------

@@ -292,8 +292,18 @@ class Neighborhood:
     def displays(self, name: str) -> list[DisplayedMessage]:
         return list(self.radios[name].displays)
 
-    def handheld_send(self, name: str, text: str, channel_index: int = 0, to: str | int | None = None) -> int:
-        """A person types `text` on `name` and presses send (broadcast, or DM to a node)."""
+    def handheld_send(
+        self,
+        name: str,
+        text: str,
+        channel_index: int = 0,
+        to: str | int | None = None,
+        *,
+        reply_id: int = 0,
+        emoji: bool = False,
+    ) -> int:
+        """A person types `text` on `name` and presses send (broadcast, or DM to a node); with
+        `reply_id`, as the app's reply (or, with `emoji`, tapback) to the message under that id."""
         to_num: int | None
         if to is None:
             to_num = None
@@ -303,7 +313,9 @@ class Neighborhood:
             to_num = self.node_num(to)
         if not 0 <= channel_index < len(self.scenario.channels):
             raise ValueError(f"channel index {channel_index} out of range")
-        packet_id, res = self.radios[name].send_text(text, channel_index=channel_index, to=to_num)
+        packet_id, res = self.radios[name].send_text(
+            text, channel_index=channel_index, to=to_num, reply_id=reply_id, emoji=emoji
+        )
         if res is not SendResult.QUEUED:
             raise RuntimeError(f"{name}: radio did not accept the message ({res.name})")
         return packet_id

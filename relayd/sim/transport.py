@@ -14,7 +14,8 @@ import os
 import tty
 from pathlib import Path
 
-from relayd.sim.firmware import PhoneSession, SimRadio
+from relayd.sim.firmware import SimRadio
+from relayd.sim.phoneapi import PhoneSession
 
 log = logging.getLogger(__name__)
 

@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -121,11 +122,11 @@ class RelayProcess:
             return ""
 
 
-def wait_until(predicate: object, timeout_s: float, interval_s: float = 0.05) -> bool:
+def wait_until(predicate: Callable[[], object], timeout_s: float, interval_s: float = 0.05) -> bool:
     """Poll `predicate()` until true or `timeout_s` passes (bounded)."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        if predicate():  # type: ignore[operator]
+        if predicate():
             return True
         time.sleep(interval_s)
-    return bool(predicate())  # type: ignore[operator]
+    return bool(predicate())

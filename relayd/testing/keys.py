@@ -58,6 +58,7 @@ class TestNetwork:
         ref: bytes | None = None,
         area: str | None = None,
         seq: int | None = None,
+        origin_node: int | None = None,
     ) -> SignedAlert:
         identity = self.identities[name] if name != "root" else self.root
         issued = int(time.time() if now_s is None else now_s)
@@ -71,6 +72,7 @@ class TestNetwork:
             text=text,
             ref=ref,
             area=area,
+            origin_node=origin_node,
         )
         return compose(fields, identity.sign).to_signed_alert()
 

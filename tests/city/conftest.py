@@ -262,7 +262,7 @@ async def _wait_relays_ready(broker: Broker, relays: set[str]) -> None:
         await client.subscribe("relayd/relays/+/status", qos=1)
         async with asyncio.timeout(READY_TIMEOUT_S):
             async for message in client.messages:
-                status = parse_status(bytes(message.payload))  # type: ignore[arg-type]
+                status = parse_status(bytes(message.payload))
                 if status.radio is LinkState.CONNECTED and status.broker is LinkState.CONNECTED:
                     ready.add(status.relay)
                 if relays <= ready:
@@ -371,10 +371,10 @@ async def city(tmp_path: Path) -> AsyncIterator[City]:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
-            for relay in relays.values():
-                relay.terminate()
+            for process in relays.values():
+                process.terminate()
             await hood.stop()
             await link.cut()
-            for name, relay in relays.items():
-                if "Traceback" in relay.log_text():
-                    print(f"--- {name} log ---\n{relay.log_text()[-4000:]}")
+            for name, process in relays.items():
+                if "Traceback" in process.log_text():
+                    print(f"--- {name} log ---\n{process.log_text()[-4000:]}")

@@ -48,7 +48,7 @@ async def _attack(city: City, heard_node: int) -> None:
         await dispatcher.subscribe("relayd/outbox", qos=1)
         async for msg in dispatcher.messages:
             with contextlib.suppress(ValueError):
-                alert_id = decode(onair_from_message(bytes(msg.payload))).alert_id.hex()  # type: ignore[arg-type]
+                alert_id = decode(onair_from_message(bytes(msg.payload))).alert_id.hex()
                 for client, relay in ((leaked, "relay-b"), (dispatcher, "dispatcher-example")):
                     topic = f"relayd/relays/{relay}"
                     await client.publish(f"{topic}/status", _online(relay, heard_node), qos=1, retain=True)

@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from cli_support import Relayd, make_runner
+
+from tests.cli.cli_support import Relayd, make_runner
 
 
 @pytest.fixture

@@ -9,13 +9,13 @@ import json
 from pathlib import Path
 
 import pytest
-from cli_support import Relayd, assert_clean_error
 
 from relayd.core.codec import decode, text_budget_bytes
 from relayd.core.identity import Identity
 from relayd.core.model import Kind, Role, Severity
 from relayd.keystore import write_public_key
 from relayd.testing.keys import TestNetwork, make_network
+from tests.cli.cli_support import Relayd, assert_clean_error
 
 
 @pytest.fixture

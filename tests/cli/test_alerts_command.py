@@ -10,7 +10,6 @@ from pathlib import Path
 
 import aiomqtt
 import pytest
-from cli_support import Relayd, assert_clean_error
 
 from relayd.core.codec import decode
 from relayd.core.jsonform import Envelope, encode_alert, onair_from_message
@@ -19,6 +18,7 @@ from relayd.core.topics import Topics
 from relayd.core.verify import Verifier
 from relayd.testing.keys import TestNetwork, make_network
 from relayd.testing.mosquitto import MosquittoBroker, free_port
+from tests.cli.cli_support import Relayd, assert_clean_error
 
 T = Topics("relayd")
 

@@ -6,10 +6,9 @@ import re
 import stat
 from pathlib import Path
 
-from cli_support import Relayd, assert_clean_error
-
 from relayd.core.model import Role
 from relayd.keystore import load_private_key, load_public_key
+from tests.cli.cli_support import Relayd, assert_clean_error
 
 
 def test_keys_new_writes_a_0600_key_and_a_pub_and_prints_the_key_id(relayd: Relayd, tmp_path: Path) -> None:

@@ -8,13 +8,13 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from cli_support import Relayd, assert_clean_error
 
 from relayd.core.identity import Identity
 from relayd.core.model import Role
 from relayd.core.trust import new_bundle, parse_signed_bundle, sign_bundle
 from relayd.keystore import write_private_key, write_public_key
 from relayd.trustfile import save_bundle
+from tests.cli.cli_support import Relayd, assert_clean_error
 
 
 @pytest.fixture

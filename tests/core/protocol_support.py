@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
+from typing import TypedDict, Unpack
 
 from hypothesis import strategies as st
 
@@ -43,6 +44,29 @@ MEMBERS: dict[str, Role] = {
     "stranger": Role.DISPATCHER,
 }
 KEY_EXPIRES_AT_S = NOW_S - 3600  # the `expired` key's expiry
+
+
+class FrameOptions(TypedDict, total=False):
+    """`Net.fields`'s keyword arguments, for passing them on."""
+
+    kind: Kind
+    severity: Severity
+    issued_at_s: int
+    lifetime_s: int
+    seq: int | None
+    ref: bytes | None
+    area: str | None
+    origin_node: int | None
+
+
+class AlertOptions(TypedDict):
+    """What `alert_options` draws: `Net.frame`'s text and some of its keyword arguments."""
+
+    kind: Kind
+    severity: Severity
+    ref: bytes | None
+    area: str | None
+    text: str
 
 
 @dataclass
@@ -86,10 +110,10 @@ class Net:
         )
 
     def frame(
-        self, name: str = "dispatcher", text: str = "Police at 5th & Main", **kw: object
+        self, name: str = "dispatcher", text: str = "Police at 5th & Main", **kw: Unpack[FrameOptions]
     ) -> DecodedFrame:
         """A frame signed by `name` (keyword arguments as for `fields`)."""
-        return compose(self.fields(name, text, **kw), self.ids[name].sign)  # type: ignore[arg-type]
+        return compose(self.fields(name, text, **kw), self.ids[name].sign)
 
     def verifier(self, policy: VerifyPolicy | None = None) -> Verifier:
         return Verifier(self.bundle, policy)
@@ -131,7 +155,7 @@ def cut_to_bytes(text: str, limit: int) -> str:
 
 
 @st.composite
-def alert_options(draw: st.DrawFn) -> dict[str, object]:
+def alert_options(draw: st.DrawFn) -> AlertOptions:
     """kind, severity, ref, area and a text that fits the frame (up to the exact budget)."""
     kind = draw(kinds)
     severity = draw(severities)

@@ -6,11 +6,11 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
-from protocol_support import NOW_S, Net
 
 from relayd.core.authority import ReferenceHold
 from relayd.core.model import DropReason, Kind, Severity
 from relayd.core.verify import Verifier, VerifyPolicy
+from tests.core.protocol_support import NOW_S, Net
 
 
 @pytest.mark.parametrize("member", ["verifier", "reporter", "relay"])

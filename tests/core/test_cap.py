@@ -8,11 +8,11 @@ import xml.etree.ElementTree as ET
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from protocol_support import SOME_ALERT_ID, Net, alert_options
 
 from relayd.core.cap import CAP_NAMESPACE, cap_reference, to_cap_xml
 from relayd.core.model import Kind, Severity, SignedAlert
 from tests.cap_support import assert_valid_cap
+from tests.core.protocol_support import SOME_ALERT_ID, AlertOptions, Net, alert_options
 
 NS = {"cap": CAP_NAMESPACE}
 # CAP 1.2 schema, element order within <alert> and <info> (the schema uses xs:sequence).
@@ -61,8 +61,14 @@ CAP_CERTAINTY = {"Observed", "Likely", "Possible", "Unlikely", "Unknown"}
 CAP_RESPONSE = {"Shelter", "Evacuate", "Prepare", "Execute", "Avoid", "Monitor", "Assess", "AllClear", "None"}
 
 
-def _parse(alert: SignedAlert, **kw: object) -> ET.Element:
-    document = to_cap_xml(alert, **kw)  # type: ignore[arg-type]
+def _parse(
+    alert: SignedAlert,
+    *,
+    sender: str = "relayd",
+    signer_name: str | None = None,
+    thread: tuple[SignedAlert, ...] = (),
+) -> ET.Element:
+    document = to_cap_xml(alert, sender=sender, signer_name=signer_name, thread=thread)
     assert_valid_cap(document)
     return ET.fromstring(document.encode("utf-8"))  # noqa: S314 - our own export, not untrusted
 
@@ -194,8 +200,8 @@ def test_elements_follow_the_cap_schema_order(net: Net) -> None:
 
 @settings(max_examples=100, deadline=None)
 @given(options=alert_options())
-def test_any_alert_exports_to_well_formed_cap_xml(net: Net, options: dict[str, object]) -> None:
-    alert = net.frame("dispatcher", **options).to_signed_alert()  # type: ignore[arg-type]
+def test_any_alert_exports_to_well_formed_cap_xml(net: Net, options: AlertOptions) -> None:
+    alert = net.frame("dispatcher", **options).to_signed_alert()
     root = _parse(alert)
     description = _text(root, "cap:info/cap:description")
     # XML cannot carry U+FFFE/U+FFFF; the export substitutes U+FFFD for them.

@@ -3,20 +3,20 @@
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
-
-from protocol_support import NOW_S, Net
+from typing import Unpack
 
 from relayd.core.cap import CAP_NAMESPACE, cap_reference
 from relayd.core.capfeed import ATOM_NAMESPACE, CAP_CONTENT_TYPE, CapFeed
 from relayd.core.model import Kind, Severity, SignedAlert
 from tests.cap_support import assert_valid_cap
+from tests.core.protocol_support import NOW_S, FrameOptions, Net
 
 CAP = {"cap": CAP_NAMESPACE}
 ATOM = {"a": ATOM_NAMESPACE}
 
 
-def _alert(net: Net, text: str, **kw: object) -> SignedAlert:
-    return net.frame("dispatcher", text, **kw).to_signed_alert()  # type: ignore[arg-type]
+def _alert(net: Net, text: str, **kw: Unpack[FrameOptions]) -> SignedAlert:
+    return net.frame("dispatcher", text, **kw).to_signed_alert()
 
 
 def _doc(feed: CapFeed, alert: SignedAlert) -> ET.Element:

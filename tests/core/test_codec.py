@@ -10,7 +10,6 @@ import struct
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from protocol_support import NOW_S, Net, alert_options
 
 from relayd.core.airtime import MAX_BROADCAST_PAYLOAD_BYTES
 from relayd.core.codec import (
@@ -28,6 +27,7 @@ from relayd.core.codec import (
     text_budget_bytes,
 )
 from relayd.core.model import Kind, Severity
+from tests.core.protocol_support import NOW_S, AlertOptions, Net, alert_options
 
 
 def _token_blob(onair: str) -> bytes:
@@ -44,9 +44,9 @@ def _with_token(onair: str, blob: bytes) -> str:
 @settings(max_examples=150, deadline=None)
 @given(options=alert_options(), seq=st.integers(0, 2**24 - 1), lifetime_s=st.integers(1, 2**24 - 1))
 def test_compose_then_decode_reproduces_every_field(
-    net: Net, options: dict[str, object], seq: int, lifetime_s: int
+    net: Net, options: AlertOptions, seq: int, lifetime_s: int
 ) -> None:
-    frame = net.frame("dispatcher", seq=seq, lifetime_s=lifetime_s, **options)  # type: ignore[arg-type]
+    frame = net.frame("dispatcher", seq=seq, lifetime_s=lifetime_s, **options)
     decoded = decode(frame.onair)
     assert decoded.fields == frame.fields
     assert decoded.signature == frame.signature
@@ -59,8 +59,8 @@ def test_compose_then_decode_reproduces_every_field(
 
 @settings(max_examples=100, deadline=None)
 @given(options=alert_options())
-def test_every_broadcast_frame_fits_one_lora_frame(net: Net, options: dict[str, object]) -> None:
-    frame = net.frame("dispatcher", **options)  # type: ignore[arg-type]
+def test_every_broadcast_frame_fits_one_lora_frame(net: Net, options: AlertOptions) -> None:
+    frame = net.frame("dispatcher", **options)
     assert len(frame.onair.encode("utf-8")) <= (
         MAX_REPORT_PAYLOAD_BYTES if options["kind"] is Kind.REPORT else MAX_BROADCAST_PAYLOAD_BYTES
     )
@@ -197,7 +197,7 @@ def test_alert_id_does_not_depend_on_the_signature(net: Net) -> None:
 def test_compose_refuses_invalid_fields_with_a_reason(
     net: Net, change: dict[str, object], phrase: str
 ) -> None:
-    fields = dataclasses.replace(net.fields("dispatcher", "ok", severity=Severity.INFO), **change)  # type: ignore[arg-type]
+    fields = dataclasses.replace(net.fields("dispatcher", "ok", severity=Severity.INFO), **change)  # type: ignore[arg-type] # one field, well typed, per case
     with pytest.raises(ComposeError, match=phrase):
         compose(fields, net.ids["dispatcher"].sign)
 
@@ -348,9 +348,9 @@ def test_random_tokens_after_a_text_never_raise_anything_but_malformed_frame(tex
 @settings(max_examples=150, deadline=None)
 @given(options=alert_options(), data=st.data())
 def test_random_body_bytes_under_a_valid_text_never_raise_anything_but_malformed_frame(
-    net: Net, options: dict[str, object], data: st.DataObject
+    net: Net, options: AlertOptions, data: st.DataObject
 ) -> None:
-    frame = net.frame("dispatcher", **options)  # type: ignore[arg-type]
+    frame = net.frame("dispatcher", **options)
     blob = bytearray(_token_blob(frame.onair))
     for _ in range(data.draw(st.integers(1, 4))):
         blob[data.draw(st.integers(0, len(blob) - 1))] = data.draw(st.integers(0, 255))

@@ -6,10 +6,10 @@ import hashlib
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from protocol_support import seeded_identity
 
 from relayd.core.identity import Identity, key_id_of, signature_is_valid
 from relayd.core.model import Role
+from tests.core.protocol_support import seeded_identity
 
 ALICE = seeded_identity("alice", Role.DISPATCHER)
 MALLORY = seeded_identity("mallory", Role.DISPATCHER)

@@ -7,7 +7,6 @@ import json
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from protocol_support import NOW_S, Net, alert_options
 
 from relayd.core.codec import decode
 from relayd.core.jsonform import (
@@ -21,14 +20,13 @@ from relayd.core.jsonform import (
 )
 from relayd.core.model import Kind, Severity
 from relayd.core.timefmt import iso_utc
+from tests.core.protocol_support import NOW_S, AlertOptions, Net, alert_options
 
 
 @settings(max_examples=100, deadline=None)
 @given(options=alert_options(), with_envelope=st.booleans())
-def test_json_form_round_trips_through_onair(
-    net: Net, options: dict[str, object], with_envelope: bool
-) -> None:
-    alert = net.frame("dispatcher", **options).to_signed_alert()  # type: ignore[arg-type]
+def test_json_form_round_trips_through_onair(net: Net, options: AlertOptions, with_envelope: bool) -> None:
+    alert = net.frame("dispatcher", **options).to_signed_alert()
     envelope = (
         Envelope("relay-north", "rf", NOW_S + 0.5, "dispatcher", "dispatcher") if with_envelope else None
     )

@@ -8,7 +8,6 @@ import stat
 from pathlib import Path
 
 import pytest
-from protocol_support import seeded_identity
 
 from relayd.core.model import Role
 from relayd.errors import KeyFileError
@@ -20,6 +19,7 @@ from relayd.keystore import (
     write_private_key,
     write_public_key,
 )
+from tests.core.protocol_support import seeded_identity
 
 DISPATCHER = seeded_identity("dispatcher", Role.DISPATCHER)
 

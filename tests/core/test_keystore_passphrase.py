@@ -8,23 +8,24 @@ import stat
 from pathlib import Path
 
 import pytest
-from protocol_support import seeded_identity
 
 from relayd.core.model import Role
 from relayd.errors import KeyFileError
 from relayd.keystore import (
     PASSPHRASE_ENV,
+    PassphraseSource,
     is_sealed,
     load_private_key,
     passphrase_source,
     write_private_key,
 )
+from tests.core.protocol_support import seeded_identity
 
 DISPATCHER = seeded_identity("dispatcher", Role.DISPATCHER)
 RELAY = seeded_identity("relay", Role.RELAY)
 
 
-def _given(secret: bytes):  # type: ignore[no-untyped-def]
+def _given(secret: bytes) -> PassphraseSource:
     return lambda _path: secret
 
 

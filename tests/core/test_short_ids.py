@@ -9,7 +9,6 @@ from __future__ import annotations
 import time
 
 import pytest
-from protocol_support import NOW_S, Net, seeded_identity
 
 from relayd.core import identity as identity_mod
 from relayd.core import trust as trust_mod
@@ -18,6 +17,7 @@ from relayd.core.dedup import BoundedMap
 from relayd.core.model import DropReason, Role
 from relayd.core.trust import KeyIdCollisionError, TrustedKey, new_bundle
 from relayd.core.verify import _REJECTED_CACHE_MAX
+from tests.core.protocol_support import NOW_S, Net, seeded_identity
 
 
 def _with_alert_id(frame: DecodedFrame, alert_id: bytes) -> DecodedFrame:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -29,9 +31,9 @@ HOSTILE = [
 
 @pytest.mark.parametrize("payload", HOSTILE)
 @pytest.mark.parametrize("parse", [parse_status, parse_event])
-def test_hostile_payloads_are_malformed_messages(parse: object, payload: bytes) -> None:
+def test_hostile_payloads_are_malformed_messages(parse: Callable[[bytes], object], payload: bytes) -> None:
     with pytest.raises(MalformedMessage):
-        parse(payload)  # type: ignore[operator]
+        parse(payload)
 
 
 @settings(max_examples=200)
@@ -55,6 +57,8 @@ def test_a_status_with_every_counter_the_relay_keeps_parses() -> None:
     drops = {"bad_signature": 3, REFUSED_BY_RADIO: 1}
     status = RelayStatus("relay-north", RelayState.ONLINE, 1.0, drops=drops, malformed={"status": 1})
     assert parse_status(encode_status(status)) == status
+
+
 def test_rf_heard_round_trips_and_is_optional() -> None:
     from relayd.core.status import RelayState, RelayStatus, encode_status  # noqa: PLC0415
 

@@ -71,6 +71,8 @@ def test_no_number_of_peers_holds_an_alert_past_max_rank_slots() -> None:
     crowd = [f"fake-{i}" for i in range(300)]
     worst = max(s.delay_s(n.to_bytes(8, "big"), crowd) for n in range(50))
     assert worst == MAX_RANK * 1.0
+
+
 # -- ranking among RF neighbours ------------------------------------------------------------
 
 NODES = {"relay-north": 0x10, "relay-center": 0x20, "relay-south": 0x30}

@@ -8,7 +8,6 @@ import json
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from protocol_support import NOW_S, Net, seeded_identity
 
 from relayd.core.identity import Identity, key_id_of
 from relayd.core.model import Role
@@ -24,6 +23,7 @@ from relayd.core.trust import (
     should_replace,
     sign_bundle,
 )
+from tests.core.protocol_support import NOW_S, Net, seeded_identity
 
 
 def _signed(net: Net, bundle: TrustBundle | None = None) -> SignedBundle:

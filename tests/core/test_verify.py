@@ -12,7 +12,6 @@ import base64
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from protocol_support import KEY_EXPIRES_AT_S, NOW_S, Net, alert_options, cut_to_bytes, unlimited_policy
 
 from relayd.core.codec import compose, decode, render
 from relayd.core.dedup import DedupSet
@@ -20,6 +19,15 @@ from relayd.core.model import DropReason, Kind, Role, Severity
 from relayd.core.ratelimit import RateLimit
 from relayd.core.replay import ReplayWindows
 from relayd.core.verify import DEFAULT_CLOCK_SKEW_S, Verifier, VerifyPolicy
+from tests.core.protocol_support import (
+    KEY_EXPIRES_AT_S,
+    NOW_S,
+    AlertOptions,
+    Net,
+    alert_options,
+    cut_to_bytes,
+    unlimited_policy,
+)
 
 # The design brief's table (§2), written out independently of relayd.core.model.ROLE_MAY_SIGN.
 BRIEF_MAY_SIGN: dict[Role, set[Kind]] = {
@@ -43,10 +51,8 @@ TAMPER_REASONS = {DropReason.MALFORMED, DropReason.BAD_SIGNATURE, DropReason.UNK
 
 @settings(max_examples=150, deadline=None)
 @given(options=alert_options())
-def test_genuine_alert_of_any_kind_severity_and_text_is_accepted(
-    net: Net, options: dict[str, object]
-) -> None:
-    frame = net.frame("dispatcher", **options)  # type: ignore[arg-type]
+def test_genuine_alert_of_any_kind_severity_and_text_is_accepted(net: Net, options: AlertOptions) -> None:
+    frame = net.frame("dispatcher", **options)
     verdict = net.verifier().verify(frame.onair, NOW_S + 1)
     assert verdict.ok, verdict
     assert verdict.reason is None
@@ -224,8 +230,8 @@ def test_every_token_character_replaced_is_rejected(net: Net) -> None:
 
 @settings(max_examples=200, deadline=None)
 @given(options=alert_options(), data=st.data())
-def test_any_change_to_a_frame_is_rejected(net: Net, options: dict[str, object], data: st.DataObject) -> None:
-    raw = net.frame("dispatcher", **options).onair.encode("utf-8")  # type: ignore[arg-type]
+def test_any_change_to_a_frame_is_rejected(net: Net, options: AlertOptions, data: st.DataObject) -> None:
+    raw = net.frame("dispatcher", **options).onair.encode("utf-8")
     mutated = bytearray(raw)
     op = data.draw(st.sampled_from(["set", "insert", "delete"]))
     pos = data.draw(st.integers(0, len(raw) - 1))

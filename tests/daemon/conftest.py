@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ParamSpec, Protocol
 
 import aiomqtt
 import pytest
@@ -83,7 +84,7 @@ class Site:
             async with asyncio.timeout(timeout_s):
                 async for msg in client.messages:
                     try:
-                        status = parse_status(bytes(msg.payload))  # type: ignore[arg-type]
+                        status = parse_status(bytes(msg.payload))
                     except MalformedMessage:
                         continue  # a test's hostile payload, not a relay
                     seen[status.relay] = status
@@ -105,7 +106,7 @@ class Site:
                 async with asyncio.timeout(1.0):
                     async for msg in client.messages:
                         with contextlib.suppress(MalformedMessage):
-                            status = parse_status(bytes(msg.payload))  # type: ignore[arg-type]
+                            status = parse_status(bytes(msg.payload))
                             out[status.relay] = status
         return out
 
@@ -117,7 +118,7 @@ class Site:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(duration_s):
                     async for msg in client.messages:
-                        got.append(bytes(msg.payload))  # type: ignore[arg-type]
+                        got.append(bytes(msg.payload))
         return got
 
     def stop(self) -> None:
@@ -125,9 +126,26 @@ class Site:
             relay.terminate()
 
 
-def make_site_factory(
-    tmp_path: Path, network: TestNetwork, mosquitto: MosquittoBroker
-) -> Callable[..., object]:
+Args = ParamSpec("Args")
+
+
+class SiteFactory(Protocol):
+    """What `site_factory` hands a test: it builds a `Site`, starting its relays unless told not to."""
+
+    def __call__(
+        self,
+        scenario_path: Path = ...,
+        *,
+        suppression: bool = ...,
+        start: bool = ...,
+        extra: str = ...,
+        name: str = ...,
+        time_scale: float = ...,
+        scenario: Scenario | None = ...,
+    ) -> Awaitable[Site]: ...
+
+
+def make_site_factory(tmp_path: Path, network: TestNetwork, mosquitto: MosquittoBroker) -> SiteFactory:
     async def factory(
         scenario_path: Path = NEIGHBORHOOD,
         *,
@@ -167,19 +185,23 @@ def make_site_factory(
     return factory
 
 
-@pytest.fixture
-async def site_factory(
-    tmp_path: Path, network: TestNetwork, mosquitto: MosquittoBroker
-) -> AsyncIterator[Callable[..., object]]:
-    sites: list[Site] = []
-    inner = make_site_factory(tmp_path, network, mosquitto)
+def _recording(inner: Callable[Args, Awaitable[Site]], sites: list[Site]) -> Callable[Args, Awaitable[Site]]:
+    """`inner`, with the same parameters, noting each site it builds so the fixture can stop it."""
 
-    async def factory(*args: object, **kwargs: object) -> Site:
-        site: Site = await inner(*args, **kwargs)  # type: ignore[operator]
+    async def factory(*args: Args.args, **kwargs: Args.kwargs) -> Site:
+        site = await inner(*args, **kwargs)
         sites.append(site)
         return site
 
-    yield factory
+    return factory
+
+
+@pytest.fixture
+async def site_factory(
+    tmp_path: Path, network: TestNetwork, mosquitto: MosquittoBroker
+) -> AsyncIterator[SiteFactory]:
+    sites: list[Site] = []
+    yield _recording(make_site_factory(tmp_path, network, mosquitto), sites)
     for site in sites:
         site.stop()
         await asyncio.wait_for(site.hood.stop(), 15)

@@ -10,7 +10,7 @@ import sys
 import urllib.error
 import urllib.request
 import xml.etree.ElementTree as ET
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 
@@ -19,7 +19,7 @@ from relayd.core.capfeed import ATOM_NAMESPACE
 from relayd.core.jsonform import encode_alert
 from relayd.core.model import Kind, Severity, SignedAlert
 from tests.cap_support import assert_valid_cap
-from tests.daemon.conftest import ONE_RELAY, Site
+from tests.daemon.conftest import ONE_RELAY, Site, SiteFactory
 
 pytestmark = pytest.mark.mosquitto
 
@@ -86,7 +86,7 @@ def _spawn_feed(site: Site) -> subprocess.Popen[str]:
 
 
 @pytest.fixture
-async def start_feed(site_factory) -> AsyncIterator[object]:  # type: ignore[no-untyped-def]
+async def start_feed(site_factory: SiteFactory) -> AsyncIterator[Callable[[Site], Awaitable[Feed]]]:
     procs: list[subprocess.Popen[str]] = []
 
     async def start(site: Site) -> Feed:
@@ -113,8 +113,8 @@ async def start_feed(site_factory) -> AsyncIterator[object]:  # type: ignore[no-
 
 
 async def test_an_alert_its_update_and_its_allclear_are_served_threaded_and_valid(
-    site_factory,  # type: ignore[no-untyped-def]
-    start_feed,  # type: ignore[no-untyped-def]
+    site_factory: SiteFactory,
+    start_feed: Callable[[Site], Awaitable[Feed]],
 ) -> None:
     site: Site = await site_factory(ONE_RELAY)
     await site.wait_relays_ready()

@@ -30,7 +30,7 @@ from relayd.core.status import (
     encode_status,
 )
 from relayd.meshapi.packets import node_id
-from tests.daemon.conftest import Site
+from tests.daemon.conftest import Site, SiteFactory
 
 FAKE_PEERS = 300
 # The genuine alerts must reach every handheld within this (wall clock, time scale 10).
@@ -58,7 +58,7 @@ async def _answer_every_alert(
         await client.subscribe(site.topic("outbox"), qos=1)
         async for msg in client.messages:
             with contextlib.suppress(Exception):
-                alert_id = decode(onair_from_message(bytes(msg.payload))).alert_id.hex()  # type: ignore[arg-type]
+                alert_id = decode(onair_from_message(bytes(msg.payload))).alert_id.hex()
                 for relay, _ in forgers:
                     body = encode_event(RelayEvent(relay, EventKind.TRANSMITTED, alert_id, time.time(), "rf"))
                     topic = site.topic(f"relays/{relay}/events")
@@ -68,7 +68,9 @@ async def _answer_every_alert(
                         await client.publish(topic, forged, qos=1)
 
 
-async def test_forged_events_and_fake_peers_cannot_silence_or_delay_urgent_alerts(site_factory) -> None:  # type: ignore[no-untyped-def]
+async def test_forged_events_and_fake_peers_cannot_silence_or_delay_urgent_alerts(
+    site_factory: SiteFactory,
+) -> None:
     site: Site = await site_factory(name="ctrl")
     await site.wait_relays_ready()
     # Relays hear the handhelds chat, so a status claiming a handheld's radio as its own made

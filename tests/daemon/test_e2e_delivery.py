@@ -6,10 +6,10 @@ import asyncio
 
 from relayd.core.jsonform import encode_alert
 from relayd.core.model import Severity
-from tests.daemon.conftest import Site
+from tests.daemon.conftest import Site, SiteFactory
 
 
-async def test_outbox_alert_reaches_every_handheld_once_with_bell(site_factory) -> None:  # type: ignore[no-untyped-def]
+async def test_outbox_alert_reaches_every_handheld_once_with_bell(site_factory: SiteFactory) -> None:
     site: Site = await site_factory()
     await site.wait_relays_ready()
     alert = site.network.sign(

@@ -16,7 +16,7 @@ import aiomqtt
 from relayd.core.jsonform import encode_alert
 from relayd.core.model import Severity, SignedAlert
 from relayd.sim.scenario import Scenario, load_scenario
-from tests.daemon.conftest import NEIGHBORHOOD, Site
+from tests.daemon.conftest import NEIGHBORHOOD, Site, SiteFactory
 
 TIME_SCALE = 20.0
 
@@ -75,7 +75,9 @@ def stream(site: Site, n: int, tag: str) -> list[SignedAlert]:
     ]
 
 
-async def test_broker_restart_and_radio_unplug_lose_nothing_and_double_nothing(site_factory) -> None:  # type: ignore[no-untyped-def]
+async def test_broker_restart_and_radio_unplug_lose_nothing_and_double_nothing(
+    site_factory: SiteFactory,
+) -> None:
     site: Site = await site_factory(scenario=lossless(load_scenario(NEIGHBORHOOD)), time_scale=TIME_SCALE)
     await site.wait_relays_ready()
     alerts = stream(site, 200, "Stream")
@@ -94,7 +96,9 @@ async def test_broker_restart_and_radio_unplug_lose_nothing_and_double_nothing(s
     assert_each_once(site, alerts)
 
 
-async def test_kill_minus_9_then_restart_loses_nothing_and_rebroadcasts_nothing(site_factory) -> None:  # type: ignore[no-untyped-def]
+async def test_kill_minus_9_then_restart_loses_nothing_and_rebroadcasts_nothing(
+    site_factory: SiteFactory,
+) -> None:
     site: Site = await site_factory(scenario=lossless(load_scenario(NEIGHBORHOOD)), time_scale=TIME_SCALE)
     await site.wait_relays_ready()
     alerts = stream(site, 60, "Kill")
@@ -109,7 +113,7 @@ async def test_kill_minus_9_then_restart_loses_nothing_and_rebroadcasts_nothing(
     assert_each_once(site, alerts)
 
 
-async def test_junk_on_every_subscribed_topic_is_counted_and_ignored(site_factory) -> None:  # type: ignore[no-untyped-def]
+async def test_junk_on_every_subscribed_topic_is_counted_and_ignored(site_factory: SiteFactory) -> None:
     site: Site = await site_factory()
     await site.wait_relays_ready()
     junk = [b"{not json", b"\xff\xfe\x00binary", b"x" * 20000, b"[]", b'{"onair": 5}', b'{"v":1}']

@@ -12,7 +12,7 @@ from relayd.core.identity import Identity
 from relayd.core.jsonform import encode_alert
 from relayd.core.model import AlertFields, Kind, Role, Severity
 from relayd.core.trust import TrustedKey
-from tests.daemon.conftest import Site
+from tests.daemon.conftest import Site, SiteFactory
 
 
 def _tamper(onair: str) -> str:
@@ -20,7 +20,7 @@ def _tamper(onair: str) -> str:
     return onair.replace("Main", "Mian", 1)
 
 
-async def test_forgeries_over_mqtt_and_rf_are_dropped_with_reasons(site_factory) -> None:  # type: ignore[no-untyped-def]
+async def test_forgeries_over_mqtt_and_rf_are_dropped_with_reasons(site_factory: SiteFactory) -> None:
     net = None
     site: Site = await site_factory(start=False)
     net = site.network
@@ -37,14 +37,14 @@ async def test_forgeries_over_mqtt_and_rf_are_dropped_with_reasons(site_factory)
     stranger = Identity.generate("stranger", Role.DISPATCHER)
     now = int(time.time())
 
-    def signed_by(ident: Identity, text: str, **kw: object) -> str:
+    def signed_by(ident: Identity, text: str) -> str:
         fields = AlertFields(
-            kind=kw.get("kind", Kind.ALERT),  # type: ignore[arg-type]
+            kind=Kind.ALERT,
             severity=Severity.URGENT,
             key_id=ident.key_id,
-            issued_at_s=int(kw.get("issued", now)),  # type: ignore[call-overload]
-            seq=int(kw.get("seq", 1)),  # type: ignore[call-overload]
-            expires_at_s=int(kw.get("issued", now)) + int(kw.get("life", 1800)),  # type: ignore[call-overload]
+            issued_at_s=now,
+            seq=1,
+            expires_at_s=now + 1800,
             text=text,
         )
         return compose(fields, ident.sign).onair

@@ -9,7 +9,7 @@ from relayd.core.jsonform import encode_alert
 from relayd.core.model import Severity
 from relayd.core.notice import NOTICE_PREFIX
 from relayd.sim.scenario import load_scenario
-from tests.daemon.conftest import ONE_RELAY, Site
+from tests.daemon.conftest import ONE_RELAY, Site, SiteFactory
 from tests.daemon.test_e2e_faults import lossless
 
 
@@ -18,7 +18,7 @@ def notices(site: Site, handheld: str) -> list[str]:
 
 
 async def test_a_forgery_heard_on_rf_is_answered_once_and_a_genuine_alert_never(
-    site_factory,  # type: ignore[no-untyped-def]
+    site_factory: SiteFactory,
 ) -> None:
     site: Site = await site_factory(scenario=lossless(load_scenario(ONE_RELAY)))
     await site.wait_relays_ready()

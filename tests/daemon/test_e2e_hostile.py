@@ -11,15 +11,15 @@ import aiomqtt
 from relayd.core.jsonform import encode_alert
 from relayd.sim.scenario import load_scenario
 from relayd.testing.hostile import hostile_payloads
-from tests.daemon.conftest import ONE_RELAY, Site
+from tests.daemon.conftest import ONE_RELAY, Site, SiteFactory
 from tests.daemon.test_e2e_faults import lossless
 
 SUBSCRIBED = ["outbox", "alerts", "reports", "trust", "relays/mallory/status", "relays/mallory/events"]
 
 
 async def test_hostile_payloads_on_every_topic_are_counted_and_the_relay_keeps_delivering(
-    site_factory,
-) -> None:  # type: ignore[no-untyped-def]
+    site_factory: SiteFactory,
+) -> None:
     # Lossless links: this test is about the relay, not about a frame lost on air.
     site: Site = await site_factory(scenario=lossless(load_scenario(ONE_RELAY)), name="hostile")
     await site.wait_relays_ready()

@@ -15,7 +15,7 @@ from relayd.core.status import EventKind, parse_event
 from relayd.sim.scenario import load_scenario
 from relayd.testing.harness import write_relay_config
 from relayd.testing.proxy import FreezableProxy
-from tests.daemon.conftest import ONE_RELAY, Site
+from tests.daemon.conftest import ONE_RELAY, Site, SiteFactory
 from tests.daemon.test_e2e_faults import lossless
 
 TIME_SCALE = 10.0
@@ -26,7 +26,7 @@ async def _watch_transmitted(site: Site, seen: list[tuple[str, float]], stop: as
         await client.subscribe(site.topic("relays/+/events"), qos=1)
         async for msg in client.messages:
             with contextlib.suppress(MalformedMessage):
-                event = parse_event(bytes(msg.payload))  # type: ignore[arg-type]
+                event = parse_event(bytes(msg.payload))
                 if event.event is EventKind.TRANSMITTED:
                     seen.append((event.alert_id, asyncio.get_running_loop().time()))
             if stop.is_set():
@@ -34,7 +34,7 @@ async def _watch_transmitted(site: Site, seen: list[tuple[str, float]], stop: as
 
 
 async def test_a_radio_frozen_mid_burst_yields_no_false_transmitted_and_nothing_lost(
-    site_factory,  # type: ignore[no-untyped-def]
+    site_factory: SiteFactory,
 ) -> None:
     # Lossless links: the relay's promises apart from what the air loses (tested elsewhere).
     site: Site = await site_factory(

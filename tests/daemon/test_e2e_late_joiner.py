@@ -8,14 +8,14 @@ from relayd.core.jsonform import encode_alert
 from relayd.core.model import Severity
 from relayd.sim.scenario import load_scenario
 from relayd.testing.harness import write_relay_config
-from tests.daemon.conftest import ONE_RELAY, Site
+from tests.daemon.conftest import ONE_RELAY, Site, SiteFactory
 from tests.daemon.test_e2e_faults import lossless
 
 TIME_SCALE = 10.0
 
 
 async def test_a_handheld_switched_on_after_an_alert_is_sent_it_once_by_dm(
-    site_factory,  # type: ignore[no-untyped-def]
+    site_factory: SiteFactory,
 ) -> None:
     site: Site = await site_factory(
         scenario=lossless(load_scenario(ONE_RELAY)), start=False, time_scale=TIME_SCALE

@@ -15,11 +15,11 @@ from relayd.core.model import Role
 from relayd.core.status import ReportNote, encode_report_note
 from relayd.meshapi.packets import node_id
 from relayd.sim.scenario import load_scenario
-from tests.daemon.conftest import ONE_RELAY, Site
+from tests.daemon.conftest import ONE_RELAY, Site, SiteFactory
 from tests.daemon.test_e2e_faults import lossless
 
 
-async def test_unsigned_or_forged_report_notes_do_not_swallow_a_report(site_factory) -> None:  # type: ignore[no-untyped-def]
+async def test_unsigned_or_forged_report_notes_do_not_swallow_a_report(site_factory: SiteFactory) -> None:
     site: Site = await site_factory(scenario=lossless(load_scenario(ONE_RELAY)), name="notes")
     await site.wait_relays_ready()
     reports: list[dict[str, object]] = []
@@ -28,7 +28,7 @@ async def test_unsigned_or_forged_report_notes_do_not_swallow_a_report(site_fact
         async with aiomqtt.Client("127.0.0.1", site.broker.port) as client:
             await client.subscribe(site.topic("reports"), qos=1)
             async for msg in client.messages:
-                doc = json.loads(bytes(msg.payload))  # type: ignore[arg-type]
+                doc = json.loads(bytes(msg.payload))
                 if doc.get("relay") == "relay":
                     reports.append(doc)
 
@@ -53,6 +53,7 @@ async def test_unsigned_or_forged_report_notes_do_not_swallow_a_report(site_fact
                 }
                 await attacker.publish(site.topic("reports"), json.dumps(forged).encode(), qos=1)
             await asyncio.sleep(1.0)
+
     def published() -> set[object]:
         return {r.get("origin_packet") for r in reports}
 

@@ -10,10 +10,12 @@ import aiomqtt
 from relayd.core.codec import decode
 from relayd.core.model import Kind
 from relayd.core.verify import Verifier
-from tests.daemon.conftest import Site
+from tests.daemon.conftest import Site, SiteFactory
 
 
-async def test_handheld_report_is_wrapped_signed_published_and_acknowledged(site_factory) -> None:  # type: ignore[no-untyped-def]
+async def test_handheld_report_is_wrapped_signed_published_and_acknowledged(
+    site_factory: SiteFactory,
+) -> None:
     site: Site = await site_factory()
     await site.wait_relays_ready()
     reports: list[dict[str, object]] = []
@@ -22,7 +24,7 @@ async def test_handheld_report_is_wrapped_signed_published_and_acknowledged(site
         async with aiomqtt.Client("127.0.0.1", site.broker.port) as client:
             await client.subscribe(site.topic("reports"), qos=1)
             async for msg in client.messages:
-                reports.append(json.loads(bytes(msg.payload)))  # type: ignore[arg-type]
+                reports.append(json.loads(bytes(msg.payload)))
 
     listener = asyncio.create_task(listen())
     await asyncio.sleep(0.5)

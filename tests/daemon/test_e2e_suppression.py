@@ -6,7 +6,7 @@ import asyncio
 
 from relayd.core.jsonform import encode_alert
 from relayd.core.model import Severity
-from tests.daemon.conftest import Site
+from tests.daemon.conftest import Site, SiteFactory
 
 ALERTS = 50
 TIME_SCALE = 20.0
@@ -29,7 +29,7 @@ async def _transmissions_per_alert(site: Site) -> float:
     return sum(s.transmitted for s in statuses.values()) / ALERTS
 
 
-async def test_suppression_transmits_about_once_against_naive_three(site_factory) -> None:  # type: ignore[no-untyped-def]
+async def test_suppression_transmits_about_once_against_naive_three(site_factory: SiteFactory) -> None:
     suppressed_site: Site = await site_factory(name="trickle", time_scale=TIME_SCALE)
     ours = await _transmissions_per_alert(suppressed_site)
     suppressed_site.stop()

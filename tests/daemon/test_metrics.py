@@ -13,17 +13,19 @@ import re
 import shutil
 import subprocess
 import urllib.request
+from collections.abc import Iterable
 from pathlib import Path
 
 import pytest
-from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse_openmetrics
+from prometheus_client.metrics_core import Metric
+from prometheus_client.openmetrics.parser import text_string_to_metric_families as _parse_openmetrics
 from prometheus_client.parser import text_string_to_metric_families as parse_text
 
 import relayd
 from relayd.core.jsonform import encode_alert
 from relayd.core.model import Severity
 from relayd.testing.mosquitto import free_port
-from tests.daemon.conftest import ONE_RELAY, Site
+from tests.daemon.conftest import ONE_RELAY, Site, SiteFactory
 
 pytestmark = pytest.mark.mosquitto
 
@@ -53,6 +55,12 @@ GAUGES = {
     "relayd_airtime_window_seconds",
     "relayd_frames_in_flight",
 }
+
+
+def parse_openmetrics(body: str) -> Iterable[Metric]:
+    """The OpenMetrics parser, typed as prometheus_client types its text-format twin."""
+    families: Iterable[Metric] = _parse_openmetrics(body)  # type: ignore[no-untyped-call] # unannotated upstream
+    return families
 
 
 def _scrape(port: int, accept: str | None) -> tuple[str, str]:
@@ -104,7 +112,7 @@ def assert_never_decreased(
         assert after[key] >= value, f"counter {key} went from {value} to {after[key]}"
 
 
-async def relay_with_metrics(site_factory) -> tuple[Site, str, int]:  # type: ignore[no-untyped-def]
+async def relay_with_metrics(site_factory: SiteFactory) -> tuple[Site, str, int]:
     """The one-relay site, its relay serving metrics on a free loopback port."""
     port = free_port()
     site: Site = await site_factory(ONE_RELAY, start=False)
@@ -119,7 +127,7 @@ async def relay_with_metrics(site_factory) -> tuple[Site, str, int]:  # type: ig
     return site, name, port
 
 
-async def test_promtool_accepts_the_text_format(site_factory) -> None:  # type: ignore[no-untyped-def]
+async def test_promtool_accepts_the_text_format(site_factory: SiteFactory) -> None:
     promtool = shutil.which("promtool")
     if promtool is None:
         pytest.skip("promtool not installed (Debian package prometheus; tests/run.sh installs it)")
@@ -139,7 +147,7 @@ async def test_promtool_accepts_the_text_format(site_factory) -> None:  # type: 
 
 
 async def test_a_running_relay_negotiates_formats_and_its_counters_survive_reconnects(
-    site_factory,  # type: ignore[no-untyped-def]
+    site_factory: SiteFactory,
 ) -> None:
     site, name, port = await relay_with_metrics(site_factory)
 

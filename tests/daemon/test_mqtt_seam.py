@@ -37,7 +37,7 @@ def test_a_client_without_paho_inside_is_refused_with_the_fix() -> None:
         _client = object()
 
     with pytest.raises(MqttLibraryError, match=r"constraints\.txt"):
-        paho_client(Aiomqtt3Like())  # type: ignore[arg-type]
+        paho_client(Aiomqtt3Like())  # type: ignore[arg-type] # not an aiomqtt.Client, on purpose
 
 
 async def _run_until_first(link_id: str, port: int, *, hang: bool) -> Incoming:

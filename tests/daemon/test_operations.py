@@ -16,7 +16,7 @@ from relayd.core.jsonform import encode_alert
 from relayd.core.model import Kind, Severity
 from relayd.core.trust import sign_bundle
 from relayd.testing.mosquitto import free_port
-from tests.daemon.conftest import ONE_RELAY, Site
+from tests.daemon.conftest import ONE_RELAY, Site, SiteFactory
 
 
 def run_check(config: Path) -> subprocess.CompletedProcess[str]:
@@ -59,7 +59,7 @@ def test_check_names_file_key_and_fix(tmp_path: Path, body: str, key: str, fix: 
     assert "Traceback" not in result.stderr
 
 
-async def test_check_accepts_a_valid_config_and_refuses_a_loose_key(site_factory) -> None:  # type: ignore[no-untyped-def]
+async def test_check_accepts_a_valid_config_and_refuses_a_loose_key(site_factory: SiteFactory) -> None:
     site: Site = await site_factory(ONE_RELAY, start=False)
     config = next(iter(site.configs.values()))
     assert run_check(config).returncode == 0
@@ -70,7 +70,9 @@ async def test_check_accepts_a_valid_config_and_refuses_a_loose_key(site_factory
     assert "chmod 600" in result.stderr
 
 
-async def test_new_bundle_on_trust_topic_revokes_without_restart_and_older_is_refused(site_factory) -> None:  # type: ignore[no-untyped-def]
+async def test_new_bundle_on_trust_topic_revokes_without_restart_and_older_is_refused(
+    site_factory: SiteFactory,
+) -> None:
     site: Site = await site_factory(ONE_RELAY)
     await site.wait_relays_ready()
     net = site.network
@@ -100,7 +102,7 @@ async def test_new_bundle_on_trust_topic_revokes_without_restart_and_older_is_re
     assert not any(d.text == alert.onair for h in site.handhelds for d in site.hood.displays(h))
 
 
-async def test_active_topic_is_retained_then_cleared_by_allclear(site_factory) -> None:  # type: ignore[no-untyped-def]
+async def test_active_topic_is_retained_then_cleared_by_allclear(site_factory: SiteFactory) -> None:
     site: Site = await site_factory(ONE_RELAY)
     await site.wait_relays_ready()
     alert = site.network.sign("dispatcher", "Checkpoint at Oak & 3rd", severity=Severity.WARNING)
@@ -117,7 +119,10 @@ async def test_active_topic_is_retained_then_cleared_by_allclear(site_factory) -
     assert await site.collect(active_topic, 1.0) == []
 
 
-async def test_metrics_endpoint_and_sigterm_drains_within_five_seconds(site_factory, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+async def test_metrics_endpoint_and_sigterm_drains_within_five_seconds(
+    site_factory: SiteFactory,
+    tmp_path: Path,
+) -> None:
     port = free_port()
     site: Site = await site_factory(ONE_RELAY, start=False, extra=f"[metrics]\nlisten = '127.0.0.1:{port}'\n")
     name = next(iter(site.configs))
@@ -128,7 +133,8 @@ async def test_metrics_endpoint_and_sigterm_drains_within_five_seconds(site_fact
 
     def scrape() -> str:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
-            return resp.read().decode()
+            body: bytes = resp.read()
+            return body.decode()
 
     body = await asyncio.to_thread(scrape)
     assert "relayd_dropped_frames" in body

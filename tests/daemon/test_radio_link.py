@@ -106,6 +106,7 @@ def _tap_client_packets(hood: Neighborhood, radio_name: str) -> list[Any]:
         seen.append(p)
         return originate(p, **kwargs)
 
+    # An instance attribute shadows the method (mypy refuses assigning over one); same call.
     radio.originate = tapped  # type: ignore[method-assign]
     return seen
 

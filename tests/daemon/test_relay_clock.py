@@ -8,6 +8,7 @@ need a relay whose clock reads 1970 and then a relay after NTP, in one test.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -36,11 +37,19 @@ def _offer(relay: Relay, onair: str) -> Verdict:
     return verdict
 
 
-def _relay(config_path: Path, clock: float | list[float], **kw: object) -> Relay:
+def _relay(
+    config_path: Path,
+    clock: float | list[float],
+    *,
+    clock_synced: Callable[[], bool | None] | None = None,
+    monotonic: Callable[[], float] = time.monotonic,
+) -> Relay:
+    config = load_config(config_path)
     if isinstance(clock, list):
         box = clock
-        return Relay(load_config(config_path), clock=lambda: box[0], **kw)  # type: ignore[arg-type]
-    return Relay(load_config(config_path), clock=lambda: clock, **kw)  # type: ignore[arg-type]
+        return Relay(config, clock=lambda: box[0], clock_synced=clock_synced, monotonic=monotonic)
+    fixed = clock
+    return Relay(config, clock=lambda: fixed, clock_synced=clock_synced, monotonic=monotonic)
 
 
 def test_reporter_and_relay_drills_cannot_push_the_floor_ahead(

@@ -6,6 +6,7 @@ import os
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 from textual.pilot import Pilot
 from textual.widgets import DataTable, Select
@@ -30,9 +31,11 @@ QUICK = BackgroundPlan(
     update_every_s=3600,
 )
 SCREENSHOT = Path(__file__).resolve().parents[2] / "docs" / "screenshot.svg"
+# What the console app returns when it exits (textual's Pilot is generic, and invariant, in it).
+AppResult = TypeVar("AppResult")
 
 
-async def wait_for(pilot: Pilot[object], predicate: Callable[[], bool], timeout_s: float) -> None:
+async def wait_for(pilot: Pilot[AppResult], predicate: Callable[[], bool], timeout_s: float) -> None:
     deadline = time.monotonic() + timeout_s
     while not predicate():
         if time.monotonic() > deadline:

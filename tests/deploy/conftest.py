@@ -7,7 +7,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from deploy_support import Broker, render_local_broker, require_tool, run_broker
+
+from tests.deploy.deploy_support import Broker, render_local_broker, require_tool, run_broker
 
 
 @pytest.fixture

@@ -200,7 +200,8 @@ def render_local_broker(workdir: Path, *, acl: Path = ACL_EXAMPLE) -> tuple[Path
 
 
 def payload_bytes(message: aiomqtt.Message) -> bytes:
-    payload = message.payload
+    # aiomqtt types the payload as bytes today; older 2.x releases in pyproject's range did not.
+    payload: object = message.payload
     if isinstance(payload, bytes | bytearray):
         return bytes(payload)
     return str(payload).encode()

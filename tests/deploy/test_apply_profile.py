@@ -12,7 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from deploy_support import APPLY_PROFILE, PROFILES_DIR, find_tool
+
+from tests.deploy.deploy_support import APPLY_PROFILE, PROFILES_DIR, find_tool
 
 PROFILE = PROFILES_DIR / "relay-node.yaml"
 

@@ -15,9 +15,11 @@ from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import aiomqtt
 import pytest
-from deploy_support import REPO_ROOT, Broker
 
+from relayd.core.brokersave import STATUS_LEFT_META
+from relayd.daemon.storage import Storage
 from relayd.doctor import DISK_FAIL_BYTES, DISK_WARN_BYTES, Level, assess_disk
 from relayd.sim.firmware import FIRMWARE_VERSION
 from relayd.sim.neighborhood import Neighborhood
@@ -25,6 +27,7 @@ from relayd.sim.scenario import load_scenario
 from relayd.testing.harness import write_relay_config
 from relayd.testing.keys import TestNetwork
 from relayd.testing.mosquitto import MosquittoBroker, free_port
+from tests.deploy.deploy_support import REPO_ROOT, Broker
 
 ONE_RELAY = REPO_ROOT / "config" / "sim" / "one-relay.toml"
 DOCTOR_TIMEOUT_S = 60.0
@@ -52,8 +55,14 @@ def relay_config(
     tmp_path: Path, network: TestNetwork, hood: Neighborhood, broker_port: int, *, tcp: bool = False
 ) -> Path:
     endpoint = hood.endpoints["relay"]
-    kwargs: dict[str, object] = {"radio_port": endpoint.tcp_port} if tcp else {"radio_pty": endpoint.pty_path}
-    config = write_relay_config(tmp_path / "relay", RELAY, network, broker_port=broker_port, **kwargs)  # type: ignore[arg-type]
+    if tcp:
+        config = write_relay_config(
+            tmp_path / "relay", RELAY, network, broker_port=broker_port, radio_port=endpoint.tcp_port
+        )
+    else:
+        config = write_relay_config(
+            tmp_path / "relay", RELAY, network, broker_port=broker_port, radio_pty=endpoint.pty_path
+        )
     (tmp_path / "relay" / f"{RELAY}-state").mkdir(exist_ok=True)
     return config
 
@@ -99,7 +108,7 @@ async def test_healthy_relay_passes_every_check(
 ) -> None:
     result = await doctor(relay_config(tmp_path, network, radio, mosquitto.port))
     assert result.returncode == 0, result.output
-    assert set(result.lines) == {"device", "radio", "broker", "key", "trust", "clock", "disk"}
+    assert set(result.lines) == {"device", "radio", "broker", "persist", "key", "trust", "clock", "disk"}
     assert all(line.startswith("ok") for line in result.lines.values()), result.output
     node = radio.endpoints["relay"].node_id
     assert f"handshake complete (node {node}, firmware {FIRMWARE_VERSION}" in result.lines["radio"]
@@ -118,7 +127,7 @@ async def test_text_output_is_one_line_per_check(
     lines = out.decode().splitlines()
     assert proc.returncode == 0, out
     assert [line.split()[:2] for line in lines] == [
-        ["ok", name] for name in ("device", "radio", "broker", "key", "trust", "clock", "disk")
+        ["ok", name] for name in ("device", "radio", "broker", "persist", "key", "trust", "clock", "disk")
     ]
     port = radio.endpoints["relay"].tcp_port
     assert lines[1].startswith(f"ok    radio      tcp:127.0.0.1:{port} handshake complete (node !")
@@ -327,3 +336,51 @@ def test_invalid_config_is_one_failing_check(tmp_path: Path) -> None:
 )
 def test_disk_thresholds(free_bytes: int, level: Level) -> None:
     assert assess_disk(Path("/var/lib/relayd"), free_bytes).level is level
+
+
+async def test_a_broker_that_cannot_save_fails_the_persist_check(
+    tmp_path: Path, network: TestNetwork, radio: Neighborhood
+) -> None:
+    """Mosquitto with its save folder missing runs normally and loses everything on a restart:
+    doctor says so, from the broker's own config (the save error is in its log too)."""
+    broker = MosquittoBroker(
+        tmp_path / "unsaved", persistence_location=tmp_path / "no-such-folder", prove_saves=False
+    )
+    broker.start()
+    try:
+        config = relay_config(tmp_path, network, radio, broker.port)
+        result = await doctor(config, "--broker-config", str(broker.config_path))
+        assert_only_failure(result, "persist")
+        assert "no-such-folder/ does not exist: nothing can be saved" in result.lines["persist"]
+        # The same broker, told to persist in its work folder, passes.
+        broker.stop()
+        broker.persistence_location = None
+        broker.prove_saves = True
+        broker.start()
+        result = await doctor(config, "--broker-config", str(broker.config_path))
+        assert result.level("persist") == "ok", result.output
+        assert "saved after every change" in result.lines["persist"]
+    finally:
+        broker.stop()
+
+
+async def test_a_broker_that_lost_the_relays_retained_status_is_a_warning(
+    tmp_path: Path, network: TestNetwork, radio: Neighborhood
+) -> None:
+    """A relay that left its status on a broker, and a broker (without persistence) restarted
+    since: over MQTT alone, that loss is what can be seen."""
+    broker = MosquittoBroker(tmp_path / "volatile", persistence=False)
+    broker.start()
+    try:
+        config = relay_config(tmp_path, network, radio, broker.port)
+        state = tmp_path / "relay" / f"{RELAY}-state"
+        Storage(state / "relayd.sqlite3").set_meta(STATUS_LEFT_META, "1")
+        result = await doctor(config)
+        assert result.level("persist") == "warn", result.output
+        assert "the broker lost its retained messages" in result.lines["persist"]
+        async with aiomqtt.Client("127.0.0.1", broker.port) as client:
+            await client.publish(f"relayd/relays/{RELAY}/status", b"{}", qos=1, retain=True)
+        result = await doctor(config)
+        assert result.level("persist") == "ok", result.output
+    finally:
+        broker.stop()

@@ -6,12 +6,11 @@ import dataclasses
 import re
 from pathlib import Path
 
-from deploy_support import REPO_ROOT
-
 from relayd.core.model import Role
 from relayd.core.verify import DEFAULT_RATE_LIMITS
 from relayd.daemon.config import Config, load_config
 from relayd.testing.keys import make_network
+from tests.deploy.deploy_support import REPO_ROOT
 
 EXAMPLE = REPO_ROOT / "config" / "relayd.example.toml"
 

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from deploy_support import Broker, collect_until, marker, publish_reaches
+
+from tests.deploy.deploy_support import Broker, collect_until, marker, publish_reaches
 
 pytestmark = pytest.mark.mosquitto
 

@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from deploy_support import (
+
+from tests.deploy.deploy_support import (
     ACL_EXAMPLE,
     ACL_USERS,
     BRIDGE_CONF,

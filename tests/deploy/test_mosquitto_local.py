@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import aiomqtt
 import pytest
-from deploy_support import LOCAL_CONF, Broker, marker, wait_for_payload
+
+from tests.deploy.deploy_support import LOCAL_CONF, Broker, marker, wait_for_payload
 
 pytestmark = pytest.mark.mosquitto
 

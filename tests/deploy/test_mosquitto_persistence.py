@@ -16,7 +16,9 @@ from pathlib import Path
 
 import aiomqtt
 import pytest
-from deploy_support import (
+
+from relayd.testing.mosquitto import MosquittoBroker, MosquittoPersistenceError
+from tests.deploy.deploy_support import (
     MQTT_TIMEOUT_S,
     Broker,
     payload_bytes,
@@ -25,8 +27,6 @@ from deploy_support import (
     rewrite_directives,
     run_broker,
 )
-
-from relayd.testing.mosquitto import MosquittoBroker, MosquittoPersistenceError
 
 pytestmark = pytest.mark.mosquitto
 

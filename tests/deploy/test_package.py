@@ -21,11 +21,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from deploy_support import REPO_ROOT
 
 from relayd.core.model import Role
 from relayd.testing.keys import make_network
 from relayd.testing.mosquitto import MosquittoBroker
+from tests.deploy.deploy_support import REPO_ROOT
 
 pytestmark = pytest.mark.slow
 
@@ -40,9 +40,12 @@ class Dist:
     sdist: Path
 
 
-def _run(cmd: list[str | Path], timeout_s: float, **kw: object) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(  # type: ignore[call-overload, no-any-return]
-        [str(c) for c in cmd], capture_output=True, text=True, timeout=timeout_s, check=False, **kw
+def _run(
+    cmd: list[str | Path], timeout_s: float, *, cwd: Path | None = None, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    argv = [str(c) for c in cmd]
+    return subprocess.run(
+        argv, capture_output=True, text=True, timeout=timeout_s, check=False, cwd=cwd, env=env
     )
 
 

@@ -13,9 +13,10 @@ from typing import Any
 
 import pytest
 import yaml
-from deploy_support import PROFILES_DIR
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from meshtastic.protobuf import clientonly_pb2, config_pb2, localonly_pb2
+
+from tests.deploy.deploy_support import PROFILES_DIR
 
 PROFILES = sorted(PROFILES_DIR.glob("*.yaml"))
 RELAY = PROFILES_DIR / "relay-node.yaml"

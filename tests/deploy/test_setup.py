@@ -13,13 +13,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from deploy_support import SYSTEMD_UNIT, find_tool
 
 from relayd.core.model import Role
 from relayd.daemon.config import load_config
 from relayd.install import UNIT_TEMPLATE, render_unit
 from relayd.keystore import load_private_key
 from relayd.testing.keys import TestNetwork, make_network
+from tests.deploy.deploy_support import SYSTEMD_UNIT, find_tool
 
 RELAY = "relay-north"
 VENV_RELAYD = Path(sys.executable).parent / "relayd"

@@ -11,7 +11,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from deploy_support import REPO_ROOT, SYSTEMD_UNIT, find_tool
+
+from tests.deploy.deploy_support import REPO_ROOT, SYSTEMD_UNIT, find_tool
 
 EXEC_START = "/opt/relayd/venv/bin/relayd run -c /etc/relayd/relayd.toml"
 # `systemd-analyze security` scores exposure 0.0 (locked down) .. 10.0 (unprotected); it prints

@@ -8,7 +8,8 @@ import subprocess
 from dataclasses import dataclass
 
 import pytest
-from deploy_support import UDEV_RULE, find_tool
+
+from tests.deploy.deploy_support import UDEV_RULE, find_tool
 
 # udev(7): keys that only match, keys that only assign, and keys that can do both.
 _MATCH_ONLY = {

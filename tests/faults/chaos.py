@@ -18,7 +18,7 @@ Faults, spread over the stream:
 * broker restarts, alternating city and neighborhood broker;
 * radio unplugs (the client link drops, the radio keeps receiving);
 * `kill -9` of a relay, restarted a second later;
-* one backhaul cut between the brokers;
+* one backhaul cut between the brokers (optionally with both brokers killed -9 during it);
 * a full state disk on relay-south: RLIMIT_FSIZE set on the running process (prlimit),
   so every SQLite write fails with EFBIG; it must show in the relay's status
   `storage_error`, and the relay must keep relaying; then the limit is lifted.
@@ -40,9 +40,11 @@ from typing import Any
 
 import aiomqtt
 
+from relayd.core.brokersave import parse_mosquitto_config
 from relayd.core.jsonform import MalformedMessage
 from relayd.core.model import SignedAlert
 from relayd.core.status import parse_status
+from relayd.sim.medium import SendResult
 from relayd.sim.neighborhood import Neighborhood
 from relayd.sim.scenario import load_scenario
 from relayd.testing.harness import write_relay_config
@@ -53,6 +55,7 @@ from tests.daemon.test_e2e_faults import lossless, publish_stream, stream
 
 REPO = Path(__file__).resolve().parents[2]
 BRIDGE_CONF = REPO / "config" / "mosquitto" / "bridge.conf"
+LOCAL_CONF = REPO / "config" / "mosquitto" / "local.conf"
 ROOT = "relayd"  # bridge.conf bridges relayd/...
 RELAYS = ("relay-north", "relay-center", "relay-south")
 SPLIT_CITY_RELAYS = ("relay-north", "relay-center")
@@ -72,6 +75,9 @@ class ChaosPlan:
     down_s: float  # broker outage and radio unplug length, wall seconds
     settle_timeout_s: float
     split: bool = False  # relay-north/center on the city broker (see the module docstring)
+    # kill -9 of both brokers in the middle of the backhaul cut, while each holds a queue
+    # (the city: what the bridge has not fetched; the neighborhood: what it has not sent up).
+    kill_brokers_in_cut: bool = False
 
 
 # One alert per 8 s of sim time, as test_e2e_faults: sustainable on a LongFast channel.
@@ -101,6 +107,36 @@ class ChaosReport:
     unexpected_exits: list[str] = field(default_factory=list)
     tracebacks: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    # alert index -> handhelds that never showed it
+    missed_by_alert: dict[int, int] = field(default_factory=dict)
+    # What the air did (the simulator's counters over the whole run).
+    half_duplex_misses: int = 0  # receptions missed because the receiver was transmitting
+    queue_full_drops: int = 0  # frames (mostly rebroadcasts) dropped on a full transmit queue
+
+    def _missed(self, alerts: list[int]) -> int:
+        return sum(self.missed_by_alert.get(i, 0) for i in alerts)
+
+    @property
+    def missed_in_brokers(self) -> int:
+        """(alert, handheld) deliveries lost before any relay: the broker bridge."""
+        return self._missed(self.lost_before_relays)
+
+    @property
+    def missed_not_on_air(self) -> int:
+        """Deliveries of alerts that reached the relays and never went on air."""
+        return self._missed(self.not_transmitted)
+
+    @property
+    def missed_on_air(self) -> int:
+        """Deliveries of alerts that went on air, missed by a handheld (the air's share)."""
+        return self.missing - self.missed_in_brokers - self.missed_not_on_air
+
+
+def shipped_autosave() -> str:
+    """local.conf's save settings, as shipped: the rig's brokers save exactly as a Pi's would."""
+    settings = parse_mosquitto_config(LOCAL_CONF.read_text().splitlines())
+    on_changes = "true" if settings.autosave_on_changes else "false"
+    return f"autosave_on_changes {on_changes}\nautosave_interval {settings.autosave_interval}"
 
 
 def render_bridge(proxy_port: int) -> str:
@@ -170,7 +206,7 @@ async def _watch_outbox(port: int, seen: set[str], stop: asyncio.Event) -> None:
                 await client.subscribe(f"{ROOT}/outbox", qos=1)
                 async for msg in client.messages:
                     with contextlib.suppress(ValueError, TypeError, AttributeError):
-                        seen.add(json.loads(bytes(msg.payload))["onair"])  # type: ignore[arg-type]
+                        seen.add(json.loads(bytes(msg.payload))["onair"])
         except aiomqtt.MqttError:
             await asyncio.sleep(0.3)
 
@@ -184,7 +220,7 @@ async def _watch_status(port: int, seen: dict[str, list[str | None]], stop: asyn
                 async for msg in client.messages:
                     with contextlib.suppress(MalformedMessage):
                         # Sealed by the relay; unwrapped (not verified) to read it here.
-                        status = parse_status(bytes(msg.payload))  # type: ignore[arg-type]
+                        status = parse_status(bytes(msg.payload))
                         seen.setdefault(status.relay, []).append(status.storage_error)
         except aiomqtt.MqttError:
             await asyncio.sleep(0.3)
@@ -196,11 +232,12 @@ def _tap_originate(hood: Neighborhood, radio_name: str) -> set[str]:
     originate = radio.originate
     texts: set[str] = set()
 
-    def tapped(p: Any) -> Any:
+    def tapped(p: Any, *, keep_to_zero: bool = False) -> tuple[int, SendResult]:
         if p.HasField("decoded"):
             texts.add(bytes(p.decoded.payload).decode("utf-8", "replace"))
-        return originate(p)
+        return originate(p, keep_to_zero=keep_to_zero)
 
+    # An instance attribute shadows the method (mypy refuses assigning over one); same signature.
     radio.originate = tapped  # type: ignore[method-assign]
     return texts
 
@@ -212,12 +249,14 @@ def _set_fsize(pid: int, limit: int) -> None:
 
 async def run_chaos(workdir: Path, network: TestNetwork, plan: ChaosPlan) -> ChaosReport:
     started = time.monotonic()
-    city = MosquittoBroker(workdir / "city", extra_config="set_tcp_nodelay true")
+    city = MosquittoBroker(workdir / "city", extra_config="set_tcp_nodelay true", autosave=shipped_autosave())
     city.start()
     backhaul = Backhaul(city.port)
     await backhaul.heal()
     local = MosquittoBroker(
-        workdir / "local", extra_config="set_tcp_nodelay true\n" + render_bridge(backhaul.port)
+        workdir / "local",
+        extra_config="set_tcp_nodelay true\n" + render_bridge(backhaul.port),
+        autosave=shipped_autosave(),
     )
     local.start()
     brokers = {"city": city, "local": local}
@@ -259,6 +298,9 @@ async def run_chaos(workdir: Path, network: TestNetwork, plan: ChaosPlan) -> Cha
         await site.wait_displayed_everywhere(reached, timeout_s=plan.settle_timeout_s)
         await asyncio.sleep(3)  # any late duplicate lands
         _count(site, alerts, report)
+        air = hood.stats()
+        report.half_duplex_misses = air.half_duplex_misses
+        report.queue_full_drops = air.queue_full_drops
         report.outbox_seen = {name: len(seen) for name, seen in outboxes.items()}
         report.lost_before_relays = [i for i, a in enumerate(alerts) if a.onair not in outboxes["local"]]
         for i, a in enumerate(alerts):
@@ -309,10 +351,15 @@ async def _inject(
     ]
     events += [(t, "unplug", relays[(i + 1) % 3]) for i, t in enumerate(spread(plan.unplugs, 0.05))]
     events += [(t, "kill", relays[i % 3]) for i, t in enumerate(spread(plan.kills, 0.1))]
-    events.append((duration * 0.35, "cut", ""))
-    events.append((duration * 0.35 + plan.cut_s, "heal", ""))
-    events.append((duration * 0.1, "disk_full", DISK_FULL_RELAY))
-    events.append((duration * 0.1 + plan.disk_full_s, "disk_ok", DISK_FULL_RELAY))
+    if plan.cut_s > 0:
+        events.append((duration * 0.35, "cut", ""))
+        events.append((duration * 0.35 + plan.cut_s, "heal", ""))
+    if plan.kill_brokers_in_cut:
+        events.append((duration * 0.35 + plan.cut_s / 2, "broker_kill", "city"))
+        events.append((duration * 0.35 + plan.cut_s / 2 + 0.1, "broker_kill", "local"))
+    if plan.disk_full_s > 0:
+        events.append((duration * 0.1, "disk_full", DISK_FULL_RELAY))
+        events.append((duration * 0.1 + plan.disk_full_s, "disk_ok", DISK_FULL_RELAY))
     t0 = time.monotonic()
     for at, kind, target in sorted(events):
         await asyncio.sleep(max(0.0, t0 + at - time.monotonic()))
@@ -320,6 +367,11 @@ async def _inject(
             broker = brokers[target]
             broker.stop()
             await asyncio.sleep(plan.down_s)
+            broker.start()
+        elif kind == "broker_kill":
+            broker = brokers[target]
+            broker.kill()  # SIGKILL: only what it had saved survives
+            await asyncio.sleep(0.5)
             broker.start()
         elif kind == "unplug":
             await site.hood.unplug(target, for_s=plan.down_s)
@@ -356,7 +408,10 @@ def relayd_tracebacks(log: str) -> list[str]:
 
 def _count(site: Site, alerts: list[SignedAlert], report: ChaosReport) -> None:
     wanted = {a.onair for a in alerts}
+    index = {a.onair: i for i, a in enumerate(alerts)}
     for handheld in site.handhelds:
         counts = Counter(d.text for d in site.hood.displays(handheld) if d.text in wanted)
         report.missing += len(wanted) - len(counts)
+        for text in wanted - counts.keys():
+            report.missed_by_alert[index[text]] = report.missed_by_alert.get(index[text], 0) + 1
         report.duplicates += sum(n - 1 for n in counts.values() if n > 1)

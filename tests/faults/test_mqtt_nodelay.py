@@ -39,7 +39,7 @@ async def test_relay_mqtt_socket_has_nagle_off(mosquitto: MosquittoBroker) -> No
         client = link._client
         assert client is not None
         sock = client._client.socket()
-        assert sock is not None
+        assert isinstance(sock, socket.socket)
         assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
     finally:
         task.cancel()

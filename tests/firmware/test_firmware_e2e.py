@@ -86,6 +86,7 @@ def relays_on(
 ) -> Iterator[Site]:
     """`relayd run` for each of `names` on its radio (or on `ports[name]`, a proxy in front of
     it); stopped, by PID, when the block ends."""
+    # The real-firmware neighborhood stands in for the simulated one: Site uses what both offer.
     site = Site(hood, broker, network, tmp_path, root=root)  # type: ignore[arg-type]
     try:
         for name in names:

@@ -143,6 +143,7 @@ async def test_outbox_alert_reaches_three_hops_deep_once_with_bell_via_relayd_ru
     """End to end on real firmware: a dispatcher's urgent alert published to the MQTT outbox goes
     through `relayd run`, its radio's firmware and the firmware of h1 and h2, which repeat it, to
     h3 three hops away. Every handheld shows it once, with the bell."""
+    # The real-firmware neighborhood stands in for the simulated one: Site uses what both offer.
     site = Site(hood, mosquitto, network, tmp_path, root="fw")  # type: ignore[arg-type]
     try:
         if "relay" not in network.identities:

@@ -254,7 +254,7 @@ async def test_reboot_sends_rebooted_first_on_next_connection() -> None:
             await c.close()
 
 
-async def _pty_exchange(path: str, frames: list[bytes], wait_s: float) -> list[object]:
+async def _pty_exchange(path: str, frames: list[bytes], wait_s: float) -> list[mesh_pb2.FromRadio]:
     """Open the radio's serial port, write frames, collect FromRadio for `wait_s`, close it."""
     fd = os.open(path, os.O_RDWR | os.O_NOCTTY | os.O_NONBLOCK)
     try:
@@ -262,7 +262,7 @@ async def _pty_exchange(path: str, frames: list[bytes], wait_s: float) -> list[o
         for f in frames:
             os.write(fd, f)
         decoder = StreamDecoder()
-        got: list[object] = []
+        got: list[mesh_pb2.FromRadio] = []
         loop = asyncio.get_running_loop()
         deadline = loop.time() + wait_s
         while loop.time() < deadline:
@@ -289,7 +289,10 @@ async def test_serial_api_remembers_packet_ids_across_reconnects() -> None:
         text = encode_frame(to_radio_packet(text_packet("once", packet_id=5001, hop_limit=3)))
         first = await _pty_exchange(path, [hello, text], 1.0)
         again = await _pty_exchange(path, [hello, text], 1.0)
-        ids = lambda msgs: [m.queueStatus.mesh_packet_id for m in msgs if m.HasField("queueStatus")]  # noqa: E731
+
+        def ids(msgs: list[mesh_pb2.FromRadio]) -> list[int]:
+            return [m.queueStatus.mesh_packet_id for m in msgs if m.HasField("queueStatus")]
+
         assert ids(first) == [5001]
         assert ids(again) == []
         c = await ApiClient.connect(hood.endpoints["ra"].tcp_port or 0)

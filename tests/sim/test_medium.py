@@ -42,9 +42,9 @@ def run_all(m: Medium) -> list[object]:
     return events
 
 
-def chain_medium(length: int, **kw: object) -> tuple[Medium, dict[str, int]]:
+def chain_medium(length: int) -> tuple[Medium, dict[str, int]]:
     sc = chain_scenario(length)
-    m = build_medium(sc, **kw)  # type: ignore[arg-type]
+    m = build_medium(sc)
     return m, {n.name: n.num for n in sc.nodes}
 
 

@@ -8,6 +8,7 @@ import json
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 from textual.pilot import Pilot
 
@@ -34,6 +35,9 @@ from tui.drafts import load_signer
 # A fixed instant for snapshots: 2026-11-21T13:14:08Z.
 FIXED_NOW_S = 1_795_266_848.0
 
+# What the app under test returns when it exits (textual's Pilot is generic, and invariant, in it).
+AppResult = TypeVar("AppResult")
+
 
 def seeded_identity(name: str) -> Identity:
     """Deterministic keys, so key ids, alert ids and signatures are stable across runs."""
@@ -44,7 +48,7 @@ def fixed_network(directory: Path) -> TestNetwork:
     return make_network(directory, now_s=FIXED_NOW_S, rng=seeded_identity)
 
 
-async def wait_for(pilot: Pilot[object], predicate: Callable[[], bool], timeout_s: float = 5.0) -> None:
+async def wait_for(pilot: Pilot[AppResult], predicate: Callable[[], bool], timeout_s: float = 5.0) -> None:
     """Poll `predicate` between UI pauses, up to `timeout_s`; fail with a clear message."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -104,6 +108,7 @@ def populate(app: RelaydApp, network: TestNetwork) -> dict[str, str]:
             None,
             None,
             1,
+            backlog={"late_report": 2, "other": 3},  # restarted: two reports delivered late
         ),
         RelayStatus(
             "relay-center",
@@ -235,5 +240,12 @@ def populate(app: RelaydApp, network: TestNetwork) -> dict[str, str]:
     app.ingest(t.outbox, forged_onair.encode())
     app.ingest(t.reports, encode_alert(report, Envelope(relay="relay-north", via="rf")))
     app.ingest(t.reports, encode_alert(report2))
+    # Responders' answers to the raid, wrapped by a relay: two on their way, one cannot come.
+    for node, word, ago in ((0x11111111, "!omw", 200), (0x22222222, "!y", 150), (0x33333333, "!n", 100)):
+        answer = network.sign(
+            "relay-north", word, kind=Kind.REPORT, severity=Severity.INFO, now_s=now - ago,
+            ref=raid.alert_id, origin_node=node,
+        )  # fmt: skip
+        app.ingest(t.reports, encode_alert(answer, Envelope(relay="relay-north", via="rf")))
     app.ingest(t.alerts, b"{not json")
     return {"raid": raid.id_hex, "update": update.id_hex, "report": report.id_hex}

@@ -16,7 +16,7 @@ from relayd.testing.keys import TestNetwork
 from relayd.testing.mosquitto import MosquittoBroker, free_port
 from tests.tui.support import wait_for
 from tests.tui.test_live import cell_style, cell_text, connected, make_app, peer
-from tui.health import BACKLOG_COUNTER, relay_problems
+from tui.health import relay_problems
 from tui.messages import LinkState as TuiLink
 from tui.model import Model
 from tui.widgets.panels import Part, fit, status_parts
@@ -34,7 +34,7 @@ def healthy(name: str, **changes: object) -> RelayStatus:
         "broker": LinkState.CONNECTED,
     }
     base.update(changes)
-    return RelayStatus(**base)  # type: ignore[arg-type]
+    return RelayStatus(**base)  # type: ignore[arg-type] # each test names fields of their own types
 
 
 def test_each_problem_is_named() -> None:
@@ -44,11 +44,16 @@ def test_each_problem_is_named() -> None:
     assert "radio disconnected (/dev/ttyACM0)" in radio[0].detail
     many = relay_problems(
         healthy(
-            "relay-a", storage_error="disk full", clock_warning="clock is 1970", drops={BACKLOG_COUNTER: 3}
+            "relay-a",
+            storage_error="disk full",
+            clock_warning="clock is 1970",
+            backlog={"old_report": 3, "late_report": 2, "other": 9},
         )
     )
     assert [p.short for p in many] == ["DISK!", "CLOCK!", "BKLOG!"]
-    assert "3 packet(s)" in many[2].detail
+    assert "3 field report(s)" in many[2].detail
+    # Late reports were delivered (marked late), chat is not news: neither is a problem.
+    assert relay_problems(healthy("relay-a", backlog={"late_report": 2, "other": 9})) == ()
     # Offline says it all: what the last status said is stale.
     assert [p.short for p in relay_problems(healthy("relay-a", state=RelayState.OFFLINE))] == ["OFFLINE"]
 

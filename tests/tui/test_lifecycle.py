@@ -14,6 +14,7 @@ from relayd.testing.keys import TestNetwork
 from relayd.testing.mosquitto import MosquittoBroker
 from tests.tui.support import wait_for
 from tests.tui.test_live import connected, make_app, peer
+from tui.app import RelaydApp
 from tui.model import Lifecycle
 from tui.screens.compose import ComposeScreen
 
@@ -23,8 +24,8 @@ T = Topics("relayd")
 SIZE = (120, 40)
 
 
-def state(app: object, alert_id: str) -> str:
-    return app.main.feed_table.get_cell(alert_id, "state").plain  # type: ignore[attr-defined, no-any-return]
+def state(app: RelaydApp, alert_id: str) -> str:
+    return str(app.main.feed_table.get_cell(alert_id, "state"))  # a rich Text's str() is its plain text
 
 
 async def test_all_cleared_and_cancelled_alerts_leave_the_active_view(

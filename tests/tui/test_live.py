@@ -10,10 +10,13 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import replace
+from pathlib import Path
+from typing import Protocol
 
 import aiomqtt
 import pytest
 from rich.text import Text
+from textual.pilot import Pilot
 
 from relayd.core.codec import compose
 from relayd.core.control import ControlKind
@@ -63,17 +66,23 @@ async def peer(broker: MosquittoBroker, name: str = "test-peer") -> AsyncIterato
         yield client
 
 
-async def connected(pilot: object, app: RelaydApp) -> None:
-    await wait_for(pilot, lambda: app.link_state is TuiLink.CONNECTED)  # type: ignore[arg-type]
+async def connected(pilot: Pilot[None], app: RelaydApp) -> None:
+    await wait_for(pilot, lambda: app.link_state is TuiLink.CONNECTED)
 
 
-def cell_text(table: object, row_key: str, column: str) -> str:
-    value = table.get_cell(row_key, column)  # type: ignore[attr-defined]
+class Cells(Protocol):
+    """A table of the console: the relay table (a DataTable) or the feed (FeedTable)."""
+
+    def get_cell(self, row_key: str, column: str, /) -> Text | str: ...
+
+
+def cell_text(table: Cells, row_key: str, column: str) -> str:
+    value = table.get_cell(row_key, column)
     return value.plain if isinstance(value, Text) else str(value)
 
 
-def cell_style(table: object, row_key: str, column: str) -> str:
-    value = table.get_cell(row_key, column)  # type: ignore[attr-defined]
+def cell_style(table: Cells, row_key: str, column: str) -> str:
+    value = table.get_cell(row_key, column)
     return str(value.style) if isinstance(value, Text) else ""
 
 
@@ -362,10 +371,10 @@ async def test_update_from_active_alert_is_one_keystroke(
         assert screen.draft.area == "zone-3"
 
 
-async def test_unreachable_broker_shows_banner_then_connects(tmp_path: object, network: TestNetwork) -> None:
+async def test_unreachable_broker_shows_banner_then_connects(tmp_path: Path, network: TestNetwork) -> None:
     port = free_port()
     app = make_app(f"mqtt://127.0.0.1:{port}", network)
-    broker = MosquittoBroker(tmp_path / "late-broker", port=port)  # type: ignore[operator]
+    broker = MosquittoBroker(tmp_path / "late-broker", port=port)
     async with app.run_test(size=SIZE) as pilot:
         await wait_for(pilot, lambda: app.link_state is TuiLink.RETRYING)
         banner = app.main.query_one("#banner")

@@ -11,13 +11,18 @@ from relayd.testing.hostile import hostile_payloads
 from relayd.testing.keys import TestNetwork
 from tests.tui.support import FIXED_NOW_S
 from tui.fmt import relays_cell, sparkline
-from tui.model import FeedFilter, InboxStatus, Model, Source, Topic, VerifyState
+from tui.model import DEFAULT_MAX_FEED_ITEMS, FeedFilter, InboxStatus, Model, Source, Topic, VerifyState
 
 T = Topics("relayd")
 
 
-def model(net: TestNetwork, now_s: float = FIXED_NOW_S, **kw: int) -> Model:
-    return Model(T, net.bundle, lambda: now_s, **kw)
+def model(
+    net: TestNetwork,
+    now_s: float = FIXED_NOW_S,
+    *,
+    max_feed_items: int = DEFAULT_MAX_FEED_ITEMS,
+) -> Model:
+    return Model(T, net.bundle, lambda: now_s, max_feed_items=max_feed_items)
 
 
 def test_copies_of_one_alert_merge_into_one_item(fixed_net: TestNetwork) -> None:
@@ -114,7 +119,10 @@ def test_filters(fixed_net: TestNetwork) -> None:
     b = fixed_net.sign("dispatcher", "training", severity=Severity.INFO, kind=Kind.TEST, now_s=FIXED_NOW_S)
     m.ingest(T.alerts, encode_alert(a, Envelope(relay="relay-north")))
     m.ingest(T.alerts, encode_alert(b))
-    ids = lambda f: [i.alert_id for i in m.items(f)]  # noqa: E731
+
+    def ids(f: FeedFilter) -> list[str]:
+        return [i.alert_id for i in m.items(f)]
+
     assert ids(FeedFilter(kind=Kind.TEST)) == [b.id_hex]
     assert ids(FeedFilter(severity=Severity.URGENT)) == [a.id_hex]
     assert ids(FeedFilter(relay="relay-north")) == [a.id_hex]

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import aiomqtt
 import pytest
-from textual.widgets import TextArea
+from textual.pilot import Pilot
+from textual.widgets import Input, TextArea
 
 from relayd.core.jsonform import encode_alert
 from relayd.core.topics import Topics
@@ -83,17 +84,23 @@ async def outbox_counter(port: int) -> AsyncIterator[list[bytes]]:
             task.cancel()
 
 
-async def compose_and_send(pilot: object, app: RelaydApp, text: str, lifetime: str = "30m") -> str:
-    await pilot.press("n")  # type: ignore[attr-defined]
-    await wait_for(pilot, lambda: isinstance(app.screen, ComposeScreen))  # type: ignore[arg-type]
+def outbox_state(app: RelaydApp, alert_id: str) -> OutboxState:
+    entry = app.outbox.get(alert_id)
+    assert entry is not None, f"{alert_id} is not in the outbox"
+    return entry.state
+
+
+async def compose_and_send(pilot: Pilot[None], app: RelaydApp, text: str, lifetime: str = "30m") -> str:
+    await pilot.press("n")
+    await wait_for(pilot, lambda: isinstance(app.screen, ComposeScreen))
     screen = app.screen
     screen.query_one("#text", TextArea).insert(text)
-    screen.query_one("#lifetime").value = lifetime  # type: ignore[attr-defined]
-    await pilot.pause()  # type: ignore[attr-defined]
-    await pilot.press("ctrl+s")  # type: ignore[attr-defined]
-    await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen))  # type: ignore[arg-type]
-    await pilot.press("y")  # type: ignore[attr-defined]
-    await wait_for(pilot, lambda: isinstance(app.screen, SendProgressScreen))  # type: ignore[arg-type]
+    screen.query_one("#lifetime", Input).value = lifetime
+    await pilot.pause()
+    await pilot.press("ctrl+s")
+    await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+    await pilot.press("y")
+    await wait_for(pilot, lambda: isinstance(app.screen, SendProgressScreen))
     progress = app.screen
     assert isinstance(progress, SendProgressScreen)
     return progress.alert_id
@@ -190,20 +197,20 @@ async def test_compose_while_broker_down_is_sent_once_when_it_returns(
         assert "outbox 1 unsent" in str(app.main.query_one("#status-bar").render())
         await pilot.press("o")
         await pilot.pause()
-        assert app.main.outbox_table.get_cell(alert_id, "state").plain == "waiting for broker"
+        assert str(app.main.outbox_table.get_cell(alert_id, "state")) == "waiting for broker"
 
         broker.start()
         try:
             async with outbox_counter(port) as received:
                 assert app.link_state is not TuiLink.CONNECTED, "console reconnected before the counter"
                 await wait_for(pilot, lambda: len(received) >= 1, timeout_s=10)
-                await wait_for(pilot, lambda: app.outbox.get(alert_id).state is OutboxState.SENT)  # type: ignore[union-attr]
+                await wait_for(pilot, lambda: outbox_state(app, alert_id) is OutboxState.SENT)
                 # A few more ticks and a reconnect: still exactly one copy.
                 await pilot.pause(1.5)
                 assert len(received) == 1
                 assert alert_id.encode() in received[0]
                 await pilot.pause()
-                assert app.main.outbox_table.get_cell(alert_id, "state").plain == "sent to relays"
+                assert str(app.main.outbox_table.get_cell(alert_id, "state")) == "sent to relays"
                 assert "unsent" not in str(app.main.query_one("#status-bar").render())
         finally:
             broker.stop()
@@ -224,7 +231,7 @@ async def test_outbox_survives_a_restart(tmp_path: Path, network: TestNetwork) -
                 # Shown at once, before the broker link is up.
                 assert alert_id in second.model.feed
                 await wait_for(pilot, lambda: len(received) >= 1, timeout_s=10)
-                await wait_for(pilot, lambda: second.outbox.get(alert_id).state is OutboxState.SENT)  # type: ignore[union-attr]
+                await wait_for(pilot, lambda: outbox_state(second, alert_id) is OutboxState.SENT)
                 await pilot.pause(1.2)
             assert len(received) == 1
             assert alert_id.encode() in received[0]
@@ -244,7 +251,7 @@ async def test_expired_alert_is_never_sent(tmp_path: Path, network: TestNetwork)
         with MosquittoBroker(tmp_path / "broker", port=port) as _broker:
             async with outbox_counter(port) as received:
                 await wait_for(pilot, lambda: app.link_state is TuiLink.CONNECTED, timeout_s=10)
-                await wait_for(pilot, lambda: app.outbox.get(alert_id).state is OutboxState.EXPIRED)  # type: ignore[union-attr]
+                await wait_for(pilot, lambda: outbox_state(app, alert_id) is OutboxState.EXPIRED)
                 await pilot.pause(0.5)
                 text = progress_text(app)
                 assert "expired before the broker had it: never sent" in text

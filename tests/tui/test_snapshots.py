@@ -61,6 +61,21 @@ def test_alert_detail(snap_compare: SnapCompare, fixed_net: TestNetwork, size: t
 
 
 @pytest.mark.parametrize("size", SIZES)
+def test_alert_detail_responders(
+    snap_compare: SnapCompare, fixed_net: TestNetwork, size: tuple[int, int]
+) -> None:
+    """The raid's detail, scrolled to who is responding (aliases only)."""
+    app = snapshot_app(fixed_net)
+
+    async def run_before(pilot: Pilot[Any]) -> None:
+        await prepared(app, fixed_net, "@raid", "enter")(pilot)
+        app.screen.query_one("#detail-relays").scroll_visible(animate=False)
+        await pilot.pause()
+
+    assert snap_compare(app, terminal_size=size, run_before=run_before)
+
+
+@pytest.mark.parametrize("size", SIZES)
 def test_compose_update(snap_compare: SnapCompare, fixed_net: TestNetwork, size: tuple[int, int]) -> None:
     app = snapshot_app(fixed_net)
 

@@ -107,6 +107,7 @@ class DetailScreen(Screen[None]):
             events = ", ".join(sorted(item.relays[relay]))
             reason = item.drop_reasons.get(relay)
             relays.append(f"  {relay}: {events}{f' ({reason})' if reason else ''}\n")
+        relays.append_text(responders_text(self.model, item, now))
         self.query_one("#detail-relays", Static).update(relays)
 
         raw = Text()
@@ -116,6 +117,23 @@ class DetailScreen(Screen[None]):
 
     def action_reply(self, kind: str) -> None:
         self.post_message(self.Reply(kind, self.alert_id))
+
+
+def responders_text(model: Model, item: FeedItem, now_s: float) -> Text:
+    """The answers to this alert, by alias only, newest first."""
+    out = Text()
+    answers = model.responders.answers(item.alert_id)
+    out.append(f"\nResponders: {item.responding} responding", style="bold")
+    if not answers:
+        out.append("  (no answer yet: handhelds answer !y, !omw, !here or !n)\n", style="dim")
+        return out
+    out.append(f", {len(answers)} answered\n")
+    for answer in answers:
+        style = "" if answer.word.responding else "dim"
+        out.append(
+            f"  {answer.alias}: {answer.word.label} ({fmt.duration(now_s - answer.at_s)} ago)\n", style=style
+        )
+    return out
 
 
 def describe(item: FeedItem) -> str:

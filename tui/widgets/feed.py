@@ -35,6 +35,7 @@ WIDE_COLUMNS: tuple[tuple[str, str, int], ...] = (
     ("ttl", "ttl", 5),
     ("area", "area", 8),
     ("relays", "relays", 15),
+    ("resp", "resp", 5),
     ("text", "text", 0),
 )
 NARROW_COLUMNS: tuple[tuple[str, str, int], ...] = (
@@ -44,6 +45,7 @@ NARROW_COLUMNS: tuple[tuple[str, str, int], ...] = (
     ("verify", "verification", 16),
     ("ttl", "ttl", 5),
     ("relays", "relays", 9),
+    ("resp", "resp", 5),
     ("text", "text", 0),
 )
 WIDE_MIN_COLUMNS = 100
@@ -180,6 +182,7 @@ class FeedTable(ScrollView, can_focus=True):
             "ttl": fmt.ttl(item, now_s),
             "area": item.alert.fields.area or "",
             "relays": fmt.relays_cell(item, widths.get("relays", 41) - 1),
+            "resp": fmt.responding_cell(item),
             "text": text,
         }
         out: list[Text] = []

@@ -84,4 +84,8 @@ class RelayDetail(Static):
         )
         drops = ", ".join(f"{k} {v}" for k, v in sorted(s.drops.items())) or "none"
         lines.append(f"drops: {drops}")
+        if s.backlog:
+            # What its radio heard before relayd connected (relayd/core/backlog.py).
+            heard = ", ".join(f"{k} {v}" for k, v in sorted(s.backlog.items()))
+            lines.append(f"\nheard before connecting: {heard}")
         self.update(lines)

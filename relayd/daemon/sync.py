@@ -1,0 +1,185 @@
+"""The MQTT side of catch-up after a gap (decisions in relayd/core/reconcile.py).
+
+Topic: `<root>/relays/<relay-id>/sync`, written by that relay only, sealed with its key
+(ControlKind.SYNC): requests and answers alike. Live QoS 1 messages through a wildcard
+subscription, which every broker delivers, clustered or not; nothing here is retained.
+Not bridged to a city broker: the relays that share an area share a local broker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from typing import TYPE_CHECKING
+
+from relayd.core.brokersave import LOST_RETAINED, STATUS_LEFT_META, RetainedWatch
+from relayd.core.codec import MalformedFrame, decode
+from relayd.core.control import ControlKind, relay_ids
+from relayd.core.jsonform import MalformedMessage
+from relayd.core.model import DropReason
+from relayd.core.reconcile import (
+    NONCE_BYTES,
+    Action,
+    Reconciler,
+    SyncAnswer,
+    SyncPolicy,
+    SyncRequest,
+    encode_answer,
+    encode_request,
+    parse_sync,
+)
+from relayd.core.suppression import honours_evidence
+from relayd.daemon.storage import StorageError
+
+if TYPE_CHECKING:
+    from relayd.daemon.relay import Relay
+
+log = logging.getLogger("relayd.sync")
+
+
+class SyncLink:
+    """One per relay. `ask` after any gap; `handle` every message on a sync topic."""
+
+    def __init__(self, relay: Relay) -> None:
+        self.relay = relay
+        scale = relay.time_scale
+        d = SyncPolicy()
+        self.reconciler = Reconciler(
+            relay.config.relay_id,
+            SyncPolicy(
+                answer_window_s=d.answer_window_s / scale,
+                min_request_interval_s=d.min_request_interval_s / scale,
+                per_asker_interval_s=d.per_asker_interval_s / scale,
+                max_answers=d.max_answers,
+            ),
+        )
+        self.asked = 0
+        self.answered = 0
+        self.caught_up = 0  # missed alerts taken from answers (aired or covered)
+        # A broker that lost our retained status lost its saved state (relayd/core/brokersave.py).
+        self.retained = RetainedWatch(grace_s=5.0)
+        self.broker_lost_retained = 0
+        self._prefix = f"{relay.topics.root}/relays/"
+
+    @property
+    def wildcard(self) -> str:
+        return f"{self._prefix}+/sync"
+
+    def topic(self, relay_id: str) -> str:
+        return f"{self._prefix}{relay_id}/sync"
+
+    def relay_of(self, topic: str) -> str | None:
+        """The relay id of a sync topic, or None for any other topic."""
+        if not topic.startswith(self._prefix) or not topic.endswith("/sync"):
+            return None
+        relay = topic[len(self._prefix) : -len("/sync")]
+        return relay if relay and "/" not in relay else None
+
+    def _publish(self, body: bytes) -> None:
+        relay = self.relay
+        if not relay.mqtt.connected:
+            return
+        payload = relay._seal(ControlKind.SYNC, body)
+        task = asyncio.get_running_loop().create_task(
+            relay.mqtt.publish(self.topic(relay.config.relay_id), payload)
+        )
+        task.add_done_callback(lambda t: t.exception() if not t.cancelled() else None)
+
+    def on_connect(self) -> None:
+        """The broker link is up: catch up, and check the broker kept our retained status."""
+        relay = self.relay
+        self.ask()
+        left = relay.mqtt.connects > 1
+        if not left:
+            try:
+                left = relay.storage.get_meta(STATUS_LEFT_META) == "1"
+            except StorageError:
+                left = False
+        if left:
+            self.retained.expect(relay._monotonic())
+            asyncio.get_running_loop().call_later(self.retained.grace_s + 0.1, self._check_retained)
+        else:
+            relay._storage_call(lambda: relay.storage.set_meta(STATUS_LEFT_META, "1"))
+
+    def _check_retained(self) -> None:
+        if self.relay.mqtt.connected and self.retained.due(self.relay._monotonic()):
+            self.broker_lost_retained += 1
+            log.warning("%s", LOST_RETAINED)
+
+    def own_status(self, retained: bool) -> None:
+        """Our own status came back from the broker (`retained`: kept, not a live echo)."""
+        if retained:
+            self.retained.seen()
+
+    def ask(self) -> None:
+        """After a gap (broker or radio back): ask peers what is active."""
+        if not self.relay.mqtt.connected:
+            return  # asked again when the broker is back (MqttLink's on_connect)
+        req = self.reconciler.request(self.relay.clock(), os.urandom(NONCE_BYTES))
+        if req is None:
+            return
+        self.asked += 1
+        log.info("asking peers for the active alerts (catch-up after a gap)")
+        self._publish(encode_request(req))
+
+    def handle(self, relay_id: str, payload: bytes) -> None:
+        """A sealed sync message on `relay_id`'s topic. MalformedMessage if unusable."""
+        relay = self.relay
+        if relay_id == relay.config.relay_id:
+            return
+        body = relay._open_control(ControlKind.SYNC, relay_id, payload)
+        if body is None:
+            return
+        msg = parse_sync(body)
+        if msg.relay != relay_id:
+            raise MalformedMessage("sync message names another relay than its topic")
+        if isinstance(msg, SyncRequest):
+            self._answer(msg)
+        else:
+            self._take(msg)
+
+    def _answer(self, req: SyncRequest) -> None:
+        now = self.relay.clock()
+        peers = relay_ids(self.relay.verifier.bundle, now)
+        answers = self.reconciler.answers_for(req, now, peers)
+        for ans in answers:
+            self._publish(encode_answer(ans))
+        if answers:
+            self.answered += len(answers)
+            log.info("told a peer back from a gap of %d active alert(s)", len(answers))
+
+    def _take(self, ans: SyncAnswer) -> None:
+        relay = self.relay
+        try:
+            alert_id = decode(ans.onair).alert_id
+        except MalformedFrame as exc:
+            raise MalformedMessage(f"sync answer frame: {exc.detail}") from None
+        memory = relay._neighbour_memory()
+        action = self.reconciler.judge(
+            ans,
+            alert_id,
+            relay.clock(),
+            known=lambda a: a in relay.verifier.dedup or self.reconciler.evidence(a) is not None,
+            honoured=lambda r: honours_evidence(r, memory),
+        )
+        if action is Action.IGNORE:
+            return
+        source = f"{ans.relay} put it on air (catch-up)"
+        if action is Action.STAND_DOWN:
+            relay._heard_copy(alert_id, source)
+            return
+        # The frame is checked like any alert from MQTT: signature, key, role, time, replay.
+        verdict = relay._verify(ans.onair, "mqtt")
+        if relay._hold_for_reference(verdict, ans.onair, "mqtt"):
+            return
+        if not verdict.ok or verdict.alert is None:
+            if verdict.reason is not DropReason.DUPLICATE:
+                relay._drop(verdict, "mqtt")
+            return
+        relay.counters.received += 1
+        self.caught_up += 1
+        log.info("catch-up: an active alert this relay missed (%s)", action.value)
+        relay._accept(verdict, "mqtt", queue=action is Action.AIR)
+        if action is Action.COVERED:
+            relay._heard_copy(alert_id, source)
