@@ -26,6 +26,7 @@ import asyncio
 import contextlib
 import functools
 import logging
+import random
 import time
 from collections import deque
 from collections.abc import Callable
@@ -104,6 +105,7 @@ class FirmwareNeighborhood:
         self._changed = asyncio.Event()
         self._driver: asyncio.Task[None] | None = None
         self._stopping = False
+        self._rng = random.Random(scenario.seed)
         self._timers: set[asyncio.Task[None]] = set()
         self.frames_from_radios = 0
         # Every frame a radio put on air, for tests and benchmarks to count against what relays
@@ -218,6 +220,8 @@ class FirmwareNeighborhood:
         lora.set_config.lora.region = cfg.LoRaConfig.RegionCode.Value(sc.region)
         lora.set_config.lora.hop_limit = sc.hop_limit
         lora.set_config.lora.tx_enabled = True
+        # A mesh bridged to MQTT: its people have said their packets may go there ("OK to MQTT").
+        lora.set_config.lora.config_ok_to_mqtt = bool(self._mqtt_proxy)
         await link.admin(lora)
         device = admin_pb2.AdminMessage()
         device.set_config.device.role = cfg.DeviceConfig.Role.Value(spec.device_role)
@@ -249,6 +253,9 @@ class FirmwareNeighborhood:
             # Envelopes carry decoded packets; the channel PSK still encrypts them on air.
             mqtt.set_module_config.mqtt.encryption_enabled = False
             mqtt.set_module_config.mqtt.root = "msh"
+            # The broker the client bridges to is on loopback: a private server, to which the
+            # firmware forwards even packets whose sender did not say "OK to MQTT".
+            mqtt.set_module_config.mqtt.address = LOOPBACK
             await link.admin(mqtt)
         commit = admin_pb2.AdminMessage()
         commit.commit_edit_settings = True
@@ -417,8 +424,9 @@ class FirmwareNeighborhood:
         p.to = to_num
         p.channel = channel_index
         p.hop_limit = self.scenario.hop_limit  # what the handheld's own UI sets
-        link._next_id += 1
-        p.id = link._next_id
+        # Random, as a phone app's are: ids only have to be unique per sender, but the firmware's
+        # duplicate detection and its cancel-on-rebroadcast match on the id first.
+        p.id = self._rng.getrandbits(31) | 1
         p.decoded.portnum = TEXT_MESSAGE_APP
         p.decoded.payload = text.encode("utf-8")
         link.write(encode_frame(to_radio_packet(p)))
