@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from google.protobuf.message import DecodeError
-from meshtastic.protobuf import mesh_pb2, portnums_pb2
+from meshtastic.protobuf import admin_pb2, mesh_pb2, portnums_pb2
 
 # Meshtastic reserves 0xFFFFFFFF as "everyone" (firmware NODENUM_BROADCAST).
 BROADCAST_NUM = 0xFFFFFFFF
@@ -128,3 +128,16 @@ def from_radio_variant(msg: FromRadio) -> str:
     """Name of the FromRadio oneof that is set (``packet``, ``my_info``, ...), or ``""``."""
     which = msg.WhichOneof("payload_variant")
     return str(which) if which else ""
+
+
+def admin_set_time_packet(my_node: int, epoch_s: int) -> MeshPacket:
+    """AdminMessage.set_time_only to our own radio: sets its clock so that ``rx_time`` on
+    received packets is meaningful (it is 0 on a radio without GPS, NTP or a client's time)."""
+    admin = admin_pb2.AdminMessage()
+    admin.set_time_only = epoch_s
+    pkt = mesh_pb2.MeshPacket()
+    pkt.to = my_node
+    setattr(pkt, "from", my_node)
+    pkt.decoded.portnum = ADMIN_APP
+    pkt.decoded.payload = admin.SerializeToString()
+    return pkt
