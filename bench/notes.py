@@ -55,6 +55,21 @@ NOTES: dict[str, str] = {
         "alert is heard on RF first, so with 5 and 10 relays it sends fewer than N frames: a "
         "forwarder with no dedup at all would send N."
     ),
+    "backends": (
+        "The same scenario on both backends, one run: relayd's own firmware model at time scale 20 "
+        "and real Meshtastic firmware (one meshtasticd SimRadio node per radio, relayd's medium "
+        "between them, wall time). `on_air_per_alert` is counted from the frames the firmware "
+        "itself handed to the medium, so it checks the relays' `tx_per_alert` claim. A difference "
+        "between the two backends is the model being wrong about something that matters."
+    ),
+    "gateway": (
+        "Latency is one message at a time, from publish (or the handheld's send) to every handheld "
+        "showing it (or the message on the broker). The peers do different work: relayd verifies "
+        "each alert's signature and signs each report; meshtastic-gateway forwards the firmware's "
+        "envelopes unverified. It runs as its `MqttBridge` on the official client's TCPInterface "
+        "(bench/peer_gateway.py), because its `Gateway.run` opens a serial port and an HTTP API on "
+        "0.0.0.0. CPU is the peer process's own, idle time included, per 1,000 messages handled."
+    ),
     "forgery": (
         "Each mutation's expected reason is derived from what it broke: `malformed` if the frame "
         "no longer decodes, else by its key id (`unknown_key`, `revoked`, or `bad_signature` "
