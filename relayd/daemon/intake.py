@@ -185,10 +185,6 @@ class Intake(Sending):
             )
         )
         self._apply(hold_effects)
-        if self.storage_error is not None:
-            # The state disk failed: still deliver (in memory), and say so in status.
-            for topic, payload, retain in publishes:
-                self._publish_soon(topic, payload, retain)
         self._publish_wake.set()
         self._wake.set()
         self._status_dirty.set()

@@ -91,7 +91,8 @@ OUTGOING_MAX = 1024
 # stop timeout (90 s) is far off, and a broker that does not answer must not hold us.
 SHUTDOWN_DEADLINE_S = 4.0
 
-__all__ = ["REFUSED_BY_RADIO", "Counters", "Relay"]
+# ACK_WAIT_S: read when a relay is built (relayd-bench latency shortens it for a run).
+__all__ = ["ACK_WAIT_S", "REFUSED_BY_RADIO", "Counters", "Relay"]
 
 
 class Relay(BrokerSide):
@@ -208,15 +209,11 @@ class Relay(BrokerSide):
             mqtt_link = MqttLink
         self.mqtt = mqtt_link(
             config.mqtt,
-            subscriptions=[
-                self.topics.outbox,
-                self.topics.alerts,
-                self.topics.reports,
-                self.topics.trust,
-                self.topics.status_wildcard,
-                self.topics.events_wildcard,
-                self.sync.wildcard,
-            ],
+            # Events of RF neighbours only (relayd/core/eventscope.py), scoped again once the
+            # neighbour memory is loaded; the wildcard of older relays is dropped from the
+            # persistent session.
+            subscriptions=self._subscriptions(),
+            retired=[self.topics.events_wildcard],
             handler=self._on_mqtt,
             will_topic=self.topics.status(config.relay_id),
             will_payload=self._offline_status_payload,
@@ -255,6 +252,10 @@ class Relay(BrokerSide):
         self.identity = load_private_key(config.key_path, unattended=True)
         self.pinned_root = load_public_key(config.root_pub).public_key
         self.storage = Storage(config.db_path)
+        # Writes commit on the storage's writer thread; these run in the loop after them.
+        self.storage.on_commit = self._publish_wake.set
+        self.storage.on_lost_publishes = self._publish_from_memory
+        self.storage.on_error = self._on_storage_error
         self.signed_bundle = self._load_best_bundle()
         dedup = DedupSet()
         replay = ReplayWindows()
@@ -270,6 +271,7 @@ class Relay(BrokerSide):
             self.verifier.restore_known(self.storage.known_onairs())
         self.newest_issued_s = self.storage.newest_issued_s()
         self._load_neighbours()
+        self._scope_events()
         self._bundle_mtime = self._file_mtime()
         self._clock_steps.observe(self.clock(), self._monotonic())
         self.clock_assessment = self._assess_clock()

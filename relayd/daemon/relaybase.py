@@ -38,6 +38,7 @@ from relayd.core.control import (
     seal,
 )
 from relayd.core.dedup import BoundedMap
+from relayd.core.eventscope import event_peers
 from relayd.core.identity import Identity
 from relayd.core.jsonform import MalformedMessage
 from relayd.core.model import DropReason
@@ -330,6 +331,32 @@ class RelayBase:
     def _save_neighbours(self) -> None:
         doc = self.neighbours.doc()
         self._storage_call(lambda: self.storage.set_meta("neighbours", doc))
+        self._scope_events()
+
+    def _event_peers(self) -> frozenset[str]:
+        known = {r for r, _ in self.peers.items()} | set(self.neighbours.peer_nodes)
+        return event_peers(self.config.relay_id, known, self._neighbour_memory(), self.rank_scope)
+
+    def _subscriptions(self) -> list[str]:
+        return [*self.topics.relay_subscriptions(self._event_peers()), *self.sync.subscriptions]
+
+    def _scope_events(self) -> None:
+        """Follow the neighbour memory with the event subscriptions."""
+        self.mqtt.set_subscriptions(self._subscriptions())
+
+    def _publish_from_memory(self, publishes: list[tuple[str, bytes, bool]]) -> None:
+        """The state disk failed: still deliver (in memory, from the outgoing task), and
+        say so in status."""
+        for topic, payload, retain in publishes:
+            self._publish_soon(topic, payload, retain)
+
+    def _on_storage_error(self, error: str) -> None:
+        """A write nobody waited for failed (on the storage's writer thread)."""
+        self.counters.storage_errors += 1
+        if self.storage_error != error:
+            log.error("%s", error)
+        self.storage_error = self.storage.error
+        self._status_dirty.set()
 
     def _neighbour_memory(self) -> NeighbourMemory:
         return self.neighbours.memory()
@@ -343,6 +370,8 @@ class RelayBase:
         """Learn the peer's radio node, and whether its radio hears ours."""
         if self.neighbours.peer_status(relay, peer, self.radios[0].my_node):
             self._save_neighbours()
+        else:
+            self._scope_events()  # a new peer, or what it hears changed
 
     def _await_rf_copy(self, relay: str, alert_id: bytes) -> None:
         """A peer whose radio ours has not heard transmitted an alert we may hold: wait for
