@@ -461,7 +461,9 @@ class Relay:
         self._scope_events()
 
     def _event_peers(self) -> frozenset[str]:
-        known = {r for r, _ in self.peers.items()} | set(self.peer_nodes)
+        # Every relay the bundle names, from the start: a peer's events must not be missed
+        # while its status is on its way (restart, new relay); apart ones drop out as learned.
+        known = relay_ids(self.verifier.bundle, self.clock()) | set(self.peer_nodes)
         return event_peers(self.config.relay_id, known, self._neighbour_memory(), self.rank_scope)
 
     def _subscriptions(self) -> list[str]:
@@ -1333,6 +1335,7 @@ class Relay:
         for relay in self.peers.retain(relay_ids(signed.bundle, self.clock())):
             self.peer_nodes.pop(relay, None)
             log.warning("peer %s forgotten: its key is no longer a trusted relay key", relay)
+        self._scope_events()
         log.warning("trust bundle updated to version %d (from %s)", signed.bundle.version, source)
         with contextlib.suppress(OSError):
             save_bundle(signed, self.config.state_dir / "trust.json")
