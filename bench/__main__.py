@@ -130,7 +130,7 @@ BENCHMARKS: list[Benchmark] = [
         "Legitimate alerts under a forged-frame flood",
         "forged frames on the outbox from a publisher process + 1 junk RF frame/s; baseline: no flood",
         _lazy("bench_flood"),
-        _lazy("bench_flood", seconds=8.0),
+        _lazy("bench_flood", seconds=8.0, distinct=40_000),
     ),
     Benchmark(
         "soak",
@@ -147,12 +147,34 @@ BENCHMARKS: list[Benchmark] = [
         _lazy("bench_suppression", sizes=(3,), alerts=10),
     ),
     Benchmark(
+        "backends",
+        "Suppression and delivery: the model beside real firmware",
+        "3, 5, 10 relays, all hearing each other, 4 alerts, on relayd's firmware model and on "
+        "meshtasticd 2.8.0 in one run; the model is the baseline",
+        _lazy("bench_backends"),
+    ),
+    Benchmark(
+        "gateway",
+        "A peer bridge on the same radio: meshtastic-gateway beside relayd",
+        "one meshtasticd radio with its MQTT client proxy on, three handhelds, one broker; "
+        "`relayd run`, then meshtastic-gateway 0.3.0 (the `peers` extra), 15 messages each way",
+        _lazy("bench_gateway"),
+    ),
+    Benchmark(
         "city",
         "A city of RF clusters on one broker",
         "K = 1, 3, 10 separate clusters of 3 relays, in-process relays, one Mosquitto; "
         "baseline: ranking among every online relay",
         _lazy("bench_city"),
         _lazy("bench_city", sizes=(1, 3), warmup=3, alerts=3),
+    ),
+    Benchmark(
+        "traffic",
+        "MQTT traffic per alert",
+        "N = 3, 9, 18, 30 relays in clusters of 3 on one Mosquitto, deliveries to the relays per alert; "
+        "baseline: every relay subscribed to every relay's events",
+        _lazy("bench_city", traffic_sizes=(1, 3, 6, 10)),
+        _lazy("bench_city", traffic_sizes=(1, 3), warmup=2, alerts=2),
     ),
     Benchmark(
         "forgery",

@@ -11,10 +11,16 @@ NOTES: dict[str, str] = {
         "MQTT publication is stamped just before `publish`, the radio write when the simulated "
         "firmware accepts the ToRadio packet, the RF arrival when the medium delivers the frame. "
         "The broker runs with `set_tcp_nodelay true`, as the shipped `config/mosquitto/local.conf`. "
-        "Before each radio write the relay commits two SQLite transactions with `synchronous=FULL` "
-        "(the acceptance, then the write-ahead packet id), and before each publication one; each "
-        "is an fsync, so the on-disk p99 follows the disk's fsync tail. The `_tmpfs` rows are the "
-        "same relay with its state on tmpfs (fsync is free there): the software's own share. "
+        "Each alert costs one fsync, its acceptance (`synchronous=FULL`), committed on the "
+        "storage's writer thread: the radio write does not wait for it (a first hand-over's "
+        "packet id is derived from the alert, so nothing is written ahead), the broker's "
+        "acknowledgement and the publication to `alerts` do. The `_tmpfs` rows are the same "
+        "relay with its state on tmpfs (fsync is free there): the software's own share. The "
+        "naive forwarder's own p99 shows how much of the tail is this shared machine's "
+        "scheduling. The relay's 90 s wait for an on-air confirmation is stretched to 1 s of "
+        "wall time (at x1000 it would be shorter than a scheduling pause; `stalls` counts "
+        "in-doubt resends). CPU per alert is the whole process (relay, writer thread, simulated "
+        "radios, the bench's clients), for the relay and for the naive forwarder alike. "
         "This benchmark found the relay's MQTT socket running with Nagle's algorithm on (40 ms "
         "stalls behind delayed ACKs, and a publisher that fell seconds behind a steady stream); "
         "fixed in `relayd/daemon/mqtt.py`, regression test `tests/faults/test_mqtt_nodelay.py`."
@@ -27,7 +33,11 @@ NOTES: dict[str, str] = {
         "costs). Run on a 2-core machine that also hosts the broker, the simulator and the "
         "flooding process. In production only authenticated dispatchers may publish on the "
         "outbox (config/mosquitto/acl.example): this attack needs stolen broker credentials. "
-        "RF junk is counted `malformed`."
+        "RF junk is counted `malformed`. The `distinct` rows: the same two kinds of forgery, "
+        "each sent once, so the verifier decodes and (for tampered frames of a known key) checks "
+        "the signature of every one, where the repeated ones are answered from its caches; the "
+        "drop rate is what the relay counted over what was published (QoS 0: what the relay "
+        "could not take in time the broker sheds, and the genuine alerts queue behind it)."
     ),
     "soak": (
         "Traffic is compressed in time (time scale 288: 24 sim hours in 5 minutes), but the "
@@ -44,6 +54,21 @@ NOTES: dict[str, str] = {
         "suppression off; they still drop a frame still waiting in their own queue when the same "
         "alert is heard on RF first, so with 5 and 10 relays it sends fewer than N frames: a "
         "forwarder with no dedup at all would send N."
+    ),
+    "backends": (
+        "The same scenario on both backends, one run: relayd's own firmware model at time scale 20 "
+        "and real Meshtastic firmware (one meshtasticd SimRadio node per radio, relayd's medium "
+        "between them, wall time). `on_air_per_alert` is counted from the frames the firmware "
+        "itself handed to the medium, so it checks the relays' `tx_per_alert` claim. A difference "
+        "between the two backends is the model being wrong about something that matters."
+    ),
+    "gateway": (
+        "Latency is one message at a time, from publish (or the handheld's send) to every handheld "
+        "showing it (or the message on the broker). The peers do different work: relayd verifies "
+        "each alert's signature and signs each report; meshtastic-gateway forwards the firmware's "
+        "envelopes unverified. It runs as its `MqttBridge` on the official client's TCPInterface "
+        "(bench/peer_gateway.py), because its `Gateway.run` opens a serial port and an HTTP API on "
+        "0.0.0.0. CPU is the peer process's own, idle time included, per 1,000 messages handled."
     ),
     "forgery": (
         "Each mutation's expected reason is derived from what it broke: `malformed` if the frame "
@@ -90,4 +115,13 @@ NOTES: dict[str, str] = {
     "protocol": "From bench/bench_protocol.py (`python -m bench.bench_protocol`).",
     "sim": "From bench/bench_sim.py (`python -m bench.bench_sim`).",
     "tui": "From bench/bench_tui.py (`python -m bench.bench_tui`).",
+    "traffic": (
+        "Counted by each relay's MQTT link: every message the broker delivered to a relay "
+        "during the alerts after the warm-up, divided by those alerts. `events` are the relays' "
+        "per-alert events (heard, queued, taken, transmitted...), the part that subscriptions "
+        "scoped to RF neighbours remove; the rest is mostly the relays' retained statuses, which "
+        "every relay still receives from every relay (at most one per relay per second, so per "
+        "alert they depend on how fast the alerts come) and the outbox. Clusters of 3 that hear "
+        "only each other: each relay has 2 RF neighbours, whatever N."
+    ),
 }
