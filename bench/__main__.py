@@ -147,6 +147,20 @@ BENCHMARKS: list[Benchmark] = [
         _lazy("bench_suppression", sizes=(3,), alerts=10),
     ),
     Benchmark(
+        "backends",
+        "Suppression and delivery: the model beside real firmware",
+        "3, 5, 10 relays, all hearing each other, 4 alerts, on relayd's firmware model and on "
+        "meshtasticd 2.8.0 in one run; the model is the baseline",
+        _lazy("bench_backends"),
+    ),
+    Benchmark(
+        "gateway",
+        "A peer bridge on the same radio: meshtastic-gateway beside relayd",
+        "one meshtasticd radio with its MQTT client proxy on, three handhelds, one broker; "
+        "`relayd run`, then meshtastic-gateway 0.3.0 (the `peers` extra), 15 messages each way",
+        _lazy("bench_gateway"),
+    ),
+    Benchmark(
         "city",
         "A city of RF clusters on one broker",
         "K = 1, 3, 10 separate clusters of 3 relays, in-process relays, one Mosquitto; "

@@ -135,7 +135,7 @@ async def run_city(
             if events == "all":
                 for x in running:
                     x.mqtt.pin_subscriptions(
-                        [*x.topics.relay_subscriptions(()), x.sync.wildcard, x.topics.events_wildcard]
+                        [*x.topics.relay_subscriptions(()), *x.sync.subscriptions, x.topics.events_wildcard]
                     )
             # Every relay has every peer's retained status (and radio node).
             await wait_for(lambda: all(len(x.peers) >= len(relays) - 1 for x in running), 20)

@@ -55,6 +55,21 @@ NOTES: dict[str, str] = {
         "alert is heard on RF first, so with 5 and 10 relays it sends fewer than N frames: a "
         "forwarder with no dedup at all would send N."
     ),
+    "backends": (
+        "The same scenario on both backends, one run: relayd's own firmware model at time scale 20 "
+        "and real Meshtastic firmware (one meshtasticd SimRadio node per radio, relayd's medium "
+        "between them, wall time). `on_air_per_alert` is counted from the frames the firmware "
+        "itself handed to the medium, so it checks the relays' `tx_per_alert` claim. A difference "
+        "between the two backends is the model being wrong about something that matters."
+    ),
+    "gateway": (
+        "Latency is one message at a time, from publish (or the handheld's send) to every handheld "
+        "showing it (or the message on the broker). The peers do different work: relayd verifies "
+        "each alert's signature and signs each report; meshtastic-gateway forwards the firmware's "
+        "envelopes unverified. It runs as its `MqttBridge` on the official client's TCPInterface "
+        "(bench/peer_gateway.py), because its `Gateway.run` opens a serial port and an HTTP API on "
+        "0.0.0.0. CPU is the peer process's own, idle time included, per 1,000 messages handled."
+    ),
     "forgery": (
         "Each mutation's expected reason is derived from what it broke: `malformed` if the frame "
         "no longer decodes, else by its key id (`unknown_key`, `revoked`, or `bad_signature` "
@@ -70,19 +85,32 @@ NOTES: dict[str, str] = {
         "(tests/faults/fuzz_targets.py)."
     ),
     "chaos": (
-        "Where an alert went missing is told apart: `lost_before_relays` never reached the "
-        "neighborhood broker: lost in the Mosquitto bridge, observed for alerts published at the "
-        "city while one of the bridged brokers restarted (in the full plan a neighborhood-broker "
-        "restart falls inside the backhaul cut, and the backlog queued at the city during the cut "
-        "was lost with it; the CI plan's cut alone lost nothing). "
-        "`not_transmitted` reached the relays but no relay put it on air (the relays' promise); "
-        "`missing_deliveries` counts (alert, handheld) pairs never displayed, whatever the cause, "
-        "including frames a handheld missed while it was itself rebroadcasting (half duplex) in "
-        "the burst after the backhaul cut, when the relays receive the queued backlog at once. "
-        "The `split_brokers` rows are context: relays that hear each other attached to different "
+        "Misses are split by where they happened: `missed_in_brokers` are deliveries of alerts "
+        "that never reached the neighborhood broker (the bridge, or a broker that lost what it "
+        "had acknowledged); `missed_not_on_air` reached the relays and no relay put them on air "
+        "(the relays' promise); `missed_on_air` went on air and a handheld missed the frame, "
+        "almost all in the burst after the backhaul cut heals, when the relays receive the "
+        "queued backlog at once (`half_duplex_misses`: receptions lost because the receiver was "
+        "itself transmitting; `queue_full_drops`: frames, mostly rebroadcasts, dropped on a full "
+        "transmit queue). No mechanism recovers the on-air misses yet: catch-up after a gap "
+        "(relayd/core/reconcile.py) recovers what a relay missed, not what a handheld missed; a "
+        "late repeat of urgent alerts and pacing to the channel (issue 16) are not built. The "
+        "`baseline` rows are the same stream at CI size with no fault, in the same run. The "
+        "`split_brokers` rows are context: relays that hear each other attached to different "
         "brokers, which docs/scaling.md does not support -- the relay on the neighborhood broker "
         "never receives the others' status (bridge.conf sends status upward only), ranks itself "
         "first for every alert and transmits in parallel with them."
+    ),
+    "rabbitmq": (
+        "Debian 12's rabbitmq-server 3.10.8 with its MQTT plugin, three nodes clustered on "
+        "loopback (relayd/testing/rabbitmq.py); each relay attached to a different node. The "
+        "`*_retained_*` rows probe the broker features docs/scaling.md describes (1 = delivered); "
+        "the `mosquitto_*` rows are the same probes on one Mosquitto, the baseline. relay-center's "
+        "node is stopped for 10 alerts and started again; its persistent session lives on that "
+        "node, so what is published meanwhile is not queued for it, and the other relays cover "
+        "its area. `lost_retained_warnings` counts the relays' warning that the broker did not "
+        "return their retained status (RabbitMQ does not deliver retained messages through the "
+        "status wildcard)."
     ),
     "protocol": "From bench/bench_protocol.py (`python -m bench.bench_protocol`).",
     "sim": "From bench/bench_sim.py (`python -m bench.bench_sim`).",

@@ -165,8 +165,9 @@ class MqttLink(LinkStateTracker):
                         await client.subscribe(topic, qos=1)
                     self.connects += 1
                     self.last_error = None
-                    self._set_state(LinkState.CONNECTED)
+                    # Said before the state changes, so the relay's "ready" line comes after it.
                     log.info("broker %s:%d connected", self.config.host, self.config.port)
+                    self._set_state(LinkState.CONNECTED)
                     backoff = BACKOFF_INITIAL_S
                     attempt = 0
                     if self._on_connect is not None:

@@ -34,32 +34,37 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import random
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from google.protobuf.message import DecodeError
-from meshtastic.protobuf import admin_pb2, mesh_pb2
+from meshtastic.protobuf import mesh_pb2
 
 from relayd.core.linkhints import errno_of, radio_failure, retry_line
 from relayd.core.status import LinkState
 from relayd.daemon.config import RadioConfig
 from relayd.daemon.linkstate import LinkStateTracker
+from relayd.daemon.radiotransport import WAKE_BURST, SerialTransport, TcpTransport, Transport
+from relayd.daemon.radiovalues import (
+    PacketIgnoredError,
+    RadioUnavailableError,
+    ReceivedText,
+    SendRejectedError,
+)
 from relayd.meshapi import routing
-from relayd.meshapi.framing import START2, StreamDecoder, encode_frame
+from relayd.meshapi.framing import StreamDecoder, encode_frame
 from relayd.meshapi.packets import (
-    ADMIN_APP,
     BROADCAST_NUM,
     ROUTING_APP,
     TEXT_MESSAGE_APP,
     FromRadio,
     MalformedMessageError,
     MeshPacket,
+    admin_set_time_packet,
     from_radio_variant,
-    node_id,
+    is_node_announcement,
     parse_from_radio,
     text_packet,
     to_radio_disconnect,
@@ -90,186 +95,10 @@ SEEN_PACKETS_MAX = 4096
 # Packet ids we sent, kept so the radio's later answers (ACK, MAX_RETRANSMIT, a refusal)
 # can be matched to them; answers about other ids are not ours.
 SENT_IDS_MAX = 1024
-# The official client opens a serial radio with a burst of START2 bytes so a radio in
-# its debug console switches to the protobuf API (meshtastic StreamInterface).
-WAKE_BURST = bytes([START2]) * 32
 # The radio's hop limit when it does not tell us (firmware default, Default::getConfiguredOrDefaultHopLimit).
 DEFAULT_HOP_LIMIT = 3
 # Before this (2024-01-01) a clock is not worth giving to the radio.
 PLAUSIBLE_EPOCH_S = 1_704_067_200
-
-
-class RadioUnavailableError(Exception):
-    """The radio is not connected, dropped while sending, or stopped answering."""
-
-
-class PacketIgnoredError(Exception):
-    """The radio answers heartbeats but said nothing about this packet.
-
-    The firmware ignores, without any answer, a client packet whose id it saw recently
-    (``PhoneAPI::wasSeenRecently``): a resend of a frame it already has. Its fate arrives
-    later as an ACK or MAX_RETRANSMIT for that id."""
-
-    def __init__(self, packet_id: int) -> None:
-        super().__init__(f"radio ignored packet {packet_id:#x} (id seen recently)")
-        self.packet_id = packet_id
-
-
-class SendRejectedError(Exception):
-    """The radio refused a packet; ``answer`` says why and whether a retry can help."""
-
-    def __init__(self, packet_id: int, answer: Answer) -> None:
-        super().__init__(f"radio refused packet {packet_id:#x}: {answer.name}")
-        self.packet_id = packet_id
-        self.answer = answer
-
-    @property
-    def code(self) -> int:
-        return self.answer.code
-
-
-@dataclass(frozen=True, slots=True)
-class ReceivedText:
-    radio: str
-    from_node: int
-    to_node: int
-    packet_id: int
-    channel: int
-    payload: bytes
-    rx_time_s: float
-    hop_start: int
-    hop_limit: int
-    # Received by the radio before we connected (while relayd restarted or the cable was
-    # out): not news to relay, but still evidence of what went on air meanwhile.
-    backlog: bool = False
-    # A Meshtastic reply or tapback: the packet id it answers (0: none), and whether the
-    # payload is an emoji (relayd/core/replies.py reads both).
-    reply_id: int = 0
-    emoji: bool = False
-
-    @property
-    def is_direct(self) -> bool:
-        return self.to_node != BROADCAST_NUM
-
-    @property
-    def from_id(self) -> str:
-        return node_id(self.from_node)
-
-
-class _Transport:
-    async def read(self) -> bytes:
-        raise NotImplementedError
-
-    async def write(self, data: bytes) -> None:
-        raise NotImplementedError
-
-    async def close(self) -> None:
-        raise NotImplementedError
-
-
-class _TcpTransport(_Transport):
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.reader = reader
-        self.writer = writer
-
-    async def read(self) -> bytes:
-        data = await self.reader.read(4096)
-        if not data:
-            raise ConnectionResetError("radio closed the TCP connection")
-        return data
-
-    async def write(self, data: bytes) -> None:
-        self.writer.write(data)
-        await self.writer.drain()
-
-    async def close(self) -> None:
-        self.writer.close()
-        with contextlib.suppress(OSError, ConnectionError):
-            await self.writer.wait_closed()
-
-
-class _SerialTransport(_Transport):
-    """A tty (USB serial radio, or the simulator's pty) driven by the event loop's reader."""
-
-    def __init__(self, device: str) -> None:
-        import serial  # noqa: PLC0415 - pyserial only when a serial radio is configured
-
-        try:
-            self._serial = serial.Serial(device, baudrate=115200, timeout=0, write_timeout=0, exclusive=True)
-        except serial.SerialException as exc:
-            raise ConnectionError(f"cannot open {device}: {exc}") from exc
-        self._fd: int = self._serial.fileno()
-        _clear_hupcl(self._fd)
-        self._queue: asyncio.Queue[bytes | None] = asyncio.Queue()
-        loop = asyncio.get_running_loop()
-        loop.add_reader(self._fd, self._on_readable)
-
-    def _on_readable(self) -> None:
-        try:
-            data = os.read(self._fd, 4096)
-        except BlockingIOError:
-            return
-        except OSError:
-            data = b""
-        if not data:
-            asyncio.get_running_loop().remove_reader(self._fd)
-            self._queue.put_nowait(None)
-        else:
-            self._queue.put_nowait(data)
-
-    async def read(self) -> bytes:
-        data = await self._queue.get()
-        if data is None:
-            raise ConnectionResetError("serial radio went away (unplugged?)")
-        return data
-
-    async def write(self, data: bytes) -> None:
-        view = memoryview(data)
-        deadline = time.monotonic() + 2.0
-        while view:
-            try:
-                n = os.write(self._fd, view)
-            except BlockingIOError:
-                n = 0
-            except OSError as exc:
-                raise ConnectionResetError(f"serial write failed: {exc.strerror}") from exc
-            view = view[n:]
-            if view:
-                if time.monotonic() > deadline:
-                    raise ConnectionResetError("serial write stalled")
-                await asyncio.sleep(0.005)
-
-    async def close(self) -> None:
-        with contextlib.suppress(Exception):
-            asyncio.get_running_loop().remove_reader(self._fd)
-        with contextlib.suppress(OSError):
-            self._serial.close()
-
-
-def _clear_hupcl(fd: int) -> None:
-    """Keep DTR up when the port closes: on many ESP32 boards a DTR drop resets the radio
-    (the official client clears HUPCL for the same reason)."""
-    try:
-        import termios  # noqa: PLC0415 - POSIX only
-
-        attrs = termios.tcgetattr(fd)
-        attrs[2] &= ~termios.HUPCL
-        termios.tcsetattr(fd, termios.TCSAFLUSH, attrs)
-    except (ImportError, OSError, termios.error):
-        log.debug("could not clear HUPCL on the radio's serial port")
-
-
-def admin_set_time_packet(my_node: int, epoch_s: int) -> MeshPacket:
-    """AdminMessage.set_time_only to our own radio: sets its clock so that ``rx_time`` on
-    received packets is meaningful (it is 0 on a radio without GPS, NTP or a client's time)."""
-    admin = admin_pb2.AdminMessage()
-    admin.set_time_only = epoch_s
-    pkt = mesh_pb2.MeshPacket()
-    pkt.to = my_node
-    setattr(pkt, "from", my_node)
-    pkt.decoded.portnum = ADMIN_APP
-    pkt.decoded.payload = admin.SerializeToString()
-    return pkt
 
 
 class RadioLink(LinkStateTracker):
@@ -294,7 +123,8 @@ class RadioLink(LinkStateTracker):
     ) -> None:
         super().__init__(on_state)
         self._on_answer = on_answer
-        # (node, portnum) of every live packet another node sent: who is on the air now.
+        # (node, portnum) of a node announcing itself live (is_node_announcement): a handheld
+        # back on the air.
         self._on_node = on_node
         self.config = config
         self.name = config.name
@@ -302,7 +132,7 @@ class RadioLink(LinkStateTracker):
         self._rng = rng or random.Random()
         self._clock = clock
         self._clock_trusted = clock_trusted
-        self._transport: _Transport | None = None
+        self._transport: Transport | None = None
         self._send_lock = asyncio.Lock()
         self._confirmations: dict[int, asyncio.Future[int]] = {}
         self._sent: OrderedDict[int, bool] = OrderedDict()  # packet id -> was a broadcast
@@ -330,13 +160,13 @@ class RadioLink(LinkStateTracker):
         # Free slots in the radio's transmit queue, from its last QueueStatus (None: unknown).
         self.tx_queue_free: int | None = None
 
-    async def _open(self) -> _Transport:
+    async def _open(self) -> Transport:
         if self.config.kind == "tcp":
             reader, writer = await asyncio.wait_for(
                 asyncio.open_connection(self.config.host, self.config.port), HANDSHAKE_TIMEOUT_S
             )
-            return _TcpTransport(reader, writer)
-        transport = _SerialTransport(self.config.device)
+            return TcpTransport(reader, writer)
+        transport = SerialTransport(self.config.device)
         await transport.write(WAKE_BURST)
         return transport
 
@@ -388,7 +218,7 @@ class RadioLink(LinkStateTracker):
         self.last_error = message
         self._set_state(LinkState.DISCONNECTED)
 
-    async def _teardown(self, transport: _Transport) -> None:
+    async def _teardown(self, transport: Transport) -> None:
         was_current = self._transport is transport
         self._transport = None
         for fut in self._confirmations.values():
@@ -405,7 +235,7 @@ class RadioLink(LinkStateTracker):
             await transport.close()
             self._set_state(LinkState.DISCONNECTED)
 
-    async def _handshake(self, transport: _Transport, decoder: StreamDecoder) -> list[FromRadio]:
+    async def _handshake(self, transport: Transport, decoder: StreamDecoder) -> list[FromRadio]:
         """Ask for the radio's config; returns what it sent after the handshake's end."""
         for _attempt in range(HANDSHAKE_ATTEMPTS):
             nonce = self._rng.randrange(1, 2**32)
@@ -419,7 +249,7 @@ class RadioLink(LinkStateTracker):
         raise ConnectionResetError(f"radio rebooted {HANDSHAKE_ATTEMPTS} times during the handshake")
 
     async def _await_config(
-        self, transport: _Transport, decoder: StreamDecoder, nonce: int
+        self, transport: Transport, decoder: StreamDecoder, nonce: int
     ) -> list[FromRadio] | None:
         """Read the handshake to its end; None if the radio rebooted meanwhile, else the
         messages that came after the end in the same read (they are live traffic)."""
@@ -459,7 +289,7 @@ class RadioLink(LinkStateTracker):
             if complete:
                 return after
 
-    async def _session(self, transport: _Transport) -> None:
+    async def _session(self, transport: Transport) -> None:
         decoder = StreamDecoder()
         self.clock_set = False
         after_handshake = await self._handshake(transport, decoder)
@@ -471,7 +301,6 @@ class RadioLink(LinkStateTracker):
         self.connects += 1
         self.last_error = None
         await self._set_radio_clock(transport)
-        self._set_state(LinkState.CONNECTED)
         log.info(
             "radio %s connected (%s, firmware %s, hop limit %d)",
             self.name,
@@ -479,6 +308,7 @@ class RadioLink(LinkStateTracker):
             self.firmware_version or "unknown",
             self.hop_limit,
         )
+        self._set_state(LinkState.CONNECTED)  # after the line above: the relay's "ready" follows it
         backlog, self._handshake_backlog = self._handshake_backlog, []
         for msg in after_handshake:
             if from_radio_variant(msg) == "packet":
@@ -501,7 +331,7 @@ class RadioLink(LinkStateTracker):
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
 
-    async def _read_loop(self, transport: _Transport, decoder: StreamDecoder) -> None:
+    async def _read_loop(self, transport: Transport, decoder: StreamDecoder) -> None:
         while True:
             data = await transport.read()
             self._last_rx_monotonic = time.monotonic()
@@ -511,7 +341,7 @@ class RadioLink(LinkStateTracker):
                 if msg is not None:
                     self._dispatch(msg)
 
-    async def _set_radio_clock(self, transport: _Transport) -> None:
+    async def _set_radio_clock(self, transport: Transport) -> None:
         """Give the radio our time when ours is trustworthy, so rx_time means something."""
         if self._clock_trusted is None or not self._clock_trusted() or self.my_node is None:
             return
@@ -524,7 +354,7 @@ class RadioLink(LinkStateTracker):
             await transport.write(encode_frame(to_radio_packet(pkt)))
             self.clock_set = True
 
-    async def _heartbeat(self, transport: _Transport) -> None:
+    async def _heartbeat(self, transport: Transport) -> None:
         while True:
             await asyncio.sleep(HEARTBEAT_INTERVAL_S)
             if not await self._probe(transport):
@@ -533,7 +363,7 @@ class RadioLink(LinkStateTracker):
                     f"radio did not answer a heartbeat within {HEARTBEAT_REPLY_TIMEOUT_S:.0f} s"
                 )
 
-    async def _probe(self, transport: _Transport) -> bool:
+    async def _probe(self, transport: Transport) -> bool:
         """Send a heartbeat; True if the radio says anything within the deadline (the
         firmware answers a heartbeat with a QueueStatus)."""
         sent_at = time.monotonic()
@@ -590,7 +420,8 @@ class RadioLink(LinkStateTracker):
             self.own_echoes += 1
             return
         if portnum != TEXT_MESSAGE_APP:
-            if self._on_node is not None and not backlog and not self._is_backlog(float(p.rx_time)):
+            fresh = not backlog and not self._is_backlog(float(p.rx_time))
+            if self._on_node is not None and fresh and is_node_announcement(p):
                 self._on_node(from_node, portnum)
             return
         key = (from_node, int(p.id))
@@ -726,3 +557,13 @@ class RadioLink(LinkStateTracker):
             if answer is not None:
                 raise SendRejectedError(pid, answer)
             return pid
+
+
+# Callers import these from here: the link's values and errors live in radiovalues.
+__all__ = [
+    "PacketIgnoredError",
+    "RadioLink",
+    "RadioUnavailableError",
+    "ReceivedText",
+    "SendRejectedError",
+]

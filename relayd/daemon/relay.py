@@ -467,7 +467,7 @@ class Relay:
         return event_peers(self.config.relay_id, known, self._neighbour_memory(), self.rank_scope)
 
     def _subscriptions(self) -> list[str]:
-        return [*self.topics.relay_subscriptions(self._event_peers()), self.sync.wildcard]
+        return [*self.topics.relay_subscriptions(self._event_peers()), *self.sync.subscriptions]
 
     def _scope_events(self) -> None:
         """Follow the neighbour memory with the event subscriptions."""

@@ -9,13 +9,14 @@ from __future__ import annotations
 from typing import Any
 
 from google.protobuf.message import DecodeError
-from meshtastic.protobuf import mesh_pb2, portnums_pb2
+from meshtastic.protobuf import admin_pb2, mesh_pb2, portnums_pb2
 
 # Meshtastic reserves 0xFFFFFFFF as "everyone" (firmware NODENUM_BROADCAST).
 BROADCAST_NUM = 0xFFFFFFFF
 TEXT_MESSAGE_APP: int = portnums_pb2.PortNum.TEXT_MESSAGE_APP
 ROUTING_APP: int = portnums_pb2.PortNum.ROUTING_APP
 ADMIN_APP: int = portnums_pb2.PortNum.ADMIN_APP
+NODEINFO_APP: int = portnums_pb2.PortNum.NODEINFO_APP
 # The BEL character: Meshtastic's external-notification module rings the bell
 # (module_config.external_notification.alert_bell) for a text that contains it.
 BELL_CHAR = "\x07"
@@ -32,6 +33,14 @@ class MalformedMessageError(ValueError):
         super().__init__(f"malformed {kind} ({len(payload)} bytes)")
         self.kind = kind
         self.payload = payload
+
+
+def is_node_announcement(p: MeshPacket) -> bool:
+    """A node's NodeInfo broadcast: what a handheld sends when it boots (30 s in), when its phone
+    app reconnects (the nodeinfo ping) and every few hours. Not its NodeInfo sent straight to one
+    node: stock firmware sends that to any node it hears for the first time (MeshService, "Heard
+    new node"), so it shows the sender was on and listening, not that it is back."""
+    return p.HasField("decoded") and int(p.decoded.portnum) == NODEINFO_APP and int(p.to) == BROADCAST_NUM
 
 
 def node_id(num: int) -> str:
@@ -103,16 +112,9 @@ def to_radio_want_config(nonce: int) -> bytes:
     return bytes(msg.SerializeToString())
 
 
-# A heartbeat with this nonce asks the firmware to broadcast its NodeInfo now (PhoneAPI.cpp: the
-# "nodeinfo ping" a phone app sends after reconnecting, so peers re-learn its key after a reboot).
-NODEINFO_PING_NONCE = 1
-
-
-def to_radio_heartbeat(nonce: int = 0) -> bytes:
+def to_radio_heartbeat() -> bytes:
     msg = mesh_pb2.ToRadio()
     msg.heartbeat.SetInParent()
-    if nonce:
-        msg.heartbeat.nonce = nonce
     return bytes(msg.SerializeToString())
 
 
@@ -126,3 +128,16 @@ def from_radio_variant(msg: FromRadio) -> str:
     """Name of the FromRadio oneof that is set (``packet``, ``my_info``, ...), or ``""``."""
     which = msg.WhichOneof("payload_variant")
     return str(which) if which else ""
+
+
+def admin_set_time_packet(my_node: int, epoch_s: int) -> MeshPacket:
+    """AdminMessage.set_time_only to our own radio: sets its clock so that ``rx_time`` on
+    received packets is meaningful (it is 0 on a radio without GPS, NTP or a client's time)."""
+    admin = admin_pb2.AdminMessage()
+    admin.set_time_only = epoch_s
+    pkt = mesh_pb2.MeshPacket()
+    pkt.to = my_node
+    setattr(pkt, "from", my_node)
+    pkt.decoded.portnum = ADMIN_APP
+    pkt.decoded.payload = admin.SerializeToString()
+    return pkt

@@ -26,6 +26,7 @@ import asyncio
 import contextlib
 import functools
 import logging
+import random
 import time
 from collections import deque
 from collections.abc import Callable
@@ -39,11 +40,9 @@ from relayd.meshapi.framing import encode_frame
 from relayd.meshapi.packets import (
     BELL_CHAR,
     BROADCAST_NUM,
-    NODEINFO_PING_NONCE,
     TEXT_MESSAGE_APP,
     from_radio_variant,
     node_id,
-    to_radio_heartbeat,
     to_radio_packet,
 )
 from relayd.sim.firmware import DisplayedMessage
@@ -66,6 +65,8 @@ from relayd.testing.meshtasticd import LOOPBACK, MeshtasticdCluster
 log = logging.getLogger(__name__)
 
 REBOOT_WAIT_S = 15.0
+# NodeInfoModule::allocReply: no NodeInfo broadcast within 10 minutes of the last (on a small mesh).
+NODEINFO_THROTTLE_S = 600.0
 
 
 class FirmwareNeighborhood:
@@ -80,8 +81,12 @@ class FirmwareNeighborhood:
         handheld_log_path: str | Path | None = None,
         state_root: Path | None = None,
         wall_clock: Callable[[], float] = time.time,
+        mqtt_proxy: frozenset[str] = frozenset(),
     ) -> None:
         self.scenario = scenario
+        # Radios whose firmware bridges its primary channel to MQTT through its API client
+        # (module_config.mqtt.proxy_to_client_enabled): what meshtastic-gateway relies on.
+        self._mqtt_proxy = mqtt_proxy
         self.time_scale = 1.0
         self._binary = binary
         self._state_root = state_root
@@ -99,6 +104,8 @@ class FirmwareNeighborhood:
         self._wake = asyncio.Event()
         self._changed = asyncio.Event()
         self._driver: asyncio.Task[None] | None = None
+        self._stopping = False
+        self._rng = random.Random(scenario.seed)
         self._timers: set[asyncio.Task[None]] = set()
         self.frames_from_radios = 0
         # Every frame a radio put on air, for tests and benchmarks to count against what relays
@@ -176,6 +183,10 @@ class FirmwareNeighborhood:
         for t in list(self._timers):
             t.cancel()
         if self._driver is not None:
+            # Python 3.11's wait_for can swallow a cancel that lands as its inner wait completes
+            # (a wake-up at the same moment), so the driver also stops on this flag.
+            self._stopping = True
+            self._wake.set()
             self._driver.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._driver
@@ -209,6 +220,8 @@ class FirmwareNeighborhood:
         lora.set_config.lora.region = cfg.LoRaConfig.RegionCode.Value(sc.region)
         lora.set_config.lora.hop_limit = sc.hop_limit
         lora.set_config.lora.tx_enabled = True
+        # A mesh bridged to MQTT: its people have said their packets may go there ("OK to MQTT").
+        lora.set_config.lora.config_ok_to_mqtt = bool(self._mqtt_proxy)
         await link.admin(lora)
         device = admin_pb2.AdminMessage()
         device.set_config.device.role = cfg.DeviceConfig.Role.Value(spec.device_role)
@@ -222,6 +235,9 @@ class FirmwareNeighborhood:
                 )
                 ch.set_channel.settings.name = sc.channels[i].name
                 ch.set_channel.settings.psk = sc.channels[i].psk
+                if i == 0 and spec.name in self._mqtt_proxy:
+                    ch.set_channel.settings.uplink_enabled = True
+                    ch.set_channel.settings.downlink_enabled = True
             else:
                 ch.set_channel.role = channel_pb2.Channel.Role.DISABLED
             await link.admin(ch)
@@ -230,6 +246,17 @@ class FirmwareNeighborhood:
         bell.set_module_config.external_notification.alert_bell = True
         bell.set_module_config.external_notification.output_ms = 1000
         await link.admin(bell)
+        if spec.name in self._mqtt_proxy:
+            mqtt = admin_pb2.AdminMessage()
+            mqtt.set_module_config.mqtt.enabled = True
+            mqtt.set_module_config.mqtt.proxy_to_client_enabled = True
+            # Envelopes carry decoded packets; the channel PSK still encrypts them on air.
+            mqtt.set_module_config.mqtt.encryption_enabled = False
+            mqtt.set_module_config.mqtt.root = "msh"
+            # The broker the client bridges to is on loopback: a private server, to which the
+            # firmware forwards even packets whose sender did not say "OK to MQTT".
+            mqtt.set_module_config.mqtt.address = LOOPBACK
+            await link.admin(mqtt)
         commit = admin_pb2.AdminMessage()
         commit.commit_edit_settings = True
         await link.admin(commit)
@@ -294,7 +321,7 @@ class FirmwareNeighborhood:
 
     async def _drive(self) -> None:
         medium = self._air()
-        while True:
+        while not self._stopping:
             self._wake.clear()
             self._catch_up()
             nxt = medium.next_event_time()
@@ -360,15 +387,32 @@ class FirmwareNeighborhood:
         num = self.links[name].num
         return [f for f in self.air_log if f.node == name and f.from_num == num and f.portnum == portnum]
 
-    def switch(self, name: str, *, on: bool) -> None:
-        """A person switches a handheld off (its radio hears and sends nothing) or on again. On, it
-        announces itself with a NodeInfo as its phone app has it do on reconnecting (a heartbeat
-        with the nodeinfo-ping nonce); a cold boot would wait 30 s for its first periodic one
-        (MESHMODULE_MIN_BROADCAST_DELAY_MS), which the firmware sends the same way."""
+    async def switch(self, name: str, *, on: bool, off_for_s: float = 0.0) -> None:
+        """A person switches a handheld off or on. Off, its meshtasticd is stopped: it hears and
+        sends nothing, and what it kept in RAM (packet history) is gone. On, it starts again from
+        its state folder (same node number, settings and keys) and, as stock firmware does after
+        a boot, announces itself with a NodeInfo broadcast 30 s later
+        (MESHMODULE_MIN_BROADCAST_DELAY_MS) -- unless it sent one in the last 10 minutes: the
+        firmware keeps its send times on disk (TransmitHistory) so that a reboot loop does not
+        flood the mesh. `off_for_s` says how long it is taken to have been off: from
+        NODEINFO_THROTTLE_S on, that record is as old as it would be, so it is cleared."""
+        if self.cluster is None:
+            raise RuntimeError("the firmware neighborhood is not started")
+        node = self.cluster.nodes[name]
+        link = self.links[name]
+        loop = asyncio.get_running_loop()
         self._catch_up()
-        self._air().set_enabled(name, on)
-        if on:
-            self.links[name].write(encode_frame(to_radio_heartbeat(NODEINFO_PING_NONCE)))
+        if not on:
+            self._air().set_enabled(name, False)
+            await link.close()
+            await loop.run_in_executor(None, node.stop)
+        elif not node.running:
+            if off_for_s >= NODEINFO_THROTTLE_S:
+                (node.state_dir / "prefs" / "transmit_history.dat").unlink(missing_ok=True)
+            await loop.run_in_executor(None, node.start)
+            await link.open()
+            self._catch_up()
+            self._air().set_enabled(name, True)
         self._wake.set()
 
     def handheld_send(self, name: str, text: str, channel_index: int = 0, to: str | int | None = None) -> int:
@@ -380,8 +424,9 @@ class FirmwareNeighborhood:
         p.to = to_num
         p.channel = channel_index
         p.hop_limit = self.scenario.hop_limit  # what the handheld's own UI sets
-        link._next_id += 1
-        p.id = link._next_id
+        # Random, as a phone app's are: ids only have to be unique per sender, but the firmware's
+        # duplicate detection and its cancel-on-rebroadcast match on the id first.
+        p.id = self._rng.getrandbits(31) | 1
         p.decoded.portnum = TEXT_MESSAGE_APP
         p.decoded.payload = text.encode("utf-8")
         link.write(encode_frame(to_radio_packet(p)))
