@@ -130,7 +130,7 @@ BENCHMARKS: list[Benchmark] = [
         "Legitimate alerts under a forged-frame flood",
         "forged frames on the outbox from a publisher process + 1 junk RF frame/s; baseline: no flood",
         _lazy("bench_flood"),
-        _lazy("bench_flood", seconds=8.0),
+        _lazy("bench_flood", seconds=8.0, distinct=40_000),
     ),
     Benchmark(
         "soak",
@@ -167,6 +167,14 @@ BENCHMARKS: list[Benchmark] = [
         "baseline: ranking among every online relay",
         _lazy("bench_city"),
         _lazy("bench_city", sizes=(1, 3), warmup=3, alerts=3),
+    ),
+    Benchmark(
+        "traffic",
+        "MQTT traffic per alert",
+        "N = 3, 9, 18, 30 relays in clusters of 3 on one Mosquitto, deliveries to the relays per alert; "
+        "baseline: every relay subscribed to every relay's events",
+        _lazy("bench_city", traffic_sizes=(1, 3, 6, 10)),
+        _lazy("bench_city", traffic_sizes=(1, 3), warmup=2, alerts=2),
     ),
     Benchmark(
         "forgery",

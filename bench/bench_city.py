@@ -17,6 +17,14 @@ empty state; the first `--warmup` alerts let them learn their RF neighbours (fig
 given for the first alert, cold, and for the alerts after the warm-up).
 Goals: <= 1.2 transmissions per alert per cluster; the slowest cluster within one
 suppression slot of the fastest, whatever K; every handheld shows every alert once.
+
+MQTT traffic (`traffic`): the MQTT messages the broker delivered to the relays per alert
+(relay events, and all messages), against N = 3K relays (K = 1, 3, 6, 10: N = 3, 9, 18, 30),
+counted by each relay's MQTT link over the alerts after the warm-up (in which the relays
+learn which peers are apart). Relays subscribe to the events of their RF neighbours
+only (relayd/core/eventscope.py); the baseline in the same run is the same city with every
+relay subscribed to every relay's events (`relays/+/events`, the design before). Goal: the
+scoped deliveries per alert grow about linearly with N (relays x neighbours), not with N².
 """
 
 from __future__ import annotations
@@ -79,14 +87,19 @@ class CityResult:
     clusters: int
     scope: str
     alerts: list[AlertResult]
+    delivered_per_alert: float = float("nan")  # MQTT messages delivered to the relays
+    events_per_alert: float = float("nan")  # of which relay events
 
 
 def _cluster_of(name: str) -> int:
     return int(name.split("-", 1)[0][1:])
 
 
-async def run_city(work: Path, clusters: int, scope: str, alerts: int) -> CityResult:
-    tag = f"{scope}{clusters}"
+async def run_city(
+    work: Path, clusters: int, scope: str, alerts: int, *, events: str = "scoped", warmup: int = 0
+) -> CityResult:
+    """`events = "all"`: every relay subscribed to every relay's events (the old design)."""
+    tag = f"{scope}{clusters}{events}"
     relays = [f"c{c}-relay-{i}" for c in range(clusters) for i in range(RELAYS_PER_CLUSTER)]
     handhelds = [f"c{c}-hh-{i}" for c in range(clusters) for i in range(HANDHELDS_PER_CLUSTER)]
     network = make_network(
@@ -119,10 +132,20 @@ async def run_city(work: Path, clusters: int, scope: str, alerts: int) -> CityRe
                 )
                 path.write_text(text)
                 running.append(await stack.enter_async_context(inprocess_relay(path, ready_timeout_s=60)))
+            if events == "all":
+                for x in running:
+                    x.mqtt.pin_subscriptions(
+                        [*x.topics.relay_subscriptions(()), *x.sync.subscriptions, x.topics.events_wildcard]
+                    )
             # Every relay has every peer's retained status (and radio node).
             await wait_for(lambda: all(len(x.peers) >= len(relays) - 1 for x in running), 20)
             client = await stack.enter_async_context(mqtt_client(broker.port))
+            delivered_from = 0
+            events_from = 0
             for i in range(alerts):
+                if i == warmup:
+                    delivered_from = sum(x.mqtt.delivered for x in running)
+                    events_from = sum(x.mqtt.delivered_by_leaf["events"] for x in running)
                 alert = network.sign(
                     "dispatcher", f"Drill {i}: checkpoint at Elm & {i}th", severity=Severity.URGENT
                 )
@@ -147,10 +170,15 @@ async def run_city(work: Path, clusters: int, scope: str, alerts: int) -> CityRe
                         tx[_cluster_of(r)] += 1
                 displays = [sum(1 for d in hood.displays(h) if d.text == alert.onair) for h in handhelds]
                 results.append(AlertResult(tx, [(f - t0) * TIME_SCALE for f in firsts], displays))
+            measured = max(alerts - warmup, 1)
+            delivered = (sum(x.mqtt.delivered for x in running) - delivered_from) / measured
+            events_delivered = (
+                sum(x.mqtt.delivered_by_leaf["events"] for x in running) - events_from
+            ) / measured
     finally:
         await hood.stop()
         broker.stop()
-    return CityResult(clusters, scope, results)
+    return CityResult(clusters, scope, results, delivered, events_delivered)
 
 
 def _figures(r: CityResult, warmup: int) -> list[Figure]:
@@ -206,8 +234,48 @@ async def _measure(sizes: tuple[int, ...], warmup: int, alerts: int) -> list[Fig
     return figures
 
 
-def run(sizes: tuple[int, ...] = (1, 3, 10), warmup: int = 4, alerts: int = 6) -> list[Figure]:
+async def _measure_traffic(sizes: tuple[int, ...], warmup: int, alerts: int) -> list[Figure]:
+    figures: list[Figure] = []
+    scoped: dict[int, float] = {}
+    with tempfile.TemporaryDirectory(prefix="relayd-bench-city-") as tmp:
+        for k in sizes:
+            n = k * RELAYS_PER_CLUSTER
+            for events in ("scoped", "all"):
+                r = await run_city(Path(tmp), k, "rf", warmup + alerts, events=events, warmup=warmup)
+                figures += [
+                    figure(f"city.traffic.n{n}.{events}_events_per_alert", r.events_per_alert, "msgs"),
+                    figure(f"city.traffic.n{n}.{events}_delivered_per_alert", r.delivered_per_alert, "msgs"),
+                ]
+                if events == "scoped":
+                    scoped[n] = r.events_per_alert
+            print_figures(f"MQTT traffic, {n} relays", figures[-4:])
+    if len(scoped) >= 2:
+        # Per relay, the scoped event deliveries stay about flat when the city grows
+        # (neighbours per relay are fixed at 2 here): the largest city within 2x of the
+        # smallest. Statuses (retained, at most one per relay per STATUS_MIN_INTERVAL_S, and
+        # needed from every relay to learn who is whose neighbour) are in the totals.
+        per_relay = {n: d / n for n, d in scoped.items()}
+        growth = per_relay[max(per_relay)] / per_relay[min(per_relay)]
+        figures.append(
+            figure("city.traffic.scoped_per_relay_growth", growth, "x", "<= 2 (linear in N)", growth <= 2.0)
+        )
+    return figures
+
+
+def run(
+    sizes: tuple[int, ...] = (1, 3, 10),
+    warmup: int = 4,
+    alerts: int = 6,
+    traffic_sizes: tuple[int, ...] | None = None,
+) -> list[Figure]:
+    """The city figures; with `traffic_sizes` (cluster counts), the MQTT traffic instead."""
+    if traffic_sizes is not None:
+        return run_traffic(traffic_sizes, warmup, alerts)
     return asyncio.run(_measure(tuple(sizes), warmup, alerts))
+
+
+def run_traffic(sizes: tuple[int, ...] = (1, 3, 6, 10), warmup: int = 6, alerts: int = 3) -> list[Figure]:
+    return asyncio.run(_measure_traffic(tuple(sizes), warmup, alerts))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -215,7 +283,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--clusters", type=int, nargs="+", default=[1, 3, 10])
     ap.add_argument("--warmup", type=int, default=4)
     ap.add_argument("--alerts", type=int, default=6)
+    ap.add_argument("--traffic", action="store_true", help="MQTT deliveries per alert against N instead")
     args = ap.parse_args(argv)
+    if args.traffic:
+        print_figures("city traffic", run_traffic(tuple(args.clusters), args.warmup, args.alerts))
+        return 0
     print_figures("city", run(tuple(args.clusters), args.warmup, args.alerts))
     return 0
 

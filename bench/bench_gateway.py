@@ -135,6 +135,7 @@ def _everyone_shows(hood: FirmwareNeighborhood, text: str) -> Callable[[], bool]
 
 async def _relayd(hood: FirmwareNeighborhood, broker: MosquittoBroker, work: Path, n: int) -> Run:
     network = make_network(work / "keys", {"dispatcher": KeyRole.DISPATCHER, RADIO: KeyRole.RELAY})
+    # The real-firmware neighborhood stands in for the simulated one: Site uses what both offer.
     site = Site(hood, broker, network, work, root="peer")  # type: ignore[arg-type]
     site.configs[RADIO] = write_relay_config(
         work / "relays",

@@ -13,26 +13,40 @@ and the dispatcher rate limit raised; one alert every 50 ms each way, 20x more t
 LongFast channel can carry. Each alert is signed just before it is sent, as a dispatcher's
 client does (an alert issued seconds earlier counts as backlog and is held a slot longer).
 
-The relay commits every acceptance and every write-ahead packet id to SQLite with
-`synchronous=FULL` (an fsync each) before it acknowledges or transmits. So the same run
-is repeated with the state directory on tmpfs (fsync is free there): the difference is the
-disk, the tmpfs figure is the software. Baseline in the same run: a naive forwarder -- an
-aiomqtt subscriber writing straight to the radio through the same device-API link, and
-radio texts published straight to MQTT -- with no decoding, verification, dedup or SQLite.
-Goal: p99 <= 10 ms each way (state on disk).
+The relay commits each acceptance with an fsync (`synchronous=FULL`), on its storage's
+writer thread, before the broker's delivery is acknowledged; the other writes of an alert
+need none (docs/daemon.md, "Persistence and crashes"). The same run is repeated with the
+state directory on tmpfs (fsync is free there): the difference is the disk, the tmpfs
+figure is the software. Baseline in the same run: a naive forwarder -- an aiomqtt
+subscriber writing straight to the radio through the same device-API link, and radio texts
+published straight to MQTT -- with no decoding, verification, dedup or SQLite.
+Goals: p99 <= 10 ms each way (state on disk), within 1.5x of the relay on tmpfs.
+
+CPU per alert is this process's CPU time (every thread: the relay and its writer, but
+also the simulated radios and the bench's MQTT clients, the same for the naive forwarder)
+over the alerts of both directions; goal: within 3x of the naive forwarder.
+
+The relay waits 90 s of mesh time for the firmware's on-air confirmation before it resends
+a frame in doubt; at x1000 that is 90 ms of wall time, less than a scheduling pause of this
+process on a loaded machine, and the resend (same packet id, ignored by the radio) holds
+the radio's queue for the link's 5 s confirmation timeout, which is wall time: one pause,
+seconds of latency for every alert behind it, none of it the relay's cost. So the bench
+stretches that wait to 1 s of wall time; `latency.stalls` counts the resends that remain.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import relayd.daemon.relay as relay_module
 from bench.common import Figure, figure, percentile, print_figures
 from bench.rig import (
     RadioTap,
@@ -55,6 +69,9 @@ from relayd.testing.keys import TestNetwork, make_network
 from relayd.testing.mosquitto import MosquittoBroker
 
 GOAL_P99_MS = 10.0
+GOAL_DISK_OVER_TMPFS = 1.5
+CONFIRM_WAIT_WALL_S = 1.0
+GOAL_CPU_OVER_NAIVE = 3.0
 TIME_SCALE = 1000.0
 WARMUP = 20
 # tmpfs: fsync costs nothing there; TemporaryDirectory(dir=...) keeps it private.
@@ -66,6 +83,13 @@ class Run:
     out_ms: list[float]
     in_ms: list[float]
     drops: int = 0
+    cpu_s: float = 0.0
+    stalls: int = 0
+
+    @property
+    def cpu_ms_per_alert(self) -> float:
+        n = len(self.out_ms) + len(self.in_ms)
+        return self.cpu_s * 1000 / n if n else float("nan")
 
 
 @dataclass
@@ -118,10 +142,13 @@ class Bench:
             topic_root=tag,
             extra="[airtime]\nduty_cycle = 1.0\n",
         )
-        async with inprocess_relay(cfg) as relay:
+        async with _patient_confirmation(), inprocess_relay(cfg) as relay:
+            cpu = time.process_time()
             out = await self.outbound(tag, "relay", f"{tag} out", n)
             inn = await self.inbound(tag, "relay", f"{tag} in", n)
-            return Run(out, inn, sum(relay.counters.drops.values()))
+            cpu = time.process_time() - cpu
+            drops = sum(relay.counters.drops.values())
+            return Run(out, inn, drops, cpu, relay.counters.unconfirmed)
 
     async def naive(self, n: int) -> Run:
         """Baseline: MQTT straight to the radio and back, nothing checked, nothing stored."""
@@ -144,12 +171,25 @@ class Bench:
 
             fwd = asyncio.create_task(forward())
             try:
+                cpu = time.process_time()
                 out = await self.outbound("naive", "naive", "naive out", n, bare=True)
                 inn = await self.inbound("naive", "naive", "naive in", n)
+                cpu = time.process_time() - cpu
             finally:
                 fwd.cancel()
                 radio_task.cancel()
-        return Run(out, inn)
+        return Run(out, inn, cpu_s=cpu)
+
+
+@contextlib.asynccontextmanager
+async def _patient_confirmation() -> AsyncIterator[None]:
+    """The relay's wait for an on-air confirmation, as 1 s of wall time (see the docstring)."""
+    saved = relay_module.ACK_WAIT_S
+    relay_module.ACK_WAIT_S = CONFIRM_WAIT_WALL_S * TIME_SCALE
+    try:
+        yield
+    finally:
+        relay_module.ACK_WAIT_S = saved
 
 
 def _ms(starts: dict[str, float], ends: dict[str, float], keys: Sequence[str]) -> list[float]:
@@ -180,17 +220,39 @@ async def _measure(alerts: int, side_alerts: int, interval_s: float) -> list[Fig
         ("radio_to_mqtt", disk.in_ms, tmpfs.in_ms, naive.in_ms),
     ):
         p99 = percentile(ours, 99)
+        ratio = p99 / percentile(fast, 99)
         figures += [
             figure(f"latency.{tag}_p50_ms", percentile(ours, 50), "ms"),
             figure(f"latency.{tag}_p99_ms", p99, "ms", f"<= {GOAL_P99_MS:.0f} ms", p99 <= GOAL_P99_MS),
             figure(f"latency.{tag}_delivered", len(ours), "alerts", f"== {alerts}", len(ours) == alerts),
             figure(f"latency.{tag}_tmpfs_p50_ms", percentile(fast, 50), "ms"),
             figure(f"latency.{tag}_tmpfs_p99_ms", percentile(fast, 99), "ms"),
+            figure(
+                f"latency.{tag}_p99_disk_over_tmpfs",
+                ratio,
+                "x",
+                f"<= {GOAL_DISK_OVER_TMPFS}",
+                ratio <= GOAL_DISK_OVER_TMPFS,
+            ),
             figure(f"latency.{tag}_naive_p50_ms", percentile(base, 50), "ms"),
             figure(f"latency.{tag}_naive_p99_ms", percentile(base, 99), "ms"),
         ]
     drops = disk.drops + tmpfs.drops
-    figures.append(figure("latency.relay_drops", drops, "frames", "== 0", drops == 0))
+    cpu_ratio = disk.cpu_ms_per_alert / naive.cpu_ms_per_alert
+    figures += [
+        figure("latency.relay_drops", drops, "frames", "== 0", drops == 0),
+        figure("latency.stalls", disk.stalls + tmpfs.stalls, "frames"),
+        figure("latency.cpu_ms_per_alert", disk.cpu_ms_per_alert, "ms"),
+        figure("latency.cpu_tmpfs_ms_per_alert", tmpfs.cpu_ms_per_alert, "ms"),
+        figure("latency.cpu_naive_ms_per_alert", naive.cpu_ms_per_alert, "ms"),
+        figure(
+            "latency.cpu_over_naive",
+            cpu_ratio,
+            "x",
+            f"<= {GOAL_CPU_OVER_NAIVE}",
+            cpu_ratio <= GOAL_CPU_OVER_NAIVE,
+        ),
+    ]
     return figures
 
 

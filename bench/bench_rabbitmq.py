@@ -29,7 +29,7 @@ from relayd.core.jsonform import encode_alert
 from relayd.core.model import SignedAlert
 from relayd.sim.neighborhood import Neighborhood
 from relayd.sim.scenario import load_scenario
-from relayd.testing.harness import RelayProcess, write_relay_config
+from relayd.testing.harness import RelayProcess, wait_until, write_relay_config
 from relayd.testing.keys import TestNetwork, make_network
 from relayd.testing.mosquitto import MosquittoBroker
 from relayd.testing.rabbitmq import RabbitCluster
@@ -111,6 +111,15 @@ async def _cluster_run(workdir: Path, network: TestNetwork, cluster: RabbitClust
         await asyncio.to_thread(cluster.start_node, center_node)
         restart_s = time.monotonic() - started
         await _publish(ports[0], after, 0.8)
+        # relay-center back on its node (its reconnect backs off up to 30 s), then its catch-up.
+        center = relays["relay-center"]
+
+        def reconnected() -> bool:
+            return center.log_text().count("INFO relayd.mqtt: broker 127.0.0.1") >= 2
+
+        back = await asyncio.to_thread(wait_until, reconnected, 60.0)
+        reconnect_s = time.monotonic() - started
+        await asyncio.sleep(8)  # its catch-up, and the retained-status check's grace
         alerts = [*first, *down, *after]
         handhelds = [n.name for n in hood.scenario.nodes if n.role.value == "handheld"]
         wanted = {a.onair for a in alerts}
@@ -133,6 +142,7 @@ async def _cluster_run(workdir: Path, network: TestNetwork, cluster: RabbitClust
         return [
             figure("rabbitmq.alerts", len(alerts), "alerts"),
             figure("rabbitmq.node_restart_s", restart_s, "s"),
+            figure("rabbitmq.center_back_on_broker_s", reconnect_s if back else float("nan"), "s"),
             figure("rabbitmq.missing_deliveries", missing, f"of {total}", "== 0", missing == 0),
             figure("rabbitmq.duplicate_displays", duplicates, "displays", "== 0", duplicates == 0),
             figure("rabbitmq.relay_crashes", crashes, "relays", "== 0", crashes == 0),

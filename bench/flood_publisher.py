@@ -1,9 +1,13 @@
 """A forged-frame flood on one MQTT topic, as a separate process (the attacker's machine).
 
-    python -m bench.flood_publisher PORT TOPIC RATE_PER_S SECONDS FRAMES_FILE
+    python -m bench.flood_publisher PORT TOPIC RATE_PER_S SECONDS FRAMES_FILE [DISTINCT]
 
 Publishes the lines of FRAMES_FILE (one MQTT payload per line, cycled) at QoS 0, paced to
 RATE_PER_S, for SECONDS; prints the number of messages published and the seconds taken.
+
+With DISTINCT, every line holds the marker `MARKER` once (in the alert text) and message i
+carries the number i mod DISTINCT in its place: DISTINCT different frames, none seen
+before by the relay's caches, made without signing each one (they are forgeries anyway).
 """
 
 from __future__ import annotations
@@ -15,6 +19,8 @@ from pathlib import Path
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
+MARKER = "000000"  # in the text of each template frame
+
 
 def main() -> int:
     port, topic, rate, seconds, frames_file = (
@@ -24,7 +30,12 @@ def main() -> int:
         float(sys.argv[4]),
         Path(sys.argv[5]),
     )
+    distinct = int(sys.argv[6]) if len(sys.argv) > 6 else 0
     payloads = [line.encode() for line in frames_file.read_text().splitlines() if line]
+    if distinct:
+        halves = [p.split(MARKER.encode()) for p in payloads]
+        if any(len(h) != 2 for h in halves):
+            raise SystemExit("each frame needs the marker exactly once")
     client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"flood-{time.time_ns()}")
     client.max_queued_messages_set(0)
     client.connect("127.0.0.1", port)
@@ -36,7 +47,13 @@ def main() -> int:
         due = int((now - t0) * rate)
         while sent < due:
             for _ in range(min(batch, due - sent)):
-                client.publish(topic, payloads[sent % len(payloads)], qos=0)
+                if distinct:
+                    n = sent % distinct
+                    head, tail = halves[n % len(halves)]
+                    payload = b"%s%06d%s" % (head, n, tail)
+                else:
+                    payload = payloads[sent % len(payloads)]
+                client.publish(topic, payload, qos=0)
                 sent += 1
         time.sleep(0.002)
     elapsed = time.monotonic() - t0

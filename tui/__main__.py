@@ -17,10 +17,20 @@ from tui.startup import StartupError, load
 EXIT_USAGE = 2
 
 
+EXAMPLES = """\
+examples:
+  relayd-tui --broker mqtt://127.0.0.1:1883 --trust trust.json              watch only
+  relayd-tui --broker mqtts://broker.lan:8883 --username ana --password-file ana.mqtt \\
+      --key keys/ana.key --trust trust.json                                 watch and sign
+keys: ? for help in the console; q quits."""
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="relayd-tui",
         description="Watch relays and alerts, take in field reports, and issue signed alerts over MQTT.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=EXAMPLES,
     )
     p.add_argument("--broker", required=True, help="MQTT broker, mqtt://HOST:PORT or mqtts://HOST:PORT")
     p.add_argument("--username", help="MQTT username")

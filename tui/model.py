@@ -42,7 +42,8 @@ from tui.feeditems import (
     visible_onair,
 )
 from tui.health import relay_problems
-from tui.responders import Responders
+from tui.responders import Answer, Responders
+from tui.threads import chain, refresh_thread, thread_root, thread_state
 
 # The values are imported from here by widgets and tests too (one place to look).
 __all__ = [
@@ -209,14 +210,15 @@ class Model:
             line = f"answer {item.alert_id} not counted: {why}"
             self.diagnostics.recent.append(DiagnosticLine(self.clock(), Topic.REPORTS, line))
             return Change(diagnostics=True)
-        ref = f.ref.hex()
-        if not self.responders.add(ref, f.origin_node, word, f.issued_at_s):
+        # An answer to an update is an answer to the incident: counted on its first alert.
+        root = thread_root(self.feed, f.ref.hex())
+        if not self.responders.add(root, f.origin_node, word, f.issued_at_s):
             return Change()
-        target = self.feed.get(ref)
+        target = self.feed.get(root)
         if target is None:
             return Change()  # counted once the alert arrives (_add_item)
-        target.responding = self.responders.responding(ref)
-        return Change(feed_id=ref)
+        target.responding = self.responders.responding(root)
+        return Change(feed_id=root)
 
     def _reject(self, topic: Topic, item: FeedItem) -> Change:
         d = self.diagnostics
@@ -249,7 +251,12 @@ class Model:
         self._arrivals += 1
         item.arrival = self._arrivals
         self.feed[item.alert_id] = item
-        item.responding = self.responders.responding(item.alert_id)
+        root = thread_root(self.feed, item.alert_id)
+        if root != item.alert_id:
+            self.responders.merge(item.alert_id, root)  # answers that named this update first
+            if root in self.feed:
+                self.feed[root].responding = self.responders.responding(root)
+        item.responding = self.responders.responding(item.alert_id) if root == item.alert_id else 0
         for relay, event, reason in self._pending_events.pop(item.alert_id, []):
             item.relays.setdefault(relay, set()).add(event)
             if reason:
@@ -282,40 +289,10 @@ class Model:
         return [c for c in dict.fromkeys(changed) if c != alert_id]
 
     def _thread_state(self, alert_id: str) -> tuple[bool, Kind | None]:
-        """(updated, closed_by) of one alert from its own verified replies."""
-        updated, closer = False, None
-        for reply_id in self._replies.get(alert_id, ()):
-            reply = self.feed.get(reply_id)
-            if reply is None or not reply.ok:
-                continue
-            if reply.kind is Kind.UPDATE:
-                updated = True
-            elif reply.kind in (Kind.CANCEL, Kind.ALLCLEAR):
-                closer = reply.kind
-        return updated, closer
+        return thread_state(self.feed, self._replies, alert_id)
 
     def _refresh_thread(self, alert_id: str) -> list[str]:
-        """Recompute an alert's state and that of its updates; returns the rows that changed."""
-        changed: list[str] = []
-        updated, closer = self._thread_state(alert_id)
-        item = self.feed.get(alert_id)
-        if item is not None:
-            own = closer
-            ref = item.alert.fields.ref
-            if own is None and item.kind is Kind.UPDATE and ref is not None:
-                own = self._thread_state(ref.hex())[1]
-            if (item.updated, item.closed_by) != (updated, own):
-                item.updated, item.closed_by = updated, own
-                changed.append(alert_id)
-        for reply_id in self._replies.get(alert_id, ()):
-            reply = self.feed.get(reply_id)
-            if reply is not None and reply.kind is Kind.UPDATE:
-                r_updated, r_closer = self._thread_state(reply_id)
-                r_closer = r_closer or closer
-                if (reply.updated, reply.closed_by) != (r_updated, r_closer):
-                    reply.updated, reply.closed_by = r_updated, r_closer
-                    changed.append(reply_id)
-        return changed
+        return refresh_thread(self.feed, self._replies, alert_id)
 
     def _relink_all(self) -> None:
         """After a bundle change (a key may be revoked): thread state from scratch."""
@@ -539,35 +516,12 @@ class Model:
         return sorted(out, key=lambda i: -i.arrival)
 
     def chain(self, alert_id: str) -> list[tuple[int, FeedItem]]:
-        """The reference chain around an alert: its root first, then replies by depth-first order."""
-        item = self.feed.get(alert_id)
-        if item is None:
-            return []
-        root = item
-        seen = {root.alert_id}
-        while root.alert.fields.ref is not None:
-            parent = self.feed.get(root.alert.fields.ref.hex())
-            if parent is None or parent.alert_id in seen:
-                break
-            seen.add(parent.alert_id)
-            root = parent
-        children: dict[str, list[FeedItem]] = {}
-        for i in self.feed.values():
-            if i.alert.fields.ref is not None:
-                children.setdefault(i.alert.fields.ref.hex(), []).append(i)
-        out: list[tuple[int, FeedItem]] = []
-        visited: set[str] = set()
+        """The reference chain around an alert: its root first, then replies depth-first."""
+        return chain(self.feed, alert_id)
 
-        def walk(node: FeedItem, depth: int) -> None:
-            if node.alert_id in visited:
-                return
-            visited.add(node.alert_id)
-            out.append((depth, node))
-            for child in children.get(node.alert_id, []):
-                walk(child, depth + 1)
-
-        walk(root, 0)
-        return out
+    def answers(self, alert_id: str) -> list[Answer]:
+        """Responders' answers for the incident this alert belongs to, newest first."""
+        return self.responders.answers(thread_root(self.feed, alert_id))
 
     def relay_names(self) -> list[str]:
         names = set(self.relays)

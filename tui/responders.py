@@ -63,5 +63,17 @@ class Responders:
         """How many handhelds' newest answer says they are responding."""
         return sum(1 for a in (self._answers.get(alert_id) or {}).values() if a.word.responding)
 
+    def merge(self, from_id: str, into_id: str) -> None:
+        """Answers recorded under `from_id` (an update, before it was known to be one) now
+        count for `into_id` (its thread's first alert)."""
+        moved = self._answers.pop(from_id) or {}
+        target = self._answers.get(into_id)
+        if target is None:
+            target = {}
+            self._answers.put(into_id, target)
+        for alias, answer in moved.items():
+            if alias not in target or target[alias].at_s <= answer.at_s:
+                target[alias] = answer
+
     def forget(self, alert_id: str) -> None:
         self._answers.pop(alert_id)

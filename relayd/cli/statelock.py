@@ -43,7 +43,7 @@ class StateLock:
             os.close(fd)
             who = f"PID {holder}" if holder else "another process"
             raise StateFolderBusyError(
-                f"the state folder {self.state_dir} is in use by another relayd ({who}); "
+                f"the state folder {self.state_dir.resolve()} is in use by another relayd ({who}); "
                 "stop that one first, or give this relay its own [relay] state_dir"
             ) from None
         # Ours now: say who holds it, for the next one to name.

@@ -8,7 +8,7 @@ Failure classes (docs/daemon.md, "Logs"):
   password refused), tls (certificate or handshake);
 - radio: missing (no such device), permission (the relayd user may not open it), busy
   (another program holds it), refused (nothing listens at a TCP radio's port), silent (opened
-  but no answer to the handshake).
+  but no answer to the handshake), closed (the other end closed a link that was up).
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ class Failure(enum.Enum):
     RADIO_BUSY = "busy"
     RADIO_REFUSED = "tcp refused"
     RADIO_SILENT = "silent"
+    RADIO_CLOSED = "closed"
     OTHER = "other"
 
 
@@ -49,6 +50,8 @@ HINTS: dict[Failure, str] = {
     "simulator) running, and is [[radio]] device right?",
     Failure.RADIO_SILENT: "the radio did not answer: reboot it, check the cable (data, not "
     "charge-only) and that its serial console is off",
+    Failure.RADIO_CLOSED: "the radio end closed the link: it (or meshtasticd, or the simulator) "
+    "restarted, was unplugged, or another client took it over",
     Failure.OTHER: "see the error above; `relayd doctor -c CONFIG` checks each link",
 }
 
@@ -103,6 +106,8 @@ def radio_failure(text: str, errno: int | None = None, *, timeout: bool = False)
         return _diagnosis(Failure.RADIO_MISSING)
     if errno == errno_mod.ECONNREFUSED or "connection refused" in t:
         return _diagnosis(Failure.RADIO_REFUSED)
+    if any(w in t for w in ("closed", "went away", "reset", "broken pipe", "unplugged")):
+        return _diagnosis(Failure.RADIO_CLOSED)
     return _diagnosis(Failure.OTHER)
 
 

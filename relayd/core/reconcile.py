@@ -9,10 +9,10 @@ wildcard and keep them per node, so a relay could not find them. This uses live 
 messages only, which every broker routes cluster-wide:
 
 * the relay publishes a signed request with a fresh nonce on `<root>/relays/<id>/sync`;
-* each peer that hears it answers on its own sync topic, one signed answer per active alert
-  it holds: the alert's signed on-air frame (checked by the asker like any other alert) and
-  what the peer knows of it in its own area (its radio put it on air, heard another relay's
-  copy, or neither yet);
+* each peer that hears it answers on `<root>/relays/<peer>/sync/<asker>`, so only the asker
+  receives it: signed batches of the active alerts it holds, each the alert's signed on-air
+  frame (checked by the asker like any other alert) and what the peer knows of it in its own
+  area (its radio put it on air, heard another relay's copy, or neither yet);
 * the asker decides here, without I/O, per answer: an alert it already has is nothing new
   (unless a neighbour says it put it on air: then stand down), a missed one an RF neighbour
   already put on air is taken without airing it, any other missed one goes on air through
@@ -42,6 +42,10 @@ NONCE_BYTES = 8
 LEDGER_MAX = 256
 ASKERS_MAX = 256
 MAX_ONAIR_CHARS = 1024
+MAX_BATCH = 32
+# A batch's body stays well under the control plane's 8 KiB message limit once sealed (the body
+# travels as an escaped JSON string, and the seal adds about 300 bytes).
+BATCH_BODY_BYTES = 5000
 
 
 class Evidence(enum.Enum):
@@ -85,6 +89,19 @@ class SyncAnswer:
 
 
 @dataclass(frozen=True, slots=True)
+class SyncBatch:
+    """Answers from one relay to one request, as one message (fewer signatures to check)."""
+
+    relay: str
+    to: str
+    nonce: str
+    items: tuple[tuple[str, Evidence], ...]  # (signed on-air frame, evidence)
+
+    def answers(self) -> list[SyncAnswer]:
+        return [SyncAnswer(self.relay, self.to, self.nonce, onair, ev) for onair, ev in self.items]
+
+
+@dataclass(frozen=True, slots=True)
 class LedgerEntry:
     onair: str
     severity_rank: int
@@ -123,20 +140,19 @@ def encode_request(req: SyncRequest) -> bytes:
     return json.dumps(doc, separators=(",", ":")).encode()
 
 
-def encode_answer(ans: SyncAnswer) -> bytes:
+def encode_batch(batch: SyncBatch) -> bytes:
     doc = {
         "format": SYNC_FORMAT,
         "type": "answer",
-        "relay": ans.relay,
-        "to": ans.to,
-        "nonce": ans.nonce,
-        "onair": ans.onair,
-        "evidence": ans.evidence.value,
+        "relay": batch.relay,
+        "to": batch.to,
+        "nonce": batch.nonce,
+        "alerts": [{"onair": onair, "evidence": ev.value} for onair, ev in batch.items],
     }
     return json.dumps(doc, ensure_ascii=False, separators=(",", ":")).encode()
 
 
-def parse_sync(body: bytes) -> SyncRequest | SyncAnswer:
+def parse_sync(body: bytes) -> SyncRequest | SyncBatch:
     """A sync body (already unsealed); MalformedMessage for anything else."""
     doc = load_json_object(body)
     if doc.get("format") != SYNC_FORMAT:
@@ -148,12 +164,19 @@ def parse_sync(body: bytes) -> SyncRequest | SyncAnswer:
         return SyncRequest(relay, nonce)
     if kind != "answer":
         raise MalformedMessage("'type' must be request or answer")
-    try:
-        evidence = Evidence(doc.get("evidence"))
-    except ValueError:
-        raise MalformedMessage("unknown 'evidence'") from None
-    onair = _str(doc.get("onair"), "onair", MAX_ONAIR_CHARS)
-    return SyncAnswer(relay, _relay(doc.get("to"), "to"), nonce, onair, evidence)
+    alerts = doc.get("alerts")
+    if not isinstance(alerts, list) or len(alerts) > MAX_BATCH:
+        raise MalformedMessage(f"'alerts' must be a list of at most {MAX_BATCH}")
+    items: list[tuple[str, Evidence]] = []
+    for entry in alerts:
+        if not isinstance(entry, dict):
+            raise MalformedMessage("each answer must be an object")
+        try:
+            evidence = Evidence(entry.get("evidence"))
+        except ValueError:
+            raise MalformedMessage("unknown 'evidence'") from None
+        items.append((_str(entry.get("onair"), "onair", MAX_ONAIR_CHARS), evidence))
+    return SyncBatch(relay, _relay(doc.get("to"), "to"), nonce, tuple(items))
 
 
 def decide(answer_evidence: Evidence, *, known: bool, honoured: bool) -> Action:
@@ -292,3 +315,19 @@ class Reconciler:
             SyncAnswer(self.relay_id, asker, request.nonce, e.onair, e.evidence)
             for _, e in self.active(now_s)[: self.policy.max_answers]
         ]
+
+    def batches_for(self, request: SyncRequest, now_s: float, peers: Iterable[str]) -> list[SyncBatch]:
+        """`answers_for`, packed into as few messages as fit the size budget."""
+        batches: list[SyncBatch] = []
+        items: list[tuple[str, Evidence]] = []
+        size = 0
+        for ans in self.answers_for(request, now_s, peers):
+            cost = len(ans.onair.encode()) + 48
+            if items and (size + cost > BATCH_BODY_BYTES or len(items) >= MAX_BATCH):
+                batches.append(SyncBatch(self.relay_id, request.relay, request.nonce, tuple(items)))
+                items, size = [], 0
+            items.append((ans.onair, ans.evidence))
+            size += cost
+        if items:
+            batches.append(SyncBatch(self.relay_id, request.relay, request.nonce, tuple(items)))
+        return batches

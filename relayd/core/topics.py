@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 DEFAULT_ROOT = "relayd"
@@ -75,6 +76,15 @@ class Topics:
     @property
     def events_wildcard(self) -> str:
         return f"{self.root}/relays/+/events"
+
+    def relay_subscriptions(self, event_peers: Iterable[str]) -> list[str]:
+        """What a relay subscribes to: the outbox, alerts, reports, the trust bundle, every
+        relay's (retained) status, and the events of only `event_peers`, the relays whose
+        frames can reach its area. An alert's events then reach the relays near its sender,
+        not every relay in the city: broker deliveries grow with relays x neighbours, not
+        with the square of the relays. Consoles subscribe to `events_wildcard` themselves."""
+        fixed = [self.outbox, self.alerts, self.reports, self.trust, self.status_wildcard]
+        return fixed + [self.events(r) for r in sorted(set(event_peers)) if valid_relay_id(r)]
 
     def relay_of(self, topic: str) -> str | None:
         """The relay id in a status/events topic, or None."""

@@ -36,6 +36,7 @@ from prometheus_client.exposition import choose_encoder
 from prometheus_client.registry import Collector
 
 from relayd import __version__
+from relayd.core.backlog import BacklogOutcome
 from relayd.core.control import ControlRejection
 from relayd.core.model import DropReason
 from relayd.core.status import LinkState
@@ -117,6 +118,19 @@ class RelayCollector(Collector):
         for reason in DropReason:
             self._add(drops, (reason.value,), float(counters.drops.get(reason.value, 0)))
         yield drops
+
+        backlog = self._counter(
+            "relayd_backlog_texts",
+            "Texts the radio heard before relayd connected, by what became of them",
+            ["outcome"],
+        )
+        for outcome in BacklogOutcome:
+            self._add(backlog, (outcome.value,), float(counters.backlog.get(outcome.value, 0)))
+        yield backlog
+
+        replies = self._counter("relayd_replies", "Responders' answers wrapped for dispatchers")
+        self._add(replies, (), float(relay.replies.wrapped))
+        yield replies
 
         malformed_messages = self._counter(
             "relayd_malformed_messages", "MQTT messages that could not be used, by topic", ["topic"]

@@ -23,7 +23,8 @@ import logging
 import random
 import socket
 import ssl
-from collections.abc import Awaitable, Callable
+from collections import Counter
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 
 import aiomqtt
@@ -92,10 +93,14 @@ class MqttLink(LinkStateTracker):
         will_payload: Callable[[], bytes],
         on_state: Callable[[LinkStateTracker], None] | None = None,
         on_connect: Callable[[], Awaitable[None]] | None = None,
+        retired: Iterable[str] = (),
     ) -> None:
         super().__init__(on_state)
         self.config = config
-        self._subscriptions = subscriptions
+        self._subscriptions = list(subscriptions)
+        # Subscribed earlier (this run, or a persistent session of an older relayd) and no
+        # longer wanted: unsubscribed at the next connect, or at once if connected.
+        self._unwanted: set[str] = set(retired)
         self._handler = handler
         # Built at each connect: the will is a signed status, and its signature covers a time.
         self._will_topic = will_topic
@@ -103,7 +108,11 @@ class MqttLink(LinkStateTracker):
         self._on_connect = on_connect
         self._client: aiomqtt.Client | None = None
         self._deferred: set[asyncio.Task[None]] = set()
+        self._deferred_tasks: set[asyncio.Task[None]] = set()
         self.connects = 0
+        self.delivered = 0  # messages the broker delivered to us (benchmarks count traffic)
+        self.delivered_by_leaf: Counter[str] = Counter()  # ... by the topic's last level
+        self._pinned = False
         self.last_error: str | None = None
 
     def _tls(self) -> aiomqtt.TLSParameters | None:
@@ -147,17 +156,25 @@ class MqttLink(LinkStateTracker):
             try:
                 async with client:
                     self._client = client
+                    # The session is persistent: what it was subscribed to before stays until
+                    # unsubscribed, and unsubscribing what it never had is harmless.
+                    for topic in sorted(self._unwanted):
+                        await client.unsubscribe(topic)
+                    self._unwanted.clear()
                     for topic in self._subscriptions:
                         await client.subscribe(topic, qos=1)
                     self.connects += 1
                     self.last_error = None
-                    self._set_state(LinkState.CONNECTED)
+                    # Said before the state changes, so the relay's "ready" line comes after it.
                     log.info("broker %s:%d connected", self.config.host, self.config.port)
+                    self._set_state(LinkState.CONNECTED)
                     backoff = BACKOFF_INITIAL_S
                     attempt = 0
                     if self._on_connect is not None:
                         await self._on_connect()
                     async for message in client.messages:
+                        self.delivered += 1
+                        self.delivered_by_leaf[message.topic.value.rsplit("/", 1)[-1][:16]] += 1
                         payload = message.payload
                         data = payload if isinstance(payload, bytes) else str(payload or "").encode()
                         after = await self._handler(Incoming(message.topic.value, data, bool(message.retain)))
@@ -185,6 +202,49 @@ class MqttLink(LinkStateTracker):
                 self.last_error = text
             await asyncio.sleep(delay)
             backoff = min(backoff * 2, BACKOFF_MAX_S)
+
+    @property
+    def subscriptions(self) -> list[str]:
+        return list(self._subscriptions)
+
+    def set_subscriptions(self, topics: list[str]) -> None:
+        """Subscribe to exactly `topics` from now on (at once if connected, else at the next
+        connect): a relay scopes its event subscriptions to its RF neighbours this way."""
+        if self._pinned:
+            return
+        new = list(dict.fromkeys(topics))
+        added = [t for t in new if t not in self._subscriptions]
+        removed = [t for t in self._subscriptions if t not in new]
+        self._subscriptions = new
+        if not added and not removed:
+            return
+        self._unwanted |= set(removed)
+        self._unwanted -= set(new)
+        client = self._client
+        if client is None or not self.connected:
+            return
+
+        async def apply() -> None:
+            try:
+                for topic in removed:
+                    await client.unsubscribe(topic)
+                    self._unwanted.discard(topic)
+                for topic in added:
+                    await client.subscribe(topic, qos=1)
+            except aiomqtt.MqttError as exc:
+                # The connection is going; the next connect subscribes from the lists.
+                log.debug("subscription change failed: %s", exc)
+
+        task = asyncio.get_running_loop().create_task(apply())
+        self._deferred_tasks.add(task)
+        task.add_done_callback(self._deferred_tasks.discard)
+
+    def pin_subscriptions(self, topics: list[str]) -> None:
+        """Subscribe to exactly `topics` and ignore later changes: how relays subscribed
+        before event scoping (bench/bench_city.py measures both in one run)."""
+        self._pinned = False
+        self.set_subscriptions(topics)
+        self._pinned = True
 
     @property
     def unacknowledged(self) -> int:

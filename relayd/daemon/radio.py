@@ -301,7 +301,6 @@ class RadioLink(LinkStateTracker):
         self.connects += 1
         self.last_error = None
         await self._set_radio_clock(transport)
-        self._set_state(LinkState.CONNECTED)
         log.info(
             "radio %s connected (%s, firmware %s, hop limit %d)",
             self.name,
@@ -309,6 +308,7 @@ class RadioLink(LinkStateTracker):
             self.firmware_version or "unknown",
             self.hop_limit,
         )
+        self._set_state(LinkState.CONNECTED)  # after the line above: the relay's "ready" follows it
         backlog, self._handshake_backlog = self._handshake_backlog, []
         for msg in after_handshake:
             if from_radio_variant(msg) == "packet":

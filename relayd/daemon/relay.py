@@ -48,6 +48,7 @@ from relayd.core.control import (
     seal,
 )
 from relayd.core.dedup import BoundedMap, DedupSet
+from relayd.core.eventscope import event_peers
 from relayd.core.jsonform import (
     MAX_MESSAGE_BYTES,
     Envelope,
@@ -316,6 +317,10 @@ class Relay:
         self._wake = asyncio.Event()
         self._publish_wake = asyncio.Event()
         self._status_dirty = asyncio.Event()
+        # Writes commit on the storage's writer thread; these run in the loop after them.
+        self.storage.on_commit = self._publish_wake.set
+        self.storage.on_lost_publishes = self._publish_from_memory
+        self.storage.on_error = self._on_storage_error
         self._last_heard_s: float | None = None
         self._stopping = False
         self._bundle_mtime = self._file_mtime()
@@ -332,15 +337,10 @@ class Relay:
 
         self.mqtt = MqttLink(
             config.mqtt,
-            subscriptions=[
-                self.topics.outbox,
-                self.topics.alerts,
-                self.topics.reports,
-                self.topics.trust,
-                self.topics.status_wildcard,
-                self.topics.events_wildcard,
-                self.sync.wildcard,
-            ],
+            # Events of RF neighbours only (relayd/core/eventscope.py); the wildcard of
+            # older relays is dropped from the persistent session.
+            subscriptions=self._subscriptions(),
+            retired=[self.topics.events_wildcard],
             handler=self._on_mqtt,
             will_topic=self.topics.status(config.relay_id),
             will_payload=self._offline_status_payload,
@@ -458,6 +458,20 @@ class Relay:
     def _save_neighbours(self) -> None:
         doc = self._neighbours_doc()
         self._storage_call(lambda: self.storage.set_meta("neighbours", doc))
+        self._scope_events()
+
+    def _event_peers(self) -> frozenset[str]:
+        # Every relay the bundle names, from the start: a peer's events must not be missed
+        # while its status is on its way (restart, new relay); apart ones drop out as learned.
+        known = relay_ids(self.verifier.bundle, self.clock()) | set(self.peer_nodes)
+        return event_peers(self.config.relay_id, known, self._neighbour_memory(), self.rank_scope)
+
+    def _subscriptions(self) -> list[str]:
+        return [*self.topics.relay_subscriptions(self._event_peers()), *self.sync.subscriptions]
+
+    def _scope_events(self) -> None:
+        """Follow the neighbour memory with the event subscriptions."""
+        self.mqtt.set_subscriptions(self._subscriptions())
 
     def _neighbour_memory(self) -> NeighbourMemory:
         return NeighbourMemory(
@@ -509,6 +523,22 @@ class Relay:
             self.storage_error = self.storage.error
             self._status_dirty.set()
         return True
+
+    def _publish_from_memory(self, publishes: list[tuple[str, bytes, bool]]) -> None:
+        """The state disk failed: still deliver (in memory), and say so in status."""
+        with contextlib.suppress(RuntimeError):  # no event loop: nothing to publish through
+            loop = asyncio.get_running_loop()
+            for topic, payload, retain in publishes:
+                task = loop.create_task(self.mqtt.publish(topic, payload, retain=retain))
+                task.add_done_callback(lambda t: t.exception() if not t.cancelled() else None)
+
+    def _on_storage_error(self, error: str) -> None:
+        """A write nobody waited for failed (on the storage's writer thread)."""
+        self.counters.storage_errors += 1
+        if self.storage_error != error:
+            log.error("%s", error)
+        self.storage_error = self.storage.error
+        self._status_dirty.set()
 
     def _drop(self, verdict: Verdict, via: str) -> None:
         reason = verdict.reason or DropReason.MALFORMED
@@ -699,10 +729,6 @@ class Relay:
                 publishes=publishes,
             )
         )
-        if self.storage_error is not None:
-            # The state disk failed: still deliver (in memory), and say so in status.
-            for topic, payload, retain in publishes:
-                asyncio.get_running_loop().create_task(self.mqtt.publish(topic, payload, retain=retain))
         self._publish_wake.set()
         self._wake.set()
         self._status_dirty.set()
@@ -767,6 +793,8 @@ class Relay:
                     self.heard_by.discard(relay)
         if changed:
             self._save_neighbours()
+        else:
+            self._scope_events()  # a new peer, or what it hears changed
 
     def _await_rf_copy(self, relay: str, alert_id: bytes) -> None:
         """A peer whose radio ours has not heard transmitted an alert we may hold: wait for
@@ -1039,8 +1067,6 @@ class Relay:
         doc["note"] = self._seal(ControlKind.REPORT_NOTE, encode_report_note(note)).decode("utf-8")
         payload = json.dumps(doc, ensure_ascii=False, separators=(",", ":")).encode()
         self._storage_call(lambda: self.storage.add_pending(self.topics.reports, payload, False))
-        if self.storage_error is not None:
-            asyncio.get_running_loop().create_task(self.mqtt.publish(self.topics.reports, payload))
         self._publish_wake.set()
         self.counters.reports += 1
         self._event(EventKind.REPORT, alert.id_hex, "rf")
@@ -1309,6 +1335,7 @@ class Relay:
         for relay in self.peers.retain(relay_ids(signed.bundle, self.clock())):
             self.peer_nodes.pop(relay, None)
             log.warning("peer %s forgotten: its key is no longer a trusted relay key", relay)
+        self._scope_events()
         log.warning("trust bundle updated to version %d (from %s)", signed.bundle.version, source)
         with contextlib.suppress(OSError):
             save_bundle(signed, self.config.state_dir / "trust.json")

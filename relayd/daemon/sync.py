@@ -1,8 +1,9 @@
 """The MQTT side of catch-up after a gap (decisions in relayd/core/reconcile.py).
 
-Topic: `<root>/relays/<relay-id>/sync`, written by that relay only, sealed with its key
-(ControlKind.SYNC): requests and answers alike. Live QoS 1 messages through a wildcard
-subscription, which every broker delivers, clustered or not; nothing here is retained.
+Topics, written by that relay only and sealed with its key (ControlKind.SYNC): requests on
+`<root>/relays/<relay-id>/sync`, answers to relay X on `<root>/relays/<relay-id>/sync/X` (so
+only X receives and checks them). Live QoS 1 messages through wildcard subscriptions, which
+every broker delivers, clustered or not; nothing here is retained.
 Not bridged to a city broker: the relays that share an area share a local broker.
 """
 
@@ -23,13 +24,15 @@ from relayd.core.reconcile import (
     Action,
     Reconciler,
     SyncAnswer,
+    SyncBatch,
     SyncPolicy,
     SyncRequest,
-    encode_answer,
+    encode_batch,
     encode_request,
     parse_sync,
 )
 from relayd.core.suppression import honours_evidence
+from relayd.core.topics import TopicKind
 from relayd.daemon.storage import StorageError
 
 if TYPE_CHECKING:
@@ -63,26 +66,33 @@ class SyncLink:
         self._prefix = f"{relay.topics.root}/relays/"
 
     @property
-    def wildcard(self) -> str:
-        return f"{self._prefix}+/sync"
+    def subscriptions(self) -> list[str]:
+        """Every relay's requests, and the answers addressed to this relay."""
+        me = self.relay.config.relay_id
+        return [f"{self._prefix}+/sync", f"{self._prefix}+/sync/{me}"]
 
-    def topic(self, relay_id: str) -> str:
-        return f"{self._prefix}{relay_id}/sync"
+    def topic(self, relay_id: str, to: str | None = None) -> str:
+        base = f"{self._prefix}{relay_id}/sync"
+        return base if to is None else f"{base}/{to}"
 
-    def relay_of(self, topic: str) -> str | None:
-        """The relay id of a sync topic, or None for any other topic."""
-        if not topic.startswith(self._prefix) or not topic.endswith("/sync"):
+    def relay_of(self, topic: str) -> tuple[str, str | None] | None:
+        """(sender, addressee or None for a request) of a sync topic, or None for any other."""
+        if not topic.startswith(self._prefix):
             return None
-        relay = topic[len(self._prefix) : -len("/sync")]
-        return relay if relay and "/" not in relay else None
+        parts = topic[len(self._prefix) :].split("/")
+        if len(parts) == 2 and parts[1] == "sync" and parts[0]:
+            return parts[0], None
+        if len(parts) == 3 and parts[1] == "sync" and parts[0] and parts[2]:
+            return parts[0], parts[2]
+        return None
 
-    def _publish(self, body: bytes) -> None:
+    def _publish(self, body: bytes, to: str | None = None) -> None:
         relay = self.relay
         if not relay.mqtt.connected:
             return
         payload = relay._seal(ControlKind.SYNC, body)
         task = asyncio.get_running_loop().create_task(
-            relay.mqtt.publish(self.topic(relay.config.relay_id), payload)
+            relay.mqtt.publish(self.topic(relay.config.relay_id, to), payload)
         )
         task.add_done_callback(lambda t: t.exception() if not t.cancelled() else None)
 
@@ -123,10 +133,12 @@ class SyncLink:
         log.info("asking peers for the active alerts (catch-up after a gap)")
         self._publish(encode_request(req))
 
-    def handle(self, relay_id: str, payload: bytes) -> None:
-        """A sealed sync message on `relay_id`'s topic. MalformedMessage if unusable."""
+    def handle(self, where: tuple[str, str | None], payload: bytes) -> None:
+        """A sealed sync message on `where` (sender, addressee). MalformedMessage if unusable."""
         relay = self.relay
-        if relay_id == relay.config.relay_id:
+        relay_id, to = where
+        me = relay.config.relay_id
+        if relay_id == me or (to is not None and to != me):
             return
         body = relay._open_control(ControlKind.SYNC, relay_id, payload)
         if body is None:
@@ -135,19 +147,30 @@ class SyncLink:
         if msg.relay != relay_id:
             raise MalformedMessage("sync message names another relay than its topic")
         if isinstance(msg, SyncRequest):
-            self._answer(msg)
-        else:
-            self._take(msg)
+            if to is None:
+                self._answer(msg)
+            return
+        if to is None or msg.to != to:
+            raise MalformedMessage("sync answer on another topic than its addressee's")
+        self._take_batch(msg)
 
     def _answer(self, req: SyncRequest) -> None:
         now = self.relay.clock()
         peers = relay_ids(self.relay.verifier.bundle, now)
-        answers = self.reconciler.answers_for(req, now, peers)
-        for ans in answers:
-            self._publish(encode_answer(ans))
-        if answers:
-            self.answered += len(answers)
-            log.info("told a peer back from a gap of %d active alert(s)", len(answers))
+        batches = self.reconciler.batches_for(req, now, peers)
+        for batch in batches:
+            self._publish(encode_batch(batch), to=req.relay)
+        count = sum(len(b.items) for b in batches)
+        if count:
+            self.answered += count
+            log.info("told a peer back from a gap of %d active alert(s)", count)
+
+    def _take_batch(self, batch: SyncBatch) -> None:
+        for ans in batch.answers():
+            try:
+                self._take(ans)
+            except MalformedMessage:
+                self.relay._malformed(TopicKind.OTHER, "sync answer frame")
 
     def _take(self, ans: SyncAnswer) -> None:
         relay = self.relay

@@ -1,5 +1,5 @@
 """What a person sees on each simulated stock handheld, as rows for the console's Handhelds
-panel (pure: no Textual here; the widget lives in relayd.cli.demo).
+panel (no Textual here; the widget is tui/widgets/handhelds.py, fed by `HandheldWatch`).
 
 A stock handheld shows every text it hears, forged or not; the panel adds what a smart
 client holding the trust bundle would know: whether the frame verifies, and who signed it.
@@ -8,6 +8,7 @@ client holding the trust bundle would know: whether the frame verifies, and who 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from relayd.core.codec import MalformedFrame, decode
@@ -52,3 +53,26 @@ def describe(d: DisplayedMessage, verifier: Verifier, now_s: float | None = None
         dm=d.dm,
         check=check,
     )
+
+
+class HandheldWatch:
+    """What the handhelds displayed since the last look, as lines, oldest first.
+
+    `displays(name)` is the simulator's list of what handheld `name` has shown so far (it
+    only grows), e.g. `Neighborhood.displays`."""
+
+    def __init__(
+        self, names: Sequence[str], displays: Callable[[str], Sequence[DisplayedMessage]], verifier: Verifier
+    ) -> None:
+        self.names = list(names)
+        self._displays = displays
+        self._verifier = verifier
+        self.counts: dict[str, int] = dict.fromkeys(self.names, 0)
+
+    def poll(self) -> list[HandheldLine]:
+        new: list[DisplayedMessage] = []
+        for name in self.names:
+            shown = self._displays(name)
+            new += shown[self.counts[name] :]
+            self.counts[name] = len(shown)
+        return [describe(d, self._verifier) for d in sorted(new, key=lambda d: d.wall_time)]

@@ -13,7 +13,7 @@ import contextlib
 import logging
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -379,10 +379,10 @@ class Neighborhood:
 
     # -- internals ---------------------------------------------------------------------------------
 
-    def _later(self, delay_s: float, coro: object, name: str) -> None:
+    def _later(self, delay_s: float, coro: Coroutine[object, object, None], name: str) -> None:
         async def run() -> None:
             await asyncio.sleep(delay_s)
-            await coro  # type: ignore[misc]
+            await coro
 
         task = asyncio.create_task(run(), name=name)
         self._aux.add(task)

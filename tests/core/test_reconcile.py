@@ -14,10 +14,11 @@ from relayd.core.reconcile import (
     Evidence,
     Reconciler,
     SyncAnswer,
+    SyncBatch,
     SyncPolicy,
     SyncRequest,
     decide,
-    encode_answer,
+    encode_batch,
     encode_request,
     parse_sync,
 )
@@ -118,18 +119,30 @@ def test_evidence_only_grows() -> None:
 
 def test_sync_messages_round_trip_and_bad_ones_are_malformed() -> None:
     req = SyncRequest("relay-north", NONCE.hex())
-    ans = SyncAnswer("relay-south", "relay-north", NONCE.hex(), "a frame \u00e9", Evidence.HEARD)
+    batch = SyncBatch(
+        "relay-south",
+        "relay-north",
+        NONCE.hex(),
+        (("a frame \u00e9", Evidence.HEARD), ("another", Evidence.AIRED)),
+    )
     assert parse_sync(encode_request(req)) == req
-    assert parse_sync(encode_answer(ans)) == ans
+    assert parse_sync(encode_batch(batch)) == batch
+    assert batch.answers()[1] == SyncAnswer(
+        "relay-south", "relay-north", NONCE.hex(), "another", Evidence.AIRED
+    )
     for bad in (
         b"{}",
         b'{"format":"relayd-sync/1","type":"request","relay":"a/b","nonce":"0102030405060708"}',
         b'{"format":"relayd-sync/1","type":"request","relay":"a","nonce":"01"}',
         b'{"format":"relayd-sync/1","type":"request","relay":"a","nonce":"zz02030405060708"}',
         b'{"format":"relayd-sync/1","type":"answer","relay":"a","to":"b","nonce":"0102030405060708",'
-        b'"onair":"x","evidence":"maybe"}',
+        b'"alerts":[{"onair":"x","evidence":"maybe"}]}',
         b'{"format":"relayd-sync/1","type":"answer","relay":"a","to":"b","nonce":"0102030405060708",'
-        b'"onair":7,"evidence":"aired"}',
+        b'"alerts":[{"onair":7,"evidence":"aired"}]}',
+        b'{"format":"relayd-sync/1","type":"answer","relay":"a","to":"b","nonce":"0102030405060708",'
+        b'"alerts":"x"}',
+        b'{"format":"relayd-sync/1","type":"answer","relay":"a","to":"b","nonce":"0102030405060708",'
+        b'"alerts":[7]}',
         b'{"format":"relayd-sync/1","type":"gossip","relay":"a","nonce":"0102030405060708"}',
         b"not json",
     ):
@@ -197,3 +210,17 @@ def test_the_ledger_answers_only_active_alert_kinds_and_is_bounded(
     answers = rec.answers_for(SyncRequest("south", NONCE.hex()), T0, peers={"south"})
     assert len(answers) <= rec.policy.max_answers
     assert len({a.onair for a in answers}) == len(answers)
+
+
+def test_answers_are_packed_into_few_messages_that_fit_the_control_plane() -> None:
+    rec = Reconciler("north", SyncPolicy(max_answers=32))
+    for n in range(1, 30):
+        a = alert(n)
+        long = SignedAlert(a.fields, a.signature, f"onair {n} " + "x" * 380, a.alert_id)
+        rec.accepted(long, heard_on_rf=False)
+    req = SyncRequest("south", NONCE.hex())
+    batches = rec.batches_for(req, T0, peers={"south"})
+    assert 1 < len(batches) < 29
+    assert sum(len(b.items) for b in batches) == 29
+    assert all(len(encode_batch(b)) <= 6000 for b in batches)
+    assert all(b.to == "south" and b.relay == "north" for b in batches)

@@ -46,6 +46,8 @@ COUNTERS = {
     "relayd_radio_unresponsive",
     "relayd_radio_foreign_routing",
     "relayd_radio_notifications",
+    "relayd_backlog_texts",
+    "relayd_replies",
 }
 GAUGES = {
     "relayd_radio_connected",

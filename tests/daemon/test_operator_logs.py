@@ -46,6 +46,8 @@ def test_radio_failures_are_classed_from_errno_or_text() -> None:
     assert radio_failure("[Errno 111] Connect call failed").failure is Failure.OTHER
     assert radio_failure("x", 111).failure is Failure.RADIO_REFUSED
     assert radio_failure("", timeout=True).failure is Failure.RADIO_SILENT
+    assert radio_failure("radio closed the TCP connection").failure is Failure.RADIO_CLOSED
+    assert radio_failure("serial radio went away (unplugged?)").failure is Failure.RADIO_CLOSED
     # Every class has a hint that says what to do.
     assert all(d.hint for d in (radio_failure("x", 13), broker_failure("timed out")))
 

@@ -130,9 +130,9 @@ def test_only_the_acceptance_and_outcomes_that_could_double_an_alert_pay_an_fsyn
     assert _synchronous(storage) == FULL  # the broker forgets it once we ack
     storage.dequeue(b"d" * 16, outcome)
     assert _synchronous(storage) == (NORMAL if outcome in CRASH_SAFE_OUTCOMES else FULL)
-    row_id = storage.add_pending("relayd/alerts", b"{}", False)
+    storage.add_pending("relayd/alerts", b"{}", False)
     assert _synchronous(storage) == FULL
-    storage.remove_pending(row_id)
+    storage.remove_pending(storage.pending()[0].row_id)
     assert _synchronous(storage) == NORMAL
     storage.close()
 
@@ -180,3 +180,56 @@ def test_every_wait_ends_exactly_when_its_alert_is_settled(ops: list[tuple[str, 
         assert len(gate) == len(held)
 
     asyncio.run(go())
+
+
+async def test_in_the_event_loop_writes_commit_in_order_off_the_loop_and_say_when(tmp_path: Path) -> None:
+    storage = Storage(tmp_path / "state.db")
+    commits: list[int] = []
+    storage.on_commit = lambda: commits.append(1)
+    for i in range(20):
+        _accept(storage, bytes([i]) * 16)
+        storage.dequeue(bytes([i]) * 16, "transmitted")
+    # Each acceptance is held unacknowledged until its commit has been reported back.
+    assert len(commits) == 0
+    assert storage.queued() == []  # a read waits for the writes queued before it
+    for _ in range(3):
+        await asyncio.sleep(0)
+    assert len(commits) == 20
+    assert len(storage.unsafe) == 0
+    storage.close()
+
+
+async def test_messages_of_an_acceptance_that_cannot_be_stored_go_out_from_memory(small_disk: Path) -> None:
+    storage = Storage(small_disk / "state.db")
+    lost: list[tuple[str, bytes, bool]] = []
+    errors: list[str] = []
+    storage.on_lost_publishes = lost.extend
+    storage.on_error = errors.append
+    fill(small_disk)
+    for i in range(200):
+        _accept(storage, bytes([i]) * 16)
+        storage.flush()
+        for _ in range(3):
+            await asyncio.sleep(0)
+        if lost:
+            break
+    assert lost == [("relayd/active/x", ONAIR.encode(), True)]
+    assert errors
+    assert "full" in errors[0]
+    assert bytes([i]) * 16 in storage.unsafe  # queued: waits for its outcome
+    free(small_disk)
+    storage.close()
+
+
+async def test_a_published_row_is_not_handed_out_again_while_its_removal_is_queued(tmp_path: Path) -> None:
+    storage = Storage(tmp_path / "state.db")
+    storage.add_pending("relayd/alerts", b"{}", False)
+    storage.flush()
+    [row] = storage.pending()
+    storage.remove_pending(row.row_id)  # queued on the writer thread, not yet committed
+    assert storage.pending() == []  # the publisher loop reads again at once
+    storage.flush()
+    for _ in range(3):
+        await asyncio.sleep(0)
+    assert storage.pending() == []
+    storage.close()

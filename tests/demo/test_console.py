@@ -11,11 +11,11 @@ from typing import TypeVar
 from textual.pilot import Pilot
 from textual.widgets import DataTable, Select
 
-from relayd.cli.demo import demo_session
 from relayd.core.identity import Identity
 from relayd.core.model import Role
 from relayd.demo.script import BackgroundPlan, sign_with
 from relayd.demo.stack import DemoOptions
+from tui.demo import demo_session
 from tui.model import InboxStatus
 from tui.screens.compose import ComposeScreen, ConfirmScreen
 from tui.screens.dialogs import SendProgressScreen

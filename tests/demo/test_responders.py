@@ -14,12 +14,12 @@ import pytest
 from textual.pilot import Pilot
 from textual.widgets import Static
 
-from relayd.cli.demo import demo_session
 from relayd.core.jsonform import Envelope, encode_alert
 from relayd.core.model import Role, Severity
 from relayd.demo.stack import DemoOptions
 from relayd.testing.mosquitto import MosquittoBroker
 from tests.demo.test_console import QUICK
+from tui.demo import demo_session
 from tui.screens.detail import DetailScreen
 
 pytestmark = pytest.mark.mosquitto

@@ -6,7 +6,7 @@ import asyncio
 import hashlib
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TypeVar
 
@@ -28,7 +28,7 @@ from relayd.core.status import (
 from relayd.core.topics import Topics
 from relayd.testing.keys import TestNetwork, make_network
 from relayd.trustfile import load_bundle
-from tui.app import RelaydApp
+from tui.app import Panel, RelaydApp
 from tui.config import TuiConfig
 from tui.drafts import load_signer
 
@@ -67,7 +67,13 @@ async def wait_until(predicate: Callable[[], bool], timeout_s: float = 5.0) -> N
         await asyncio.sleep(0.02)
 
 
-def snapshot_app(network: TestNetwork, *, key: str | None = "dispatcher", dark: bool = True) -> RelaydApp:
+def snapshot_app(
+    network: TestNetwork,
+    *,
+    key: str | None = "dispatcher",
+    dark: bool = True,
+    extra_panels: Sequence[Panel] = (),
+) -> RelaydApp:
     """An app with no broker, a frozen clock and no cursor blink: deterministic screenshots."""
     config = TuiConfig(None, cursor_blink=False, dark=dark)
     signer = load_signer(network.key_path(key)) if key else None
@@ -77,6 +83,7 @@ def snapshot_app(network: TestNetwork, *, key: str | None = "dispatcher", dark: 
         bundle=load_bundle(network.bundle_path),
         clock=lambda: FIXED_NOW_S,
         tick_interval_s=0,
+        extra_panels=extra_panels,
     )
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -9,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from relayd.testing.keys import TestNetwork
-from tui.__main__ import broker_config, build_parser, main
+from tui.__main__ import EXAMPLES, broker_config, build_parser, main
 from tui.config import ConfigError, MqttConfig
 from tui.mqtt_worker import tls_context
 from tui.outbox import StateInUse, lock_state
@@ -99,3 +101,17 @@ def test_two_consoles_on_one_state_folder_refuse(tmp_path: Path, capsys: pytest.
     finally:
         held.close()
     lock_state(state).close()  # free again once the first console is gone
+
+
+def test_help_has_examples_that_parse_and_every_option_has_help() -> None:
+    parser = build_parser()
+    assert all(a.help for a in parser._actions)
+    examples = re.sub(r"\\\n\s*", " ", EXAMPLES).splitlines()[1:]
+    parsed = 0
+    for line in examples:
+        command = line.strip().split("   ")[0]
+        if command.startswith("relayd-tui "):
+            args = parser.parse_args(shlex.split(command)[1:])
+            assert args.broker.startswith("mqtt")
+            parsed += 1
+    assert parsed == 2

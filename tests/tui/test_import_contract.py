@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import ast
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
-# `relayd demo` launches the console on purpose.
-ALLOWED_TO_IMPORT_TUI = ("relayd.cli.demo",)
+import relayd
+
+# No exemption: the demo's console side lives in tui/ (tui/demo.py, tui/widgets/handhelds.py).
+ALLOWED_TO_IMPORT_TUI: tuple[str, ...] = ()
 
 SCRIPT = textwrap.dedent(
     f"""
@@ -21,8 +25,8 @@ SCRIPT = textwrap.dedent(
         if parts[-1] == "__init__":
             parts = parts[:-1]
         name = ".".join(parts)
-        # __main__ modules run the CLI on import; demo launches the console on purpose.
-        if parts[-1] == "__main__" or name.startswith(skip):
+        # __main__ modules run the CLI on import.
+        if parts[-1] == "__main__" or (skip and name.startswith(skip)):
             continue
         try:
             importlib.import_module(name)
@@ -58,3 +62,20 @@ def test_console_imports_no_daemon_runtime() -> None:
         [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=False
     )
     assert out.returncode == 0, out.stderr
+
+
+def test_no_relayd_module_imports_textual_even_lazily() -> None:
+    """Not at import time, and not inside a function either: Textual is the console's."""
+    root = Path(relayd.__file__).parent
+    offenders: list[str] = []
+    for path in sorted(root.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = (
+                [a.name for a in node.names]
+                if isinstance(node, ast.Import)
+                else [node.module or ""]
+                if isinstance(node, ast.ImportFrom)
+                else []
+            )
+            offenders += [f"{path.relative_to(root)}: {n}" for n in names if n.split(".")[0] == "textual"]
+    assert offenders == []

@@ -175,6 +175,34 @@ async def test_clock_warning_turns_relay_red(mosquitto: MosquittoBroker, network
         assert "red" in cell_style(app.main.relay_table, "relay-south", "relay")
 
 
+async def test_a_field_report_too_old_to_deliver_turns_its_relay_red(
+    mosquitto: MosquittoBroker, network: TestNetwork
+) -> None:
+    """The relay's signed status counts what its radio heard before relayd connected."""
+    app = make_app(mosquitto.url, network)
+    async with app.run_test(size=SIZE) as pilot, peer(mosquitto) as client:
+        await connected(pilot, app)
+        for relay, backlog in (
+            ("relay-north", {"late_report": 2, "other": 1}),
+            ("relay-south", {"old_report": 1}),
+        ):
+            status = RelayStatus(
+                relay, RelayState.ONLINE, time.time(), radio=LinkState.CONNECTED,
+                broker=LinkState.CONNECTED, backlog=backlog,
+            )  # fmt: skip
+            sealed = network.seal(relay, ControlKind.STATUS, encode_status(status))
+            await client.publish(T.status(relay), sealed, qos=1, retain=True)
+        await wait_for(pilot, lambda: {"relay-north", "relay-south"} <= set(app.model.relays))
+        await pilot.pause()
+        table = app.main.relay_table
+        assert cell_text(table, "relay-south", "state") == "BKLOG!"
+        assert "red" in cell_style(table, "relay-south", "relay")
+        # Late reports were delivered: nothing to alarm about.
+        assert "red" not in cell_style(table, "relay-north", "relay")
+        banner = str(app.main.query_one("#banner").render())
+        assert "1 field report(s) heard before relayd connected" in banner
+
+
 async def test_new_urgent_alert_appears_verified_once(
     mosquitto: MosquittoBroker, network: TestNetwork
 ) -> None:

@@ -78,3 +78,23 @@ def test_aliases_are_stable_and_bounded() -> None:
     assert [r.alias(n) for n in (5, 6, 5)] == ["R1", "R2", "R1"]
     r.alias(7)
     assert r.alias(5) == "R4"  # forgotten beyond the bound: a new alias, never a node number
+
+
+def test_answers_to_an_update_count_for_the_incident_on_its_first_alert(fixed_net: TestNetwork) -> None:
+    m = Model(T, fixed_net.bundle, lambda: FIXED_NOW_S)
+    alert = fixed_net.sign("dispatcher", "Raid at 5th", now_s=FIXED_NOW_S - 300)
+    update = fixed_net.sign(
+        "dispatcher", "3 vans now", kind=Kind.UPDATE, now_s=FIXED_NOW_S - 200, ref=alert.alert_id
+    )
+    m.ingest(T.alerts, encode_alert(alert))
+    # The relay named the update (the newest active alert) before this console had it.
+    m.ingest(T.reports, answer(fixed_net, update, 1, "!omw", 100))
+    m.ingest(T.alerts, encode_alert(update))
+    m.ingest(T.reports, answer(fixed_net, update, 2, "!y", 90))
+    m.ingest(T.reports, answer(fixed_net, alert, 1, "!here", 80))
+    assert m.feed[alert.id_hex].responding == 2
+    assert m.feed[update.id_hex].responding == 0  # counted once, on the incident's first alert
+    assert [(a.alias, a.word) for a in m.answers(update.id_hex)] == [
+        ("R1", ReplyWord.HERE),
+        ("R2", ReplyWord.YES),
+    ]

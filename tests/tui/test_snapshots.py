@@ -6,6 +6,7 @@ Regenerate with `pytest tests/tui --snapshot-update` and review the SVGs before 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
@@ -14,8 +15,9 @@ from textual.widgets import TextArea
 
 from relayd.testing.keys import TestNetwork
 from tests.tui.support import populate, snapshot_app
-from tui.app import RelaydApp
+from tui.app import Panel, RelaydApp
 from tui.drafts import Draft
+from tui.widgets.handhelds import HandheldsPanel
 
 SnapCompare = Callable[..., bool]
 SIZES = [pytest.param((80, 24), id="80x24"), pytest.param((120, 40), id="120x40")]
@@ -117,6 +119,60 @@ def test_diagnostics(snap_compare: SnapCompare, fixed_net: TestNetwork, size: tu
 def test_help(snap_compare: SnapCompare, fixed_net: TestNetwork, size: tuple[int, int]) -> None:
     app = snapshot_app(fixed_net)
     assert snap_compare(app, terminal_size=size, run_before=prepared(app, fixed_net, "question_mark"))
+
+
+@dataclass(frozen=True)
+class Shown:
+    handheld: str
+    clock: str
+    sender: str
+    text: str
+    bell: bool
+    dm: bool
+    check: str
+
+
+@dataclass
+class FixedHandhelds:
+    """What the demo's handhelds displayed, fixed (the demo polls the simulator instead)."""
+
+    lines: list[Shown]
+    names: list[str] = field(default_factory=lambda: ["hh-alice", "hh-bob", "hh-carol"])
+    counts: dict[str, int] = field(default_factory=dict)
+
+    def poll(self) -> list[Shown]:
+        new, self.lines = self.lines, []
+        for line in new:
+            self.counts[line.handheld] = self.counts.get(line.handheld, 0) + 1
+        return new
+
+
+RAID = "ICE raid at 5th & Pine. Observers to the NE corner"
+HANDHELD_LINES = [
+    Shown("hh-alice", "20:55:01", "Relay North", RAID, True, False, "✓ dispatcher"),
+    Shown("hh-bob", "20:55:01", "Relay Center", RAID, True, False, "✓ dispatcher"),
+    Shown(
+        "hh-carol",
+        "20:56:40",
+        "Handheld Dave",
+        "Raid at the park, everyone go now",
+        True,
+        False,
+        "✗ unknown_key",
+    ),
+    Shown("hh-bob", "20:57:12", "Relay North", "report received", False, True, ""),
+    Shown("hh-alice", "20:58:00", "Relay South", 'NOT FROM DISPATCH: "Raid at the park"', False, False, ""),
+]
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_handhelds(snap_compare: SnapCompare, fixed_net: TestNetwork, size: tuple[int, int]) -> None:
+    """The demo's Handhelds panel (key 6)."""
+    source = FixedHandhelds(list(HANDHELD_LINES))
+    app = snapshot_app(
+        fixed_net, extra_panels=[Panel("handhelds", "Handhelds", lambda: HandheldsPanel(source))]
+    )
+    assert snap_compare(app, terminal_size=size, run_before=prepared(app, fixed_net, "6"))
 
 
 def test_feed_light_theme(snap_compare: SnapCompare, fixed_net: TestNetwork) -> None:

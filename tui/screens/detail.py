@@ -122,8 +122,9 @@ class DetailScreen(Screen[None]):
 def responders_text(model: Model, item: FeedItem, now_s: float) -> Text:
     """The answers to this alert, by alias only, newest first."""
     out = Text()
-    answers = model.responders.answers(item.alert_id)
-    out.append(f"\nResponders: {item.responding} responding", style="bold")
+    answers = model.answers(item.alert_id)
+    responding = sum(1 for a in answers if a.word.responding)
+    out.append(f"\nResponders: {responding} responding", style="bold")
     if not answers:
         out.append("  (no answer yet: handhelds answer !y, !omw, !here or !n)\n", style="dim")
         return out
