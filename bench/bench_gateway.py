@@ -252,7 +252,7 @@ async def _gateway(
         down: list[float] = []
         up: list[float] = []
         lost = 0
-        rng = random.Random(7)
+        rng = random.Random(work.name)  # fresh ids per window: the radio drops a (from, id) it has seen
         async with (
             Listener(broker.port, "msh/#") as uplinks,
             aiomqtt.Client("127.0.0.1", broker.port) as pub,
