@@ -82,6 +82,7 @@ async def _one(work: Path, n: int, alerts: int, firmware: Path | None) -> Result
     site: Site | None = None
     try:
         hood = await _start_hood(full_mesh_scenario(relays, list(HANDHELDS), name=tag), work, firmware)
+        # Either neighborhood (simulated or real firmware) stands in: Site uses what both offer.
         site = Site(hood, broker, network, work, root=tag)  # type: ignore[arg-type]
         for r in relays:
             site.configs[r] = write_relay_config(

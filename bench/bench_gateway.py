@@ -135,6 +135,7 @@ def _everyone_shows(hood: FirmwareNeighborhood, text: str) -> Callable[[], bool]
 
 async def _relayd(hood: FirmwareNeighborhood, broker: MosquittoBroker, work: Path, n: int) -> Run:
     network = make_network(work / "keys", {"dispatcher": KeyRole.DISPATCHER, RADIO: KeyRole.RELAY})
+    # The real-firmware neighborhood stands in for the simulated one: Site uses what both offer.
     site = Site(hood, broker, network, work, root="peer")  # type: ignore[arg-type]
     site.configs[RADIO] = write_relay_config(
         work / "relays",
@@ -251,7 +252,7 @@ async def _gateway(
         down: list[float] = []
         up: list[float] = []
         lost = 0
-        rng = random.Random(7)
+        rng = random.Random(work.name)  # fresh ids per window: the radio drops a (from, id) it has seen
         async with (
             Listener(broker.port, "msh/#") as uplinks,
             aiomqtt.Client("127.0.0.1", broker.port) as pub,

@@ -68,7 +68,12 @@ NOTES: dict[str, str] = {
         "each alert's signature and signs each report; meshtastic-gateway forwards the firmware's "
         "envelopes unverified. It runs as its `MqttBridge` on the official client's TCPInterface "
         "(bench/peer_gateway.py), because its `Gateway.run` opens a serial port and an HTTP API on "
-        "0.0.0.0. CPU is the peer process's own, idle time included, per 1,000 messages handled."
+        "0.0.0.0. CPU is the peer process's own, idle time included, per 1,000 messages handled. "
+        "As published, its device-to-broker direction never runs: `Gateway.run` subscribes a lambda "
+        "to the client's mqttclientproxymessage topic, and pypubsub holds listeners by weak reference, "
+        "so it is collected at once (`meshtastic_gateway_lost`: the 2 uplinks tried). "
+        "`meshtastic_gateway_fixed` keeps a reference to that listener, the one-line fix, and "
+        "measures what the bridge would do."
     ),
     "forgery": (
         "Each mutation's expected reason is derived from what it broke: `malformed` if the frame "

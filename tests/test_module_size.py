@@ -16,7 +16,6 @@ MAX_LINES = 600
 ALLOWED_OVER_LIMIT = frozenset(
     {
         "relayd/daemon/relay.py",  # into relayd/core/route.py, relayd/core/outbound.py and a shell
-        "relayd/daemon/radio.py",
     }
 )
 

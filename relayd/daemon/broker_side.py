@@ -212,6 +212,7 @@ class BrokerSide(RadioSide):
         for relay in self.peers.retain(relay_ids(signed.bundle, self.clock())):
             self.neighbours.forget(relay)
             log.warning("peer %s forgotten: its key is no longer a trusted relay key", relay)
+        self._scope_events()
         log.warning("trust bundle updated to version %d (from %s)", signed.bundle.version, source)
         with contextlib.suppress(OSError):
             save_bundle(signed, self.config.state_dir / "trust.json")

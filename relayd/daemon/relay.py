@@ -209,10 +209,10 @@ class Relay(BrokerSide):
             mqtt_link = MqttLink
         self.mqtt = mqtt_link(
             config.mqtt,
-            # Events of RF neighbours only (relayd/core/eventscope.py), scoped again once the
-            # neighbour memory is loaded; the wildcard of older relays is dropped from the
-            # persistent session.
-            subscriptions=self._subscriptions(),
+            # Events of RF neighbours only (relayd/core/eventscope.py): set in `open`, from
+            # the trust bundle and the neighbour memory; the wildcard of older relays is
+            # dropped from the persistent session.
+            subscriptions=[],
             retired=[self.topics.events_wildcard],
             handler=self._on_mqtt,
             will_topic=self.topics.status(config.relay_id),

@@ -35,6 +35,7 @@ from relayd.core.control import (
     ControlRejection,
     PeerTable,
     open_sealed,
+    relay_ids,
     seal,
 )
 from relayd.core.dedup import BoundedMap
@@ -334,7 +335,9 @@ class RelayBase:
         self._scope_events()
 
     def _event_peers(self) -> frozenset[str]:
-        known = {r for r, _ in self.peers.items()} | set(self.neighbours.peer_nodes)
+        # Every relay the bundle names, from the start: a peer's events must not be missed
+        # while its status is on its way (restart, new relay); apart ones drop out as learned.
+        known = relay_ids(self.verifier.bundle, self.clock()) | set(self.neighbours.peer_nodes)
         return event_peers(self.config.relay_id, known, self._neighbour_memory(), self.rank_scope)
 
     def _subscriptions(self) -> list[str]:

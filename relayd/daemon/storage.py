@@ -130,6 +130,8 @@ class Storage:
         self.on_commit: Callable[[], None] | None = None
         self.on_lost_publishes: Callable[[Publishes], None] | None = None
         self.on_error: Callable[[str], None] | None = None
+        # Published rows whose removal is queued: not handed to the publisher again meanwhile.
+        self._removing: set[int] = set()
         self._failures: dict[str, str] = {}
         self._failures_lock = threading.Lock()
         self._sync = Promise.POWER_CUT
@@ -478,17 +480,22 @@ class Storage:
         """What waits for the broker, as committed so far (no wait for queued writes: the
         publisher is told when more has committed)."""
         rows = self._query(
-            "SELECT id, topic, payload, retain FROM mqtt_pending ORDER BY id LIMIT ?", (limit,), flush=False
+            "SELECT id, topic, payload, retain FROM mqtt_pending ORDER BY id LIMIT ?",
+            (limit + len(self._removing),),
+            flush=False,
         )
-        return [PendingPublish(int(r[0]), str(r[1]), bytes(r[2]), bool(r[3])) for r in rows]
+        out = [PendingPublish(int(r[0]), str(r[1]), bytes(r[2]), bool(r[3])) for r in rows]
+        return [p for p in out if p.row_id not in self._removing][:limit]
 
     def remove_pending(self, row_id: int) -> None:
         """The broker acknowledged it. Lost in a power cut, it is published again after the
         restart: subscribers drop an alert they have by its id."""
+        self._removing.add(row_id)
         self._write(
             "pending_remove",
             lambda db: db.execute("DELETE FROM mqtt_pending WHERE id = ?", (row_id,)),
             Promise.CRASH,
+            done=lambda _ok: self._removing.discard(row_id),
         )
 
     # -- retention ----------------------------------------------------------------------

@@ -110,6 +110,19 @@ def test_a_relays_own_signed_status_is_believed_and_unwraps_for_display() -> Non
         ),
         (b"\xff", ControlKind.STATUS, "relay-north", ControlRejection.MALFORMED),
     ],
+    # Named, not derived from the payloads: those carry fresh keys, and parallel workers must
+    # collect the same test ids.
+    ids=[
+        "unsigned",
+        "another-relays-status",
+        "claims-another-relay",
+        "dispatcher-key",
+        "revoked-key",
+        "unknown-key",
+        "wrong-kind",
+        "tampered",
+        "malformed",
+    ],
 )
 def test_anything_but_the_relays_own_signature_is_rejected(
     payload: bytes, kind: ControlKind, topic_relay: str, expected: ControlRejection

@@ -120,7 +120,11 @@ async def test_forged_events_and_fake_peers_cannot_silence_or_delay_urgent_alert
         # Every fake status and every forged event was seen and not believed.
         assert status.unverified.get("unsigned", 0) >= FAKE_PEERS, (relay, status.unverified)
         assert status.unverified.get("unknown_key", 0) >= 1, (relay, status.unverified)
-        assert status.unverified.get("not_a_relay_key", 0) >= 1, (relay, status.unverified)
+        if relay != "relay-center":
+            # Forged events under relay-center's name reach its peers and are refused there;
+            # events under names the bundle does not list are never subscribed to at all
+            # (relayd/core/eventscope.py), and a relay ignores its own topic.
+            assert status.unverified.get("not_a_relay_key", 0) >= 1, (relay, status.unverified)
     # And the attacker's retained lies are what a console would see; they carry no signature.
     retained = await site.collect(site.topic("relays/mallory/status"), 0.5)
     assert retained

@@ -14,7 +14,9 @@ from relayd.testing.hostile import hostile_payloads
 from tests.daemon.conftest import ONE_RELAY, Site, SiteFactory
 from tests.daemon.test_e2e_faults import lossless
 
-SUBSCRIBED = ["outbox", "alerts", "reports", "trust", "relays/mallory/status", "relays/mallory/events"]
+# Every topic kind the relay subscribes to. Events: of the relays the trust bundle names
+# (relayd/core/eventscope.py), so relay-north's, whose key is in the bundle.
+SUBSCRIBED = ["outbox", "alerts", "reports", "trust", "relays/mallory/status", "relays/relay-north/events"]
 
 
 async def test_hostile_payloads_on_every_topic_are_counted_and_the_relay_keeps_delivering(

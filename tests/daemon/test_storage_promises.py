@@ -219,3 +219,17 @@ async def test_messages_of_an_acceptance_that_cannot_be_stored_go_out_from_memor
     assert bytes([i]) * 16 in storage.unsafe  # queued: waits for its outcome
     free(small_disk)
     storage.close()
+
+
+async def test_a_published_row_is_not_handed_out_again_while_its_removal_is_queued(tmp_path: Path) -> None:
+    storage = Storage(tmp_path / "state.db")
+    storage.add_pending("relayd/alerts", b"{}", False)
+    storage.flush()
+    [row] = storage.pending()
+    storage.remove_pending(row.row_id)  # queued on the writer thread, not yet committed
+    assert storage.pending() == []  # the publisher loop reads again at once
+    storage.flush()
+    for _ in range(3):
+        await asyncio.sleep(0)
+    assert storage.pending() == []
+    storage.close()

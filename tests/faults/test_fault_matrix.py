@@ -5,8 +5,8 @@ missing or doubled alert is the relays' fault, not the radio channel's:
 
 * a radio unplugged just after it took a frame (the frame goes on air, its confirmation is lost);
 * a radio rebooted with a frame in its transmit queue (the frame is lost with the queue);
-* a relay killed (-9) after committing a frame's packet id and before its radio sent it, while
-  a neighbour covered the alert;
+* a relay killed (-9) in the write-ahead window: its turn came and it handed the frame to a
+  radio that never sent it (hung), then it died, while a neighbour covered the alert;
 * three relays, the centre radio unplugged during a burst.
 """
 
@@ -108,16 +108,18 @@ async def test_three_relays_with_the_centre_radio_unplugged_during_a_burst(
     assert_each_once(site, [*warmup, *alerts])
 
 
-def _packet_id_committed(site: Site, relay: str, alert: SignedAlert) -> bool:
+def _queued(site: Site, relay: str, alert: SignedAlert) -> bool:
+    """The alert is in the relay's persisted queue (accepted for air, not yet sent or stood down)."""
     db = site.workdir / "relays" / f"{relay}-state" / "relayd.sqlite3"
     with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=1.0)) as conn:
-        row = conn.execute("SELECT packet_id FROM queue WHERE alert_id = ?", (alert.alert_id,)).fetchone()
-    return row is not None and row[0] is not None
+        row = conn.execute("SELECT 1 FROM queue WHERE alert_id = ?", (alert.alert_id,)).fetchone()
+    return row is not None
 
 
 async def test_kill_9_in_the_write_ahead_window_while_a_neighbour_covers(site_factory: SiteFactory) -> None:
-    """relay-center commits the packet id, its radio never gets the frame (hung), a neighbour
-    sends the alert, and relay-center is killed: after its restart the in-doubt frame is moot."""
+    """relay-center's turn comes first; its radio (hung) never sends the frame; relay-center is
+    killed before any neighbour's word reaches it; a neighbour sends the alert. After its
+    restart relay-center's queued frame is moot: it must stand down, not send it again."""
     site = await site_factory(
         scenario=lossless(load_scenario(NEIGHBORHOOD)), time_scale=TIME_SCALE, start=False
     )
@@ -138,7 +140,18 @@ async def test_kill_9_in_the_write_ahead_window_while_a_neighbour_covers(site_fa
         heard: set[str] = set()
         warmup: list[SignedAlert] = []
         for i in range(8):
-            alert = site.network.sign("dispatcher", f"Warm-up {i}: patrol on Oak", severity=Severity.WARNING)
+            # Alternately an alert relay-north, then relay-south, is first in line for.
+            first = ("relay-north", "relay-south")[i % 2]
+            alert = next(
+                a
+                for a in (
+                    site.network.sign(
+                        "dispatcher", f"Warm-up {i}.{n}: patrol on Oak", severity=Severity.WARNING
+                    )
+                    for n in range(64)
+                )
+                if rank_of(first, a.alert_id, RELAYS) == 0
+            )
             warmup.append(alert)
             await site.publish(site.topic("outbox"), encode_alert(alert))
             assert await site.wait_displayed_everywhere([alert], timeout_s=30)
@@ -148,7 +161,7 @@ async def test_kill_9_in_the_write_ahead_window_while_a_neighbour_covers(site_fa
             if len(heard) >= 2:
                 break
         assert len(heard) >= 2, heard
-        # An alert relay-center is first in line for: it commits, then finds its radio hung.
+        # An alert relay-center is first in line for: its turn comes, and its radio is hung.
         alert = next(
             a
             for a in (
@@ -159,8 +172,9 @@ async def test_kill_9_in_the_write_ahead_window_while_a_neighbour_covers(site_fa
         )
         proxy.frozen.set()
         await site.publish(site.topic("outbox"), encode_alert(alert))
-        assert await site.hood.wait_for(lambda: _packet_id_committed(site, "relay-center", alert), 30)
-        site.relays["relay-center"].kill()  # committed, never written to the radio
+        assert await site.hood.wait_for(lambda: _queued(site, "relay-center", alert), 30)
+        await asyncio.sleep(0.3)  # its turn (rank 0): the frame goes to the hung radio
+        site.relays["relay-center"].kill()  # before the next relay's turn, a slot later
         assert await site.wait_displayed_everywhere([alert], timeout_s=30)  # a neighbour covered it
         proxy.frozen.clear()
         site.start_relay("relay-center")
