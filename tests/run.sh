@@ -94,4 +94,7 @@ echo "== ruff"
 echo "== mypy (strict: relayd/, tui/, tests/, bench/; pyproject.toml [tool.mypy] files)"
 .venv/bin/mypy
 echo "== pytest"
-.venv/bin/python -m pytest -q -p no:cacheprovider "$@"
+# Two workers (pytest-xdist): most end-to-end tests wait on simulated air time and subprocess
+# relays rather than on the CPU, so two at once halve the suite's wall time on a 2-core
+# machine. RELAYD_TEST_WORKERS=0 runs everything in one process (e.g. with -x or --pdb).
+.venv/bin/python -m pytest -q -p no:cacheprovider -n "${RELAYD_TEST_WORKERS:-2}" "$@"
