@@ -33,6 +33,7 @@ import paho.mqtt.client as paho
 from relayd.core.linkhints import broker_failure, errno_of, retry_line
 from relayd.core.status import LinkState
 from relayd.daemon.config import MqttConfig
+from relayd.daemon.intake_queue import IntakeStats, intake_queue_type
 from relayd.daemon.linkstate import LinkStateTracker
 
 log = logging.getLogger("relayd.mqtt")
@@ -114,6 +115,7 @@ class MqttLink(LinkStateTracker):
         self.delivered_by_leaf: Counter[str] = Counter()  # ... by the topic's last level
         self._pinned = False
         self.last_error: str | None = None
+        self.intake = IntakeStats()  # QoS 0 deliveries shed under overload
 
     def _tls(self) -> aiomqtt.TLSParameters | None:
         if not self.config.tls:
@@ -136,7 +138,9 @@ class MqttLink(LinkStateTracker):
             keepalive=self.config.keepalive_s,
             will=aiomqtt.Will(self._will_topic, self._will_payload(), qos=1, retain=True),
             tls_params=self._tls(),
+            # Bounds QoS 0 only; QoS 1 is taken first (relayd/daemon/intake_queue.py).
             max_queued_incoming_messages=10_000,
+            queue_type=intake_queue_type(self.intake),
             timeout=10,
             socket_options=SOCKET_OPTIONS,
         )

@@ -355,7 +355,7 @@ class Relay(BrokerSide):
             suppressed=self.counters.suppressed,
             heard=self.counters.heard,
             published=self.counters.published,
-            drops=dict(self.counters.drops),
+            drops=dict(self.counters.drops) | self.mqtt.intake.as_drops(),
             malformed=dict(self.counters.malformed),
             unverified=dict(self.counters.unverified),
             backlog=dict(self.counters.backlog),
