@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import enum
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from relayd.core.packetid import first_packet_id
@@ -324,6 +324,18 @@ class Outbound:
         if not (held or queued):
             return []  # only in flight: our radio has it; an in-doubt resend will be moot
         return self._stop(way, Terminal(alert_id, Outcome.SUPPRESSED))
+
+    def follow(self, relay: str, alert_id: bytes, now_s: float, peers: Iterable[str], step_s: float) -> bool:
+        """`relay` took or sent `alert_id`: the holds that wait behind it follow its pacing
+        (Suppressor.follow), each up to its own turn's length before it expires. True if
+        any hold moved."""
+        limits: dict[bytes, float] = {}
+        for other, way in self._ways.items():
+            if other == alert_id or not way.held or way.stop is not None:
+                continue
+            turn_s = max(self.suppressor.turn_s(other), self.suppressor.slot_s)
+            limits[other] = way.alert.expires_at_s - turn_s
+        return bool(self.suppressor.follow(relay, now_s, peers, step_s, limits))
 
     def wait_for_copy(self, alert_id: bytes, copy_s: float) -> bool:
         return self.suppressor.wait_for_copy(alert_id, copy_s)

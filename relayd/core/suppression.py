@@ -179,6 +179,43 @@ class Suppressor:
         self._held[alert_id] = max(current, start + delay + copy_s)
         return True
 
+    def turn_s(self, alert_id: bytes) -> float:
+        """How long this relay's own turn for a held alert is (0 if not held)."""
+        return self._since.get(alert_id, (0.0, 0.0))[1]
+
+    def follow(
+        self,
+        relay: str,
+        now_s: float,
+        peers: Iterable[str],
+        step_s: float,
+        limits: Mapping[bytes, float],
+    ) -> list[bytes]:
+        """`relay`, ranked ahead of us, shows progress (its radio took or sent another alert
+        at `now_s`): its queue is moving, and the alerts we hold behind it may be next. Our
+        turn for each of them moves to one `step_s` (its next frame) plus our rank's slots
+        after that progress, so a burst paced by its radio -- urgent first, retries, waits on a
+        full queue -- keeps its order instead of our fixed wait running out first. Never
+        earlier than before, and never past the alert's limit (`limits`: by its expiry, so
+        no peer can hold one back without bound); alerts without a limit are left alone.
+        Returns the alerts postponed."""
+        if not self.enabled:
+            return []
+        everyone = frozenset(peers) | {relay}
+        moved: list[bytes] = []
+        for alert_id, current in self._held.items():
+            limit = limits.get(alert_id)
+            if limit is None:
+                continue
+            ours = rank_of(self.relay_id, alert_id, everyone)
+            if rank_of(relay, alert_id, everyone) >= ours:
+                continue  # it comes after us for this one: its progress says nothing
+            until = min(now_s + step_s + min(ours, MAX_RANK) * self.slot_s, limit)
+            if until > current:
+                self._held[alert_id] = until
+                moved.append(alert_id)
+        return moved
+
     def heard_on_rf(self, alert_id: bytes) -> bool:
         """Someone else put it on air: stand down. True if we were holding it."""
         if not self.enabled:

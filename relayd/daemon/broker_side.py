@@ -176,6 +176,7 @@ class BrokerSide(RadioSide):
         decision = route_peer_event(event.event, event.alert_id, honoured=honoured, scope=self.rank_scope)
         if isinstance(decision, StandDown):
             self._heard_copy(decision.alert_id, f"{relay} transmitted it")
+            self._follow_peer(relay, decision.alert_id)
         elif isinstance(decision, AwaitCopy):
             self._await_rf_copy(relay, decision.alert_id)
 

@@ -116,6 +116,15 @@ class Sending(RelayBase):
         self.sync.reconciler.heard(alert_id)
         self._apply(self.outbound.heard(alert_id), source)
 
+    def _follow_peer(self, relay: str, alert_id: bytes) -> None:
+        """A peer whose radio ours has heard took or sent `alert_id`: what we hold behind it
+        waits for its queue, which moves one frame per text interval (Suppressor.follow).
+        Only such a peer: its word could already make us stand down, so following it, up to
+        each alert's expiry, gives it no new power over our area."""
+        interval_s = self.config.airtime.min_text_interval_s / self.time_scale
+        if self.outbound.follow(relay, alert_id, self.clock(), self._rank_peers(), interval_s):
+            self._wake.set()
+
     def _cancel_queued(self, alert_id: bytes, reason: str | None = None) -> None:
         self._apply(self.outbound.cancel(alert_id, reason))
 
