@@ -174,6 +174,8 @@ class MainScreen(Screen[None]):
 
     def tick(self) -> None:
         """Once a second: ages, time to expiry, last-heard."""
+        if not self.query("#feed-table"):
+            return  # the timer can fire while the screen's widgets are still mounting or going
         now = self.model.clock()
         self.feed_table.drop_stale(now)
         self.feed_table.refresh_times(self.model.feed, now)
