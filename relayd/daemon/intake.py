@@ -3,6 +3,7 @@ alert an update refers to; reverifying what is queued when the trust bundle chan
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 
 from relayd.core.airtime import MAX_PKI_DM_PAYLOAD_BYTES
@@ -26,22 +27,8 @@ from relayd.core.suppression import rank_peers
 from relayd.core.verify import Verdict
 from relayd.daemon.relaybase import ACTIVE_FRAMES_MAX, STALE_AFTER_S
 from relayd.daemon.sending import Sending
-from relayd.daemon.storage import QueuedRow
 
 log = logging.getLogger("relayd.relay")
-
-
-def _queued(row: QueuedRow, release_at_s: float) -> QueuedAlert:
-    """A persisted queue row as the core's value (and the release it waits for now)."""
-    return QueuedAlert(
-        row.alert_id,
-        row.onair,
-        row.severity_rank,
-        row.issued_at_s,
-        row.expires_at_s,
-        release_at_s,
-        row.packet_id,
-    )
 
 
 class Intake(Sending):
@@ -125,7 +112,7 @@ class Intake(Sending):
             if via == "rf":
                 publishes.append((self.topics.alerts, encode_alert(alert, envelope), False))
             publishes += self._active_publishes(alert, envelope)
-        row: QueuedRow | None = None
+        row: QueuedAlert | None = None
         hold_effects: list[Effect] = []
         if queue and f.kind.is_broadcast:
             # Alerts held or queued here are likely queued at the other relays too (they get
@@ -140,10 +127,10 @@ class Intake(Sending):
                 # outage, which neighbours may already have covered. Give their
                 # "transmitted" events (queued behind it in the same session) a slot to land.
                 release += self.suppressor.slot_s
-            row = QueuedRow(
+            row = QueuedAlert(
                 alert.alert_id, alert.onair, f.severity.rank, f.issued_at_s, f.expires_at_s, release, None
             )
-            hold_effects = self.outbound.hold(_queued(row, release), now, turn_at_s=turn)
+            hold_effects = self.outbound.hold(row, now, turn_at_s=turn)
         self.sync.reconciler.accepted(alert, heard_on_rf=via == "rf")
         if f.kind in (Kind.ALERT, Kind.UPDATE, Kind.TEST):
             self._active_refs[alert.alert_id] = f.ref
@@ -203,7 +190,7 @@ class Intake(Sending):
         at = self._verification_at(now)
         for row in self.storage.queued():
             if expiry_now >= row.expires_at_s:
-                self._apply(self.outbound.restore(_queued(row, row.release_at_s), now, expiry_now))
+                self._apply(self.outbound.restore(row, now, expiry_now))
                 continue
             # Accepted before the restart, but the bundle may have changed since (a revoked
             # key), or the database been tampered with: it must still verify.
@@ -223,4 +210,6 @@ class Intake(Sending):
             )
             delay = self.suppressor.delay_s(row.alert_id, peers) + 2 * self.suppressor.slot_s
             release = max(row.release_at_s, now + delay)
-            self._apply(self.outbound.restore(_queued(row, release), now, expiry_now))
+            self._apply(
+                self.outbound.restore(dataclasses.replace(row, release_at_s=release), now, expiry_now)
+            )

@@ -10,7 +10,7 @@ import logging
 
 from relayd.core.backlog import BacklogOutcome, backlog_route
 from relayd.core.model import DropReason
-from relayd.core.replies import parse_reply
+from relayd.core.replies import ReplyOutcome, parse_reply
 from relayd.core.route import (
     Accept,
     HeardCopy,
@@ -64,16 +64,7 @@ class RadioSide(Reports):
             self.counters.ignored_text += 1
             return
         if text is not None:
-            reply = self.replies.consider(
-                rt.from_node,
-                rt.packet_id,
-                text,
-                reply_id=rt.reply_id,
-                emoji=rt.emoji,
-                active=self._active_frames.values(),
-                now_s=self.clock(),
-                time_scale=self.time_scale,
-            )
+            reply = self._consider_reply(rt, text)
             if reply is not None:
                 self._on_reply(rt, reply)
                 return
@@ -139,20 +130,24 @@ class RadioSide(Reports):
         if outcome is BacklogOutcome.LATE_REPORT:
             self._hold_report(rt, text)
         elif outcome is BacklogOutcome.LATE_ANSWER:
-            reply = self.replies.consider(
-                rt.from_node,
-                rt.packet_id,
-                text,
-                reply_id=rt.reply_id,
-                emoji=rt.emoji,
-                active=self._active_frames.values(),
-                now_s=self.clock(),
-                time_scale=self.time_scale,
-            )
+            reply = self._consider_reply(rt, text)
             if reply is None or reply.wrapped is None:
                 return BacklogOutcome.UNATTRIBUTED
             self._on_reply(rt, reply)
         return outcome
+
+    def _consider_reply(self, rt: ReceivedText, text: str) -> ReplyOutcome | None:
+        """A responder's answer to one of the active alerts, or None (relayd/core/replies.py)."""
+        return self.replies.consider(
+            rt.from_node,
+            rt.packet_id,
+            text,
+            reply_id=rt.reply_id,
+            emoji=rt.emoji,
+            active=self._active_frames.values(),
+            now_s=self.clock(),
+            time_scale=self.time_scale,
+        )
 
     def _is_report(self, rt: ReceivedText, text: str) -> bool:
         return is_report(

@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+from relayd.core.outbound import QueuedAlert
 from relayd.core.replay import WindowState
 from relayd.daemon.ackgate import UnsafeAlerts
 from relayd.daemon.writer import OneWriter
@@ -98,17 +99,6 @@ class Promise(enum.Enum):
 # right after with an fsync, makes the cancel's dequeue durable too. A suppressed, refused or
 # unconfirmed alert restored would go on air again under our radio's id: those are fsynced.
 CRASH_SAFE_OUTCOMES = frozenset({"transmitted", "expired", "cancelled"})
-
-
-@dataclass(frozen=True, slots=True)
-class QueuedRow:
-    alert_id: bytes
-    onair: str
-    severity_rank: int
-    issued_at_s: int
-    expires_at_s: int
-    release_at_s: float
-    packet_id: int | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -307,7 +297,7 @@ class Storage:
         now_s: float,
         expires_at_s: int,
         onair: str,
-        queue: QueuedRow | None,
+        queue: QueuedAlert | None,
         active: bool,
         newest_issued_s: int | None,
         publishes: Publishes | None = None,
@@ -392,12 +382,12 @@ class Storage:
 
     # -- queue ------------------------------------------------------------------------
 
-    def queued(self) -> list[QueuedRow]:
+    def queued(self) -> list[QueuedAlert]:
         rows = self._query(
             "SELECT alert_id, onair, severity_rank, issued_at, expires_at, release_at, packet_id FROM queue"
         )
         return [
-            QueuedRow(
+            QueuedAlert(
                 bytes(r[0]),
                 str(r[1]),
                 int(r[2]),
@@ -409,7 +399,7 @@ class Storage:
             for r in rows
         ]
 
-    def record_requeue(self, row: QueuedRow) -> None:
+    def record_requeue(self, row: QueuedAlert) -> None:
         """Put an item back in the queue (the radio refused it after all)."""
 
         def work(db: sqlite3.Connection) -> None:
@@ -533,7 +523,7 @@ class Storage:
         return int(self._query("SELECT count(*) FROM history")[0][0])
 
 
-def _queue_values(row: QueuedRow) -> tuple[object, ...]:
+def _queue_values(row: QueuedAlert) -> tuple[object, ...]:
     return (
         row.alert_id,
         row.onair,

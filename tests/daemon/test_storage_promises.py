@@ -15,9 +15,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from relayd.core.outbound import QueuedAlert
 from relayd.core.packetid import first_packet_id
 from relayd.daemon.ackgate import UnsafeAlerts
-from relayd.daemon.storage import CRASH_SAFE_OUTCOMES, QueuedRow, Storage, StorageError
+from relayd.daemon.storage import CRASH_SAFE_OUTCOMES, Storage, StorageError
 from relayd.testing.fulldisk import MountUnavailableError, fill, free, small_filesystem
 
 # Big enough that an acceptance needs fresh pages on a full disk, as a long alert does.
@@ -34,7 +35,7 @@ def small_disk(tmp_path: Path) -> Iterator[Path]:
 
 
 def _accept(storage: Storage, alert_id: bytes, onair: str = ONAIR) -> None:
-    row = QueuedRow(alert_id, onair, 0, 1000, 4000, 0.0, None)
+    row = QueuedAlert(alert_id, onair, 0, 1000, 4000, 0.0, None)
     storage.record_accepted(
         alert_id=alert_id,
         key_id=b"k" * 8,
