@@ -206,6 +206,7 @@ class Reconciler:
         self._outstanding: dict[str, float] = {}  # nonce -> asked at
         self._last_request_s: float | None = None
         self._answered: OrderedDict[str, float] = OrderedDict()  # asker -> answered at
+        self._deferred: OrderedDict[str, SyncRequest] = OrderedDict()  # asker -> its newest request
         self._aired_here: OrderedDict[bytes, None] = OrderedDict()  # AIR decided by us
 
     # -- the ledger ---------------------------------------------------------------------
@@ -306,7 +307,14 @@ class Reconciler:
             return []
         last = self._answered.get(asker)
         if last is not None and 0 <= now_s - last < self.policy.per_asker_interval_s:
+            # Rate limited, not refused: a relay restarted within the interval still needs its
+            # catch-up. Its newest request is answered once the interval is over.
+            self._deferred[asker] = request
+            self._deferred.move_to_end(asker)
+            while len(self._deferred) > ASKERS_MAX:
+                self._deferred.popitem(last=False)
             return []
+        self._deferred.pop(asker, None)
         self._answered[asker] = now_s
         self._answered.move_to_end(asker)
         while len(self._answered) > ASKERS_MAX:
@@ -315,6 +323,16 @@ class Reconciler:
             SyncAnswer(self.relay_id, asker, request.nonce, e.onair, e.evidence)
             for _, e in self.active(now_s)[: self.policy.max_answers]
         ]
+
+    def deferred_due_s(self, asker: str) -> float | None:
+        """When the request `asker` sent too soon after its last answer may be answered."""
+        if asker not in self._deferred:
+            return None
+        return self._answered.get(asker, 0.0) + self.policy.per_asker_interval_s
+
+    def take_deferred(self, asker: str) -> SyncRequest | None:
+        """The deferred request from `asker`, to answer now (see `deferred_due_s`)."""
+        return self._deferred.pop(asker, None)
 
     def batches_for(self, request: SyncRequest, now_s: float, peers: Iterable[str]) -> list[SyncBatch]:
         """`answers_for`, packed into as few messages as fit the size budget."""

@@ -90,7 +90,7 @@ class Intake(Sending):
         chain += [a for a, r in self._active_refs.items() if r == ref]
         return chain
 
-    def _accept(self, verdict: Verdict, via: str, *, queue: bool) -> None:
+    def _accept(self, verdict: Verdict, via: str, *, queue: bool, catch_up: bool = False) -> None:
         alert = verdict.alert
         assert alert is not None  # noqa: S101 - only called for accepted verdicts
         f = alert.fields
@@ -118,9 +118,9 @@ class Intake(Sending):
             # Alerts held or queued here are likely queued at the other relays too (they get
             # the same MQTT traffic), so the relay ahead of us needs that long more to send.
             interval_s = self.config.airtime.min_text_interval_s / self.time_scale
-            turn = now + self.suppressor.delay_s(
-                alert.alert_id, self._rank_peers(), self.outbound.backlog() * interval_s
-            )
+            peers = self._catch_up_peers() if catch_up else self._rank_peers()
+            turn = now + self.suppressor.delay_s(alert.alert_id, peers, self.outbound.backlog() * interval_s)
+            log.debug("%s: turn in %.2f s among %d peer(s)", alert.alert_id.hex(), turn - now, len(peers))
             release = turn
             if now - f.issued_at_s > STALE_AFTER_S:
                 # Not fresh from a dispatcher: probably our session's backlog after an

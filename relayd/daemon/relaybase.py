@@ -404,3 +404,14 @@ class RelayBase:
         return rank_peers(
             self.config.relay_id, self._online_peers(), self._neighbour_memory(), self.rank_scope
         )
+
+    def _catch_up_peers(self) -> frozenset[str]:
+        """The peers to take turns with for a catch-up: those `_rank_peers` would take, online
+        or not. A catch-up follows a gap, and an area's relays often come back together (a
+        power cut): each learns the others are back only as their statuses arrive, so each
+        could take the first turn in its own view. Every relay's retained status is there from
+        the start, online or offline, so all of them rank in the same order. An alert that is
+        already late loses at most a slot to a peer that really is still away."""
+        self._classify_awaited(self.clock())
+        known = [r for r, _state in self.peers.items() if r != self.config.relay_id]
+        return rank_peers(self.config.relay_id, known, self._neighbour_memory(), self.rank_scope)

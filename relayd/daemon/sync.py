@@ -64,6 +64,7 @@ class SyncLink:
         self.retained = RetainedWatch(grace_s=5.0)
         self.broker_lost_retained = 0
         self._prefix = f"{relay.topics.root}/relays/"
+        self._deferred_timers: set[str] = set()  # askers whose too-early request waits
 
     @property
     def subscriptions(self) -> list[str]:
@@ -161,6 +162,16 @@ class SyncLink:
         if count:
             self.answered += count
             log.info("told a peer back from a gap of %d active alert(s)", count)
+        due = self.reconciler.deferred_due_s(req.relay)
+        if due is not None and req.relay not in self._deferred_timers:
+            self._deferred_timers.add(req.relay)
+            asyncio.get_running_loop().call_later(max(0.0, due - now), self._answer_deferred, req.relay)
+
+    def _answer_deferred(self, asker: str) -> None:
+        self._deferred_timers.discard(asker)
+        req = self.reconciler.take_deferred(asker)
+        if req is not None:
+            self._answer(req)
 
     def _take_batch(self, batch: SyncBatch) -> None:
         for ans in batch.answers():
@@ -200,6 +211,6 @@ class SyncLink:
         relay.counters.received += 1
         self.caught_up += 1
         log.info("catch-up: an active alert this relay missed (%s)", action.value)
-        relay._accept(verdict, "mqtt", queue=action is Action.AIR)
+        relay._accept(verdict, "mqtt", queue=action is Action.AIR, catch_up=True)
         if action is Action.COVERED:
             relay._heard_copy(alert_id, source)

@@ -8,6 +8,7 @@ ACK, a frame on air, a timer); the statistics feed the benchmarks and the contro
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import Enum
 
 from relayd.meshapi.packets import BROADCAST_NUM
 
@@ -33,6 +34,22 @@ class AirPacket:
     @property
     def is_broadcast(self) -> bool:
         return self.to_num == BROADCAST_NUM
+
+
+class LossReason(Enum):
+    """Why a node that was in range of a frame did not demodulate it."""
+
+    HALF_DUPLEX = "half_duplex"  # the receiver was itself transmitting
+    COLLISION = "collision"  # another frame overlapped it at the receiver
+    LINK_LOSS = "link_loss"  # the link's random loss
+
+
+@dataclass(frozen=True, slots=True)
+class AirLoss:
+    """A copy of `packet` a node was in range of and lost on the air."""
+
+    packet: AirPacket
+    reason: LossReason
 
 
 @dataclass(frozen=True, slots=True)

@@ -30,9 +30,11 @@ from enum import Enum, auto
 
 from relayd.core.airtime import LONG_FAST, MESHTASTIC_HEADER_BYTES, LoRaPreset, time_on_air_s
 from relayd.sim.frames import (
+    AirLoss,
     AirPacket,
     Delivery,
     EchoHeard,
+    LossReason,
     MediumEvent,
     MediumStats,
     NodeStats,
@@ -160,11 +162,20 @@ class _NodeState:
     rebroadcasts: int = 0
     cancelled: int = 0
     duplicates: int = 0
+    # Packets whose copy this node lost on the air (receiver transmitting, overlap, link loss),
+    # so a test can tell the air's misses from a relay's; first reason kept.
+    air_lost: OrderedDict[tuple[int, int], AirLoss] = field(default_factory=OrderedDict)
 
     def remember(self, key: tuple[int, int]) -> None:
         self.seen[key] = None
         if len(self.seen) > SEEN_CAPACITY:
             self.seen.popitem(last=False)
+
+    def lose(self, packet: AirPacket, reason: LossReason) -> None:
+        if packet.key not in self.air_lost:
+            self.air_lost[packet.key] = AirLoss(packet, reason)
+            if len(self.air_lost) > SEEN_CAPACITY:
+                self.air_lost.popitem(last=False)
 
 
 class _Kind(Enum):
@@ -369,6 +380,7 @@ class Medium:
             if other.receivers.get(st.name):
                 other.receivers[st.name] = False
                 self._half_duplex += 1
+                st.lose(other.packet, LossReason.HALF_DUPLEX)
         st.incoming.clear()
         for rx_name, _q in self.topology.hearers(st.name):
             rx = self._nodes.get(rx_name)
@@ -378,13 +390,16 @@ class Medium:
             ok = rx.current_tx is None
             if not ok:
                 self._half_duplex += 1
+                rx.lose(packet, LossReason.HALF_DUPLEX)
             if self.collisions and rx.incoming:
                 for other in rx.incoming.values():
                     if other.receivers.get(rx_name):
                         self._collisions += 1
+                        rx.lose(other.packet, LossReason.COLLISION)
                     other.receivers[rx_name] = False
                 if ok:
                     self._collisions += 1
+                    rx.lose(packet, LossReason.COLLISION)
                 ok = False
             tx.receivers[rx_name] = ok
             rx.incoming[tx.tx_id] = tx
@@ -406,8 +421,10 @@ class Medium:
                 continue
             if q.loss > 0.0 and self._rng.random() < q.loss:
                 self._lost += 1
+                rx.lose(tx.packet, LossReason.LINK_LOSS)
                 continue
             self._receptions += 1
+            rx.air_lost.pop(tx.packet.key, None)  # a copy got through after all
             self._receive(rx, tx, q, out)
 
     def _receive(self, rx: _NodeState, tx: _Transmission, q: LinkQuality, out: list[MediumEvent]) -> None:
@@ -462,6 +479,10 @@ class Medium:
                 self._enqueue(rx, again, delay_s=delay, rebroadcast=True)
             else:
                 self._queue_full += 1
+
+    def air_losses(self, node: str) -> tuple[AirLoss, ...]:
+        """The packets `node` lost a copy of on the air and has not received from any copy since."""
+        return tuple(self._nodes[node].air_lost.values())
 
     def set_router_late(self, node: str, on: bool = True) -> None:
         self._nodes[node].router_late = on

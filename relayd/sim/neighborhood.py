@@ -19,7 +19,10 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, Self
 
-from relayd.meshapi.packets import BROADCAST_NUM, node_id
+from google.protobuf.message import DecodeError
+from meshtastic.protobuf import mesh_pb2
+
+from relayd.meshapi.packets import BROADCAST_NUM, TEXT_MESSAGE_APP, node_id
 from relayd.sim.firmware import DisplayedMessage, SimRadio
 from relayd.sim.medium import (
     AirPacket,
@@ -359,6 +362,24 @@ class Neighborhood:
     def stats(self) -> MediumStats:
         self._catch_up()
         return self.medium.stats()
+
+    def texts_lost_on_air(self, name: str) -> dict[str, str]:
+        """Text messages `name` was in range of but lost every copy of on the air, and why.
+
+        How a test tells the air's misses (half duplex, overlap, link loss) from a relay's: a
+        text a relay never put on air, or put where `name` could not hear it, is not here.
+        """
+        self._catch_up()
+        lost: dict[str, str] = {}
+        for loss in self.medium.air_losses(name):
+            data = mesh_pb2.Data()
+            try:
+                data.ParseFromString(loss.packet.data)
+            except DecodeError:
+                continue
+            if data.portnum == TEXT_MESSAGE_APP:
+                lost.setdefault(bytes(data.payload).decode("utf-8", errors="replace"), loss.reason.value)
+        return lost
 
     def summary(self) -> str:
         return format_summary(

@@ -97,6 +97,26 @@ def test_peers_answer_with_active_alerts_most_urgent_first_and_rate_limited() ->
     assert rec.answers_for(SyncRequest("north", NONCE.hex()), T0 + 20, peers={"north"}) == []
 
 
+def test_a_request_too_soon_after_an_answer_is_answered_when_the_interval_ends() -> None:
+    """A relay restarted seconds after its last catch-up still gets one: rate limited, not lost."""
+    rec = Reconciler("north", SyncPolicy(per_asker_interval_s=10.0))
+    rec.accepted(alert(1), heard_on_rf=False)
+    assert rec.answers_for(SyncRequest("south", NONCE.hex()), T0, peers={"south"})
+    assert rec.deferred_due_s("south") is None
+    again = SyncRequest("south", (b"\x02" * 8).hex())
+    newest = SyncRequest("south", (b"\x03" * 8).hex())
+    assert rec.answers_for(again, T0 + 2, peers={"south"}) == []
+    assert rec.answers_for(newest, T0 + 3, peers={"south"}) == []
+    assert rec.deferred_due_s("south") == T0 + 10
+    assert rec.take_deferred("south") == newest  # only the newest nonce is answered
+    assert rec.take_deferred("south") is None
+    got = rec.answers_for(newest, T0 + 10, peers={"south"})
+    assert [a.nonce for a in got] == [newest.nonce]
+    # A relay the bundle does not name is never deferred either.
+    assert rec.answers_for(SyncRequest("mallory", NONCE.hex()), T0 + 11, peers={"south"}) == []
+    assert rec.deferred_due_s("mallory") is None
+
+
 def test_a_cancel_ends_the_alert_and_its_updates_in_the_ledger() -> None:
     rec = Reconciler("north")
     first = alert(1)

@@ -70,6 +70,25 @@ class Site:
     def displayed(self, handheld: str, alert: SignedAlert) -> int:
         return sum(1 for d in self.hood.displays(handheld) if d.text == alert.onair)
 
+    def missed(self, alerts: list[SignedAlert]) -> dict[str, list[str]]:
+        """For each handheld, the alerts it never showed (first words of each)."""
+        out = {h: [a.onair[:24] for a in alerts if self.displayed(h, a) == 0] for h in self.handhelds}
+        return {h: texts for h, texts in out.items() if texts}
+
+    def missed_not_by_the_air(self, alerts: list[SignedAlert]) -> dict[str, list[str]]:
+        """The misses the air does not explain: alerts a handheld never showed although it lost no
+        copy of them on the air (to its own transmitting, an overlap or link loss). A relay that
+        never put an alert on air, or put it where a handheld could not hear it, shows up here."""
+        out: dict[str, list[str]] = {}
+        for handheld in self.handhelds:
+            lost = self.hood.texts_lost_on_air(handheld)
+            unexplained = [
+                a.onair[:24] for a in alerts if self.displayed(handheld, a) == 0 and a.onair not in lost
+            ]
+            if unexplained:
+                out[handheld] = unexplained
+        return out
+
     async def wait_displayed_everywhere(self, alerts: list[SignedAlert], timeout_s: float) -> bool:
         def done() -> bool:
             return all(self.displayed(h, a) >= 1 for h in self.handhelds for a in alerts)

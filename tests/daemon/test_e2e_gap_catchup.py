@@ -129,7 +129,9 @@ async def test_a_relay_back_without_its_session_airs_what_its_area_missed_once(
         "relay-b"
     ].log_text()[-3000:]
     await asyncio.sleep(6)  # time for a second copy, were one coming
-    assert site.displayed("hh-b", alert) == 1
+    assert site.displayed("hh-b", alert) == 1, "\n".join(
+        site.relays[r].log_text()[-3000:] for r in ("relay-b", "relay-b2")
+    )
     assert site.displayed("hh-a", alert) == 1
     sent = _transmitted(await site.statuses())
     assert sent["relay-b"] + sent["relay-b2"] == 1, sent

@@ -7,6 +7,7 @@ from meshtastic.protobuf import mesh_pb2
 
 from relayd.core.airtime import LONG_FAST, MESHTASTIC_HEADER_BYTES, mesh_frame_time_on_air_s, time_on_air_s
 from relayd.meshapi.packets import BROADCAST_NUM, TEXT_MESSAGE_APP
+from relayd.sim.frames import LossReason
 from relayd.sim.medium import (
     AirPacket,
     Delivery,
@@ -157,6 +158,38 @@ def test_hidden_terminals_collide_at_the_middle() -> None:
     events = run_all(m)
     assert not [e for e in events if isinstance(e, Delivery)]
     assert m.stats().collisions == 2
+
+
+def test_each_receiver_records_what_it_lost_on_the_air_and_why() -> None:
+    q = LinkQuality(5.0, -100)
+    topo = Topology.from_pairs([("a", "m", q), ("c", "m", q)])
+    m = Medium({"a": 10, "m": 11, "c": 12}, topo, seed=1, collisions=True)
+    m.send("a", packet(10, 1, hop_limit=0, payload_len=200))
+    m.send("c", packet(12, 2, hop_limit=0, payload_len=200))
+    run_all(m)
+    assert {(loss.packet.key, loss.reason) for loss in m.air_losses("m")} == {
+        ((10, 1), LossReason.COLLISION),
+        ((12, 2), LossReason.COLLISION),
+    }
+    assert m.air_losses("a") == ()
+    assert m.air_losses("c") == ()
+
+
+def test_a_node_transmitting_loses_what_it_was_hearing_until_another_copy_arrives() -> None:
+    q = LinkQuality(5.0, -100)
+    topo = Topology.from_pairs([("a", "b", q)])
+    # Frames handed straight to the air (no contention delay): both key up in the same instant,
+    # before either could sense the other's preamble.
+    m = Medium({"a": 10, "b": 11}, topo, seed=1, flooding=FloodingMode.EXTERNAL)
+    m.send("a", packet(10, 1, hop_limit=0, payload_len=200))
+    m.send("b", packet(11, 2, hop_limit=0, payload_len=200))
+    run_all(m)
+    lost = {(loss.packet.key, loss.reason) for loss in m.air_losses("b")}
+    assert ((10, 1), LossReason.HALF_DUPLEX) in lost
+    # The same packet heard again later (a repeat under the same id) is no longer a loss.
+    m.send("a", packet(10, 1, hop_limit=0, payload_len=200))
+    run_all(m)
+    assert (10, 1) not in {loss.packet.key for loss in m.air_losses("b")}
 
 
 def test_tx_queue_is_bounded() -> None:
