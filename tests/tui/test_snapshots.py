@@ -26,6 +26,9 @@ SIZES = [pytest.param((80, 24), id="80x24"), pytest.param((120, 40), id="120x40"
 def prepared(app: RelaydApp, network: TestNetwork, *keys: str) -> Callable[[Pilot[Any]], Any]:
     async def run_before(pilot: Pilot[Any]) -> None:
         ids = populate(app, network)
+        # The status line is redrawn on a 0.2 s timer after messages arrive; draw it now, so the
+        # screenshot does not depend on whether that timer fired before it.
+        app.update_status()
         await pilot.pause()
         for key in keys:
             if key.startswith("@"):  # select a feed row by name, e.g. "@raid"
