@@ -12,7 +12,9 @@ Names (config/grafana-relayd.json is built on them):
 
     relayd_build_info{version,python}                 1
     relayd_<event>_total                               counters from Relay.counters
-    relayd_dropped_frames_total{reason}                refused frames by DropReason
+    relayd_dropped_frames_total{reason}                refused frames by DropReason, and
+                                                       reason="intake_overload": peer messages
+                                                       the MQTT intake shed under a flood
     relayd_malformed_frames_total{source,radio}        unparseable input: source="radio_api"
                                                        (device API frames, per radio) or
                                                        "message" (MQTT/RF alert or peer message)
@@ -41,6 +43,7 @@ from relayd.core.control import ControlRejection
 from relayd.core.model import DropReason
 from relayd.core.status import LinkState
 from relayd.core.topics import TopicKind
+from relayd.daemon.intake_queue import SHED_REASON
 
 if TYPE_CHECKING:
     from relayd.daemon.relay import Relay
@@ -117,6 +120,8 @@ class RelayCollector(Collector):
         drops = self._counter("relayd_dropped_frames", "Frames dropped, by reason", ["reason"])
         for reason in DropReason:
             self._add(drops, (reason.value,), float(counters.drops.get(reason.value, 0)))
+        # Peer traffic (QoS 0) the MQTT intake shed under a flood, before any verification.
+        self._add(drops, (SHED_REASON,), float(relay.mqtt.intake.shed))
         yield drops
 
         backlog = self._counter(
@@ -276,10 +281,16 @@ def render(registry: CollectorRegistry, accept: str) -> tuple[bytes, str]:
     return encoder(registry), content_type
 
 
-async def start_metrics(relay: Relay, host: str, port: int) -> asyncio.Server | None:
-    """Serve /metrics from the event loop (no exporter thread touching relay state)."""
+def registry_for(relay: Relay) -> CollectorRegistry:
+    """A registry holding the relay's collector alone (no process or platform collectors)."""
     registry = CollectorRegistry(auto_describe=False)
     registry.register(RelayCollector(relay))
+    return registry
+
+
+async def start_metrics(relay: Relay, host: str, port: int) -> asyncio.Server | None:
+    """Serve /metrics from the event loop (no exporter thread touching relay state)."""
+    registry = registry_for(relay)
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:

@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import aiomqtt
 import pytest
 
 from relayd.core.jsonform import encode_alert
@@ -18,6 +19,8 @@ from relayd.core.model import Kind, SignedAlert
 from relayd.core.packetid import first_packet_id
 from relayd.core.status import EventKind, LinkState, RelayState, parse_event, parse_status
 from relayd.daemon.config import load_config
+from relayd.daemon.intake_queue import IntakeQueue
+from relayd.daemon.metrics import registry_for, render
 from relayd.daemon.mqtt import Incoming, MqttLink
 from relayd.daemon.radio import RadioLink, ReceivedText
 from relayd.daemon.relay import Relay
@@ -245,3 +248,16 @@ async def test_a_stop_ends_every_task_and_says_offline_last(running: Running) ->
     assert last.state is RelayState.OFFLINE
     assert [p.retain for p in running.broker.published if p.topic == status_topic][-1]
     assert not running.broker.connected
+
+
+async def test_what_the_mqtt_intake_sheds_under_a_flood_is_counted_in_metrics(running: Running) -> None:
+    """The intake's own queue, fed past its QoS 0 bound: each shed delivery shows on /metrics."""
+    relay = running.relay
+    intake = IntakeQueue(2, stats=relay.mqtt.intake)
+    for mid in range(5):
+        intake.put_nowait(aiomqtt.Message("relayd/relays/x/status", b"{}", 0, False, mid, None))
+    intake.put_nowait(aiomqtt.Message("relayd/outbox", b"{}", 1, False, 9, None))
+    assert intake.qsize() == 3  # two peer messages and the QoS 1 one: nothing acknowledged is shed
+    body, _ = render(registry_for(relay), "application/openmetrics-text; version=1.0.0")
+    assert 'relayd_dropped_frames_total{reason="intake_overload"} 3.0' in body.decode()
+    assert relay.status().drops.get("intake_overload") == 3
