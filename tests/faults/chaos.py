@@ -164,6 +164,7 @@ class Backhaul:
         self.port = free_port()
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
+        self._handlers: set[asyncio.Task[None]] = set()  # one per proxied connection
 
     async def heal(self) -> None:
         if self._server is None:
@@ -176,8 +177,16 @@ class Backhaul:
         for w in list(self._writers):
             w.close()
         self._writers.clear()
+        # Let each connection's pipes see the close and end, rather than be cancelled when the
+        # loop shuts down (asyncio then logs the cancelled handler as an error).
+        if self._handlers:
+            await asyncio.wait(self._handlers, timeout=2.0)
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        handler = asyncio.current_task()
+        if handler is not None:
+            self._handlers.add(handler)
+            handler.add_done_callback(self._handlers.discard)
         try:
             up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.upstream_port)
         except OSError:
