@@ -58,6 +58,31 @@ def wait_for_port(host: str, port: int, timeout_s: float = 10.0) -> None:
     raise TimeoutError(f"nothing listening on {host}:{port} after {timeout_s} s")
 
 
+# MQTT 3.1.1 CONNECT, clean session, keep-alive 60 s, client id "relayd-probe"; and DISCONNECT.
+_PROBE_CONNECT = b"\x10\x18\x00\x04MQTT\x04\x02\x00\x3c\x00\x0crelayd-probe"
+_DISCONNECT = b"\xe0\x00"
+
+
+def wait_for_mqtt(host: str, port: int, timeout_s: float = 10.0) -> None:
+    """Until the broker answers an MQTT CONNECT (any CONNACK).
+
+    The kernel accepts TCP connections on a listening socket before the broker's main loop
+    runs, and Mosquitto installs its signal handlers between opening its listeners and that
+    loop: a SIGUSR1 in between kills it (the default action). A CONNACK comes from the loop.
+    """
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=1.0) as sock:
+            sock.sendall(_PROBE_CONNECT)
+            answer = sock.recv(4)
+            if answer[:1] == b"\x20":
+                with contextlib.suppress(OSError):
+                    sock.sendall(_DISCONNECT)
+                return
+        time.sleep(0.02)
+    raise TimeoutError(f"no MQTT answer on {host}:{port} after {timeout_s} s")
+
+
 @dataclass
 class MosquittoBroker:
     """A Mosquitto process bound to 127.0.0.1 on `port`, with persistence in `workdir`.
@@ -131,14 +156,22 @@ class MosquittoBroker:
                 f"mosquitto on port {self.port} cannot persist: {errors[0].strip()} (log: {self.log_path})"
             )
 
-    def save_now(self, timeout_s: float = 5.0) -> None:
-        """Ask the broker to write its database (SIGUSR1) and wait until it has."""
+    def save_now(self, timeout_s: float = 10.0) -> None:
+        """Ask the broker to write its database (SIGUSR1) and wait until it has.
+
+        The signal is sent again each second until the file changes: Mosquitto only sets a
+        flag in its handler and saves on its loop's next pass, and on a loaded machine one
+        signal was seen to go unanswered for 5 s.
+        """
         if self._proc is None or self._proc.poll() is not None or not self.persistence:
             return
         before = self.db_path.stat().st_mtime_ns if self.db_path.exists() else 0
-        self._proc.send_signal(signal.SIGUSR1)
         deadline = time.monotonic() + timeout_s
+        next_signal = 0.0
         while time.monotonic() < deadline:
+            if time.monotonic() >= next_signal and self._proc.poll() is None:
+                self._proc.send_signal(signal.SIGUSR1)
+                next_signal = time.monotonic() + 1.0
             self.check_persistence()
             if self.db_path.exists() and self.db_path.stat().st_mtime_ns != before:
                 return
@@ -146,6 +179,7 @@ class MosquittoBroker:
         self.check_persistence()
         raise MosquittoPersistenceError(
             f"mosquitto on port {self.port} wrote no {self.db_path} after SIGUSR1"
+            f" ({'running' if self._proc.poll() is None else f'exited {self._proc.returncode}'})"
         )
 
     def start(self) -> None:
@@ -159,7 +193,7 @@ class MosquittoBroker:
             stderr=subprocess.PIPE,
         )
         try:
-            wait_for_port("127.0.0.1", self.port)
+            wait_for_mqtt("127.0.0.1", self.port)
             if self.persistence and self.prove_saves:
                 # Prove now that it can write its save file, rather than find out after a
                 # restart that every queued message was lost.
