@@ -109,6 +109,9 @@ async def test_forged_events_and_fake_peers_cannot_silence_or_delay_urgent_alert
         # A handheld that was itself repeating a frame as an alert went by lost it on the air (no
         # late repeat recovers that yet); any other miss is the attack's doing.
         unexplained = site.missed_not_by_the_air(alerts)
+        if unexplained:
+            for relay in site.relays:
+                print(f"--- {relay}\n{site.relays[relay].log_text()[-4000:]}")
         assert not unexplained, (unexplained, site.missed(alerts))
         if everywhere:
             print(f"4 urgent alerts on every handheld after {elapsed_s:.1f} s under attack")
