@@ -63,6 +63,15 @@ def assert_each_once(site: Site, alerts: list[SignedAlert]) -> None:
         missing = len(wanted) - len(counts)
         doubled = {t[:30]: n for t, n in counts.items() if n > 1}
         assert missing == 0, f"{handheld} missed {missing} alerts"
+        if doubled:
+            # Who sent each copy, and what each relay logged of that alert.
+            ids = [a.id_hex for a in alerts if counts[a.onair] > 1]
+            copies = [d for d in site.hood.displays(handheld) if counts[d.text] > 1]
+            shown = [(d.sender_id, d.packet_id, d.sim_time_s) for d in copies]
+            print(f"{handheld} shows twice: {ids}, copies (sender, packet id, sim time): {shown}")
+            for relay in site.relays:
+                lines = [ln for ln in site.relays[relay].log_text().splitlines() if any(i in ln for i in ids)]
+                print(f"--- {relay}", *lines[-30:], sep="\n")
         assert not doubled, f"{handheld} showed duplicates: {doubled}"
 
 
