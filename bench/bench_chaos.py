@@ -12,9 +12,11 @@ Missed (alert, handheld) deliveries are split by where they were lost: in the br
 bridge (the alert never reached the relays' broker), at the relays (reached them, never on
 air), or on the air (on air, a handheld missed the frame: half duplex while it was itself
 repeating, or a rebroadcast dropped on a full transmit queue; the simulator's counters for
-both are printed). Baseline in the same run: the same stream at CI size with no fault at all,
-so the air's own share is visible. Context (CI size, no goal): the relays split across the two
-brokers, which docs/scaling.md does not support for relays that hear each other.
+both are printed). Baselines in the same run: the same stream at CI size with no fault at all,
+so the air's own share is visible; and the same faults with the relays pacing frames by the
+firmware's text interval only (`pace_to_air = false`), as before pacing to the air. Context
+(CI size, no goal): the relays split across the two brokers, which docs/scaling.md does not
+support for relays that hear each other.
 """
 
 from __future__ import annotations
@@ -79,6 +81,18 @@ def run(plan: ChaosPlan = FULL_PLAN, split: bool = True) -> list[Figure]:
         figure("chaos.baseline_missed_on_air", base.missed_on_air, f"of {base_deliveries}"),
         figure("chaos.baseline_duplicate_displays", base.duplicates, "displays"),
         figure("chaos.baseline_half_duplex_misses", base.half_duplex_misses, "receptions"),
+    ]
+    interval = asyncio.run(_run(dataclasses.replace(plan, pace_to_air=False)))
+    print(f"   paced by the text interval only: {interval}")
+    figures += [
+        figure(
+            "chaos.interval_paced_missed_on_air",
+            interval.missed_on_air,
+            f"of {interval.alerts * interval.handhelds}",
+        ),
+        figure("chaos.interval_paced_duplicate_displays", interval.duplicates, "displays"),
+        figure("chaos.interval_paced_half_duplex_misses", interval.half_duplex_misses, "receptions"),
+        figure("chaos.interval_paced_queue_full_drops", interval.queue_full_drops, "frames"),
     ]
     if split:
         s = asyncio.run(_run(dataclasses.replace(CI_PLAN, split=True)))

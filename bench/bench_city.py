@@ -13,8 +13,9 @@ handheld displayed each alert.
 
 Baseline in the same run: the same city with `suppression.rank_among = "broker"`, the
 design that ranks every relay among all online relays on the broker. Relays start with
-empty state; the first `--warmup` alerts let them learn their RF neighbours (figures are
-given for the first alert, cold, and for the alerts after the warm-up).
+empty state: each asks its radio to announce itself, and the first alert waits until every
+relay has learned which peers share its air (`learned_neighbours_s`, timed). Figures are
+given for the first alert, cold, and for the alerts after `--warmup` more.
 Goals: <= 1.2 transmissions per alert per cluster; the slowest cluster within one
 suppression slot of the fastest, whatever K; every handheld shows every alert once.
 
@@ -46,6 +47,7 @@ from relayd.core.airtime import LONG_FAST, MAX_DATA_PAYLOAD_BYTES, mesh_frame_ti
 from relayd.core.jsonform import encode_alert
 from relayd.core.model import Role as KeyRole
 from relayd.core.model import Severity
+from relayd.core.suppression import Adjacency, adjacency
 from relayd.daemon.relay import Relay
 from relayd.sim.neighborhood import Neighborhood
 from relayd.sim.scenario import LinkSpec, Role, Scenario, make_node
@@ -56,6 +58,7 @@ TIME_SCALE = 20.0
 RELAYS_PER_CLUSTER = 3
 HANDHELDS_PER_CLUSTER = 2
 ALERT_TIMEOUT_S = 40.0  # wall seconds for every cluster's first frame
+LEARN_TIMEOUT_S = 10.0  # wall seconds for the relays to learn who shares their air
 SETTLE_S = 1.0  # after the last cluster's first frame: the stragglers' frames and displays
 # relay.SLOT_FRAMES max-size frames plus the default 1 s margin, in simulated seconds.
 SLOT_S = 4 * mesh_frame_time_on_air_s(MAX_DATA_PAYLOAD_BYTES, LONG_FAST) + 1.0
@@ -89,6 +92,9 @@ class CityResult:
     alerts: list[AlertResult]
     delivered_per_alert: float = float("nan")  # MQTT messages delivered to the relays
     events_per_alert: float = float("nan")  # of which relay events
+    # From every relay up to every relay knowing, for each peer, whether it shares its air
+    # (simulated seconds; nan: not within the wait): the radios' announcements at start.
+    learned_s: float = float("nan")
 
 
 def _cluster_of(name: str) -> int:
@@ -139,6 +145,12 @@ async def run_city(
                     )
             # Every relay has every peer's retained status (and radio node).
             await wait_for(lambda: all(len(x.peers) >= len(relays) - 1 for x in running), 20)
+            # Then the first alert waits, as one does a few seconds after a fresh install, until
+            # each relay has learned from its radio's announcement and its peers' statuses which
+            # of them share its air: timed, not assumed.
+            up = time.perf_counter()
+            learned = await wait_for(lambda: _unclassified(running) == 0, LEARN_TIMEOUT_S)
+            learned_s = (time.perf_counter() - up) * TIME_SCALE if learned else float("nan")
             client = await stack.enter_async_context(mqtt_client(broker.port))
             delivered_from = 0
             events_from = 0
@@ -178,7 +190,17 @@ async def run_city(
     finally:
         await hood.stop()
         broker.stop()
-    return CityResult(clusters, scope, results, delivered, events_delivered)
+    return CityResult(clusters, scope, results, delivered, events_delivered, learned_s)
+
+
+def _unclassified(running: list[Relay]) -> int:
+    """(relay, peer) pairs where the relay does not know yet whether the peer shares its air."""
+    return sum(
+        1
+        for x in running
+        for peer, _state in x.peers.items()
+        if peer != x.config.relay_id and adjacency(peer, x.neighbours.memory()) is Adjacency.UNKNOWN
+    )
 
 
 def _figures(r: CityResult, warmup: int) -> list[Figure]:
@@ -209,6 +231,7 @@ def _figures(r: CityResult, warmup: int) -> list[Figure]:
             f"<= {SLOT_S:.1f} (one slot)" if ours else None,
             max(spread) <= SLOT_S if ours else None,
         ),
+        figure(f"{tag}_learned_neighbours_s", r.learned_s, "s"),
         figure(f"{tag}_cold_first_tx_slowest_s", max(cold.first_s), "s"),
         figure(f"{tag}_cold_tx_per_alert", statistics.mean(cold.tx), "frames"),
         figure(
@@ -230,7 +253,7 @@ async def _measure(sizes: tuple[int, ...], warmup: int, alerts: int) -> list[Fig
             for scope in ("rf", "broker"):
                 result = await run_city(Path(tmp), k, scope, warmup + alerts)
                 figures += _figures(result, warmup)
-                print_figures(f"{k} clusters, rank among {scope}", figures[-11:])
+                print_figures(f"{k} clusters, rank among {scope}", figures[-12:])
     return figures
 
 

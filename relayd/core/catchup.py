@@ -7,6 +7,9 @@ message, so the responder sees what is going on now. Decided here without I/O:
 
 * a node counts as absent only after `absent_s` of silence, and only alerts issued *during*
   that silence are sent (an alert issued while we could hear it, it heard too);
+* stock firmware announces a boot 30 s after it (MESHMODULE_MIN_BROADCAST_DELAY_MS), so an
+  alert issued in the `boot_announce_s` before the announcement went out while the handheld
+  was already on and listening: not sent again;
 * a node first heard after this relay has been up for `absent_s` is treated as silent since
   the relay started; at startup every node is new, so nothing is sent until then;
 * each (node, alert) pair at most once; at most `max_alerts` per catch-up, urgent first,
@@ -22,6 +25,8 @@ from dataclasses import dataclass
 
 from relayd.core.model import Severity
 
+# Stock firmware's first broadcast after a boot (NodeInfoModule: MESHMODULE_MIN_BROADCAST_DELAY_MS).
+BOOT_ANNOUNCE_S = 30.0
 _CATCH_UP_SEVERITIES = frozenset({Severity.URGENT, Severity.WARNING})
 _NODES_MAX = 2048
 _SENT_MAX = 8192
@@ -32,6 +37,7 @@ class CatchupPolicy:
     absent_s: float = 1800.0
     per_node_interval_s: float = 600.0
     max_alerts: int = 3
+    boot_announce_s: float = BOOT_ANNOUNCE_S
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +79,7 @@ class LateJoiners:
             if a.severity in _CATCH_UP_SEVERITIES
             # Issue times are whole seconds: one in the second the silence began counts.
             and int(silent_since) <= a.issued_at_s
+            and a.issued_at_s < now_s - self.policy.boot_announce_s
             and now_s < a.expires_at_s
             and (node, a.alert_id) not in self._sent
         ]

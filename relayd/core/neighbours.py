@@ -73,6 +73,10 @@ class Neighbours:
         """The peer relay radios ours has heard (our status's "rf_heard")."""
         return tuple(sorted({_node_id(n) for n in self.peer_nodes.values() if n in self.heard_nodes}))
 
+    def knows_a_neighbour(self) -> bool:
+        """Some peer relay's radio has been heard by ours, or says it hears ours."""
+        return bool(self.heard_by) or any(n in self.heard_nodes for n in self.peer_nodes.values())
+
     def is_relay_radio(self, node: int) -> bool:
         return node in self.peer_nodes.values()
 

@@ -442,11 +442,12 @@ class Outbound:
         way.queued_on.add(send.radio)
         return []
 
-    def taken(self, send: Send, now_s: float, *, ignored: bool = False) -> list[Effect]:
-        """The radio has the frame (or, `ignored`, already had that id from before)."""
+    def taken(self, send: Send, now_s: float, *, ignored: bool = False, flood_s: float = 0.0) -> list[Effect]:
+        """The radio has the frame (or, `ignored`, already had that id from before). Its next
+        frame waits `flood_s` for this one's flood (relayd/core/earshot.py)."""
         item = send.item
         if not ignored:
-            self.schedulers[send.radio].record_transmission(item.airtime_s, now_s)
+            self.schedulers[send.radio].record_transmission(item.airtime_s, now_s, flood_s)
         broadcast = item.to_node is None
         wait_s = self.ack_wait_s if broadcast else self.refusal_grace_s
         self._flights[send.radio, send.packet_id] = InFlight(

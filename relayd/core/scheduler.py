@@ -61,7 +61,7 @@ class AirtimeScheduler:
     _items: dict[bytes, QueueItem] = field(default_factory=dict)
     _counter: itertools.count[int] = field(default_factory=itertools.count)
     _sent: deque[tuple[float, float]] = field(default_factory=deque)  # (time, airtime)
-    _last_tx_s: float | None = None
+    _next_tx_s: float | None = None  # not before: the text interval, or the last frame's flood
     # Every transmission ever recorded, never forgotten with the window: the metrics'
     # airtime counter (Prometheus takes the rate itself).
     airtime_total_s: float = 0.0
@@ -114,8 +114,8 @@ class AirtimeScheduler:
         item = self._peek()
         if item is None:
             return Idle()
-        if self._last_tx_s is not None:
-            gap = self._last_tx_s + self.min_interval_s - now_s
+        if self._next_tx_s is not None:
+            gap = self._next_tx_s - now_s
             if gap > 0:
                 return Wait(gap, "interval")
         used = self.airtime_used_s(now_s)
@@ -133,9 +133,12 @@ class AirtimeScheduler:
     def pop(self, alert_id: bytes) -> QueueItem | None:
         return self._items.pop(alert_id, None)
 
-    def record_transmission(self, airtime_s: float, now_s: float) -> None:
+    def record_transmission(self, airtime_s: float, now_s: float, flood_s: float = 0.0) -> None:
+        """A frame went to the radio at `now_s`. The next one waits the firmware's text
+        interval, or `flood_s` (how long this frame's flood keeps the channel busy,
+        relayd/core/earshot.py) if that is longer."""
         self._sent.append((now_s, airtime_s))
-        self._last_tx_s = now_s
+        self._next_tx_s = now_s + max(self.min_interval_s, flood_s)
         self.airtime_total_s += airtime_s
 
     def airtime_history_s(

@@ -55,6 +55,9 @@ class AirtimeConfig:
     duty_cycle: float = 0.10
     min_text_interval_s: float = FIRMWARE_TEXT_INTERVAL_S
     window_s: float = 3600.0
+    # After each frame, wait for its flood where we are (relayd/core/earshot.py); false: only
+    # the text interval (the old behaviour, kept for comparison benchmarks).
+    pace_to_air: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -337,6 +340,7 @@ def load_config(path: Path) -> Config:
         duty_cycle=air.float_("duty_cycle", 0.10, 0.001, 1.0),
         min_text_interval_s=air.duration("min_text_interval", FIRMWARE_TEXT_INTERVAL_S),
         window_s=air.duration("window", 3600.0),
+        pace_to_air=air.bool_("pace_to_air", True),
     )
     air.check_unknown()
 

@@ -117,9 +117,10 @@ class Intake(Sending):
         if queue and f.kind.is_broadcast:
             # Alerts held or queued here are likely queued at the other relays too (they get
             # the same MQTT traffic), so the relay ahead of us needs that long more to send.
-            interval_s = self.config.airtime.min_text_interval_s / self.time_scale
             peers = self._catch_up_peers() if catch_up else self._rank_peers()
-            turn = now + self.suppressor.delay_s(alert.alert_id, peers, self.outbound.backlog() * interval_s)
+            turn = now + self.suppressor.delay_s(
+                alert.alert_id, peers, self.outbound.backlog() * self._pace_s()
+            )
             log.debug("%s: turn in %.2f s among %d peer(s)", alert.alert_id.hex(), turn - now, len(peers))
             release = turn
             if now - f.issued_at_s > STALE_AFTER_S:

@@ -42,6 +42,7 @@ from collections.abc import Callable
 from google.protobuf.message import DecodeError
 from meshtastic.protobuf import mesh_pb2
 
+from relayd.core.earshot import transmitter_byte
 from relayd.core.linkhints import errno_of, radio_failure, retry_line
 from relayd.core.status import LinkState
 from relayd.daemon.config import RadioConfig
@@ -57,6 +58,7 @@ from relayd.meshapi import routing
 from relayd.meshapi.framing import StreamDecoder, encode_frame
 from relayd.meshapi.packets import (
     BROADCAST_NUM,
+    NODEINFO_PING_NONCE,
     ROUTING_APP,
     TEXT_MESSAGE_APP,
     FromRadio,
@@ -64,6 +66,7 @@ from relayd.meshapi.packets import (
     MeshPacket,
     admin_set_time_packet,
     from_radio_variant,
+    heard_on_rf,
     is_node_announcement,
     parse_from_radio,
     text_packet,
@@ -120,12 +123,23 @@ class RadioLink(LinkStateTracker):
         clock: Callable[[], float] = time.time,
         clock_trusted: Callable[[], bool] | None = None,
         on_node: Callable[[int, int], None] | None = None,
+        on_heard: Callable[[int, int | None, float | None], None] | None = None,
+        should_announce: Callable[[], bool] | None = None,
     ) -> None:
         super().__init__(on_state)
         self._on_answer = on_answer
         # (node, portnum) of a node announcing itself live (is_node_announcement): a handheld
         # back on the air.
         self._on_node = on_node
+        # (node, transmitter, when) of every packet our radio heard on RF, and of every node
+        # its own node DB says it heard: who shares our air. `transmitter`, the low byte of the
+        # node that put the copy on air (relayd/core/earshot.py), is None when not known or old;
+        # `when` is None for now, else the node DB's last_heard.
+        self._on_heard = on_heard
+        # Asked once a session has started: should the radio announce itself to the mesh now
+        # (a nodeinfo ping), so that relays sharing its air learn of it before an alert?
+        self._should_announce = should_announce
+        self._nodedb_heard: list[tuple[int, int | None, float | None]] = []  # heard_on_rf
         self.config = config
         self.name = config.name
         self._on_text = on_text
@@ -273,6 +287,8 @@ class RadioLink(LinkStateTracker):
                     after.append(msg)
                 elif variant == "my_info":
                     self.my_node = int(msg.my_info.my_node_num)
+                elif variant == "node_info" and (seen := heard_on_rf(msg.node_info, self.my_node)):
+                    self._nodedb_heard.append(seen)
                 elif variant == "config" and msg.config.WhichOneof("payload_variant") == "lora":
                     hop_limit = int(msg.config.lora.hop_limit)
                     self.hop_limit = hop_limit if 1 <= hop_limit <= 7 else DEFAULT_HOP_LIMIT
@@ -292,6 +308,7 @@ class RadioLink(LinkStateTracker):
     async def _session(self, transport: Transport) -> None:
         decoder = StreamDecoder()
         self.clock_set = False
+        self._nodedb_heard = []
         after_handshake = await self._handshake(transport, decoder)
         if self.my_node is None:
             raise ConnectionResetError("radio sent no my_info in its handshake")
@@ -309,6 +326,12 @@ class RadioLink(LinkStateTracker):
             self.hop_limit,
         )
         self._set_state(LinkState.CONNECTED)  # after the line above: the relay's "ready" follows it
+        on_heard = self._on_heard or (lambda _node, _transmitter, _when: None)
+        for node, byte, when in self._nodedb_heard:
+            on_heard(node, byte, when)
+        if self._should_announce is not None and self._should_announce():
+            await transport.write(encode_frame(to_radio_heartbeat(NODEINFO_PING_NONCE)))
+            log.info("asked radio %s to announce itself to the mesh (a NodeInfo broadcast)", self.name)
         backlog, self._handshake_backlog = self._handshake_backlog, []
         for msg in after_handshake:
             if from_radio_variant(msg) == "packet":
@@ -419,8 +442,13 @@ class RadioLink(LinkStateTracker):
             # The firmware shows a client its own broadcasts: not something we heard.
             self.own_echoes += 1
             return
+        live = not backlog and not self._is_backlog(float(p.rx_time))
+        if self._on_heard is not None and not p.via_mqtt:
+            hops = (int(p.hop_start), int(p.hop_limit))
+            heard_by = transmitter_byte(from_node, int(p.relay_node), *hops) if live else None
+            self._on_heard(from_node, heard_by, None)
         if portnum != TEXT_MESSAGE_APP:
-            fresh = not backlog and not self._is_backlog(float(p.rx_time))
+            fresh = live
             if self._on_node is not None and fresh and is_node_announcement(p):
                 self._on_node(from_node, portnum)
             return

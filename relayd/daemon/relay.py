@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 from relayd import __version__
 from relayd.core.airtime import MAX_DATA_PAYLOAD_BYTES, mesh_frame_time_on_air_s
 from relayd.core.authority import ReferenceHold
-from relayd.core.catchup import CatchupPolicy, LateJoiners
+from relayd.core.catchup import BOOT_ANNOUNCE_S, CatchupPolicy, LateJoiners
 from relayd.core.clockrule import (
     StepDetector,
     best_time_s,
@@ -36,6 +36,7 @@ from relayd.core.control import (
     PeerTable,
 )
 from relayd.core.dedup import BoundedMap, DedupSet
+from relayd.core.earshot import Earshot
 from relayd.core.model import Role
 from relayd.core.neighbours import Neighbours
 from relayd.core.notice import ForgeryNotices
@@ -87,6 +88,10 @@ if TYPE_CHECKING:
 log = logging.getLogger("relayd.relay")
 
 OUTGOING_MAX = 1024
+# How long a transmitter heard counts as in earshot (relayd/core/earshot.py): longer than a
+# handheld's quiet between its own broadcasts (device telemetry every 30 min by default),
+# short enough to follow one that moved away.
+EARSHOT_WINDOW_S = 3600.0
 # Stopping publishes what is pending and a final offline status, then gives up: systemd's
 # stop timeout (90 s) is far off, and a broker that does not answer must not hold us.
 SHUTDOWN_DEADLINE_S = 4.0
@@ -155,6 +160,8 @@ class Relay(BrokerSide):
                 clock=self.clock,
                 clock_trusted=lambda: self.clock_assessment.warning is None,
                 on_node=functools.partial(self._on_radio_node, rc.name),
+                on_heard=functools.partial(self._on_heard, rc.name),
+                should_announce=functools.partial(self._should_announce, rc.name),
             )
             for rc in config.radios
         ]
@@ -184,9 +191,16 @@ class Relay(BrokerSide):
         self.readiness = Readiness()  # the operator's "ready" line (relayd/core/readiness.py)
         # Active alerts a late-joining handheld is sent by DM (relayd/core/catchup.py).
         self.late_joiners = LateJoiners(
-            self.clock(), CatchupPolicy(absent_s=config.catchup_after_s / time_scale)
+            self.clock(),
+            CatchupPolicy(
+                absent_s=config.catchup_after_s / time_scale,
+                boot_announce_s=BOOT_ANNOUNCE_S / time_scale,
+            ),
         )
         self._active_frames = {}
+        self._announced = set()
+        self._max_airtime_s = max_airtime_s
+        self.earshot = {r.name: Earshot(window_s=EARSHOT_WINDOW_S / time_scale) for r in self.radios}
         # Notices about forgeries heard on RF, by the notice's id, until their turn comes.
         self.notices = ForgeryNotices()
         self._notice_holds = {}
@@ -315,6 +329,8 @@ class Relay(BrokerSide):
         await self._publish_status()
 
     def _on_link_state(self, link: object) -> None:
+        if isinstance(link, RadioLink) and link.my_node is not None and link.name in self.earshot:
+            self.earshot[link.name].own_byte = link.my_node & 0xFF
         if isinstance(link, RadioLink) and not link.connected:
             self._on_radio_lost(link)
         elif isinstance(link, RadioLink):

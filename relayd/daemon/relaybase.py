@@ -39,6 +39,7 @@ from relayd.core.control import (
     seal,
 )
 from relayd.core.dedup import BoundedMap
+from relayd.core.earshot import MAX_REPEATERS, Earshot, flood_s
 from relayd.core.eventscope import event_peers
 from relayd.core.identity import Identity
 from relayd.core.jsonform import MalformedMessage
@@ -180,6 +181,9 @@ class RelayBase:
     _report_buckets: BoundedMap[int, tuple[float, float]]
     late_joiners: LateJoiners
     _active_frames: dict[bytes, ActiveFrame]
+    _announced: set[str]  # radios asked to announce themselves this run (`_should_announce`)
+    earshot: dict[str, Earshot]  # per radio: the transmitters it heard lately
+    _max_airtime_s: float  # a full frame's airtime (scaled)
     notices: ForgeryNotices
     _notice_holds: dict[bytes, tuple[float, str]]
     _reports_seen: BoundedMap[tuple[int, int], None]
@@ -279,6 +283,44 @@ class RelayBase:
         """Sign a status, event or report note as this relay (relayd/core/control.py)."""
         return seal(kind, self.config.relay_id, body, self.identity.key_id, self.identity.sign)
 
+    def _flood_s(self, radio_name: str, airtime_s: float) -> float:
+        """How long a frame of `airtime_s` from this radio keeps the channel busy with its
+        repeats (relayd/core/earshot.py): its next frame waits that long."""
+        earshot = self.earshot.get(radio_name)
+        if earshot is None or not self.config.airtime.pace_to_air:
+            return 0.0
+        repeaters = earshot.repeaters(self.clock())
+        return flood_s(airtime_s, repeaters, self.config.airtime.preset, self.time_scale)
+
+    def _pace_s(self) -> float:
+        """How far apart this relay sends the alerts of a burst: the text interval, or a
+        full frame's flood where we are if longer. A peer's queue moves at about this pace,
+        so the turn behind it an alert gets on arrival is counted in it."""
+        interval = self.config.airtime.min_text_interval_s / self.time_scale
+        floods = [self._flood_s(name, self._max_airtime_s) for name in self.earshot]
+        return max([interval, *floods])
+
+    def _peer_pace_s(self) -> float:
+        """The longest a peer of our area can take between two frames: a full frame's flood
+        with every repeater counted (its earshot is not ours; a relay at the centre of an
+        area hears more nodes than one at its edge). What we hold behind a peer that shows
+        progress waits this long for its next frame: longer only costs time when the peer
+        keeps sending, and a peer that stops shows no progress to extend anything."""
+        interval = self.config.airtime.min_text_interval_s / self.time_scale
+        if not self.config.airtime.pace_to_air:
+            return interval
+        most = flood_s(self._max_airtime_s, MAX_REPEATERS, self.config.airtime.preset, self.time_scale)
+        return max(interval, most)
+
+    def _on_heard(self, radio_name: str, node: int, transmitter: int | None, when: float | None) -> None:
+        """Our radio heard a packet from `node` (`when`: at the node DB's last_heard, else
+        now); `transmitter` put the copy on air."""
+        self._note_heard_node(node)
+        earshot = self.earshot.get(radio_name)
+        if transmitter is not None and earshot is not None:
+            now = self.clock()
+            earshot.heard(transmitter, now if when is None else min(when, now))
+
     def _airtime(self, text: str) -> float:
         return (
             mesh_frame_time_on_air_s(len(text.encode("utf-8")), self.config.airtime.preset) / self.time_scale
@@ -369,12 +411,26 @@ class RelayBase:
             self._save_neighbours()
             self._status_dirty.set()
 
+    def _should_announce(self, radio_name: str) -> bool:
+        """Once per run, a relay that knows no relay sharing its air (a fresh install) asks
+        its radio to announce itself (the firmware's nodeinfo ping): the relays in earshot hear
+        its radio and say so in their status, so that by the first alert each cluster ranks
+        only among its own relays instead of among every relay nothing is known about yet
+        (relayd/core/suppression.py, MAX_RANK)."""
+        if radio_name in self._announced or self.neighbours.knows_a_neighbour():
+            return False
+        self._announced.add(radio_name)
+        return True
+
     def _note_peer_status(self, relay: str, peer: RelayStatus) -> None:
         """Learn the peer's radio node, and whether its radio hears ours."""
+        rf_heard = self.neighbours.rf_heard()
         if self.neighbours.peer_status(relay, peer, self.radios[0].my_node):
             self._save_neighbours()
         else:
             self._scope_events()  # a new peer, or what it hears changed
+        if self.neighbours.rf_heard() != rf_heard:
+            self._status_dirty.set()  # a radio we had heard turned out to be this peer's
 
     def _await_rf_copy(self, relay: str, alert_id: bytes) -> None:
         """A peer whose radio ours has not heard transmitted an alert we may hold: wait for

@@ -118,11 +118,10 @@ class Sending(RelayBase):
 
     def _follow_peer(self, relay: str, alert_id: bytes) -> None:
         """A peer whose radio ours has heard took or sent `alert_id`: what we hold behind it
-        waits for its queue, which moves one frame per text interval (Suppressor.follow).
-        Only such a peer: its word could already make us stand down, so following it, up to
-        each alert's expiry, gives it no new power over our area."""
-        interval_s = self.config.airtime.min_text_interval_s / self.time_scale
-        if self.outbound.follow(relay, alert_id, self.clock(), self._rank_peers(), interval_s):
+        waits for its queue, which moves one flood at a time (at most `_peer_pace_s` apart;
+        Suppressor.follow). Only such a peer: its word could already make us stand down, so
+        following it, up to each alert's expiry, gives it no new power over our area."""
+        if self.outbound.follow(relay, alert_id, self.clock(), self._rank_peers(), self._peer_pace_s()):
             self._wake.set()
 
     def _cancel_queued(self, alert_id: bytes, reason: str | None = None) -> None:
@@ -177,7 +176,9 @@ class Sending(RelayBase):
         self._on_taken(send)
 
     def _on_taken(self, send: Send, *, ignored: bool = False) -> None:
-        self._apply(self.outbound.taken(send, self.clock(), ignored=ignored))
+        flood = self._flood_s(send.radio, send.item.airtime_s)
+        log.debug("radio %s: the next frame after this one's flood, %.2f s", send.radio, flood)
+        self._apply(self.outbound.taken(send, self.clock(), ignored=ignored, flood_s=flood))
         self._wake.set()
 
     def _refusal(self, answer: Answer) -> Refusal:

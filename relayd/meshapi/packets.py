@@ -43,6 +43,21 @@ def is_node_announcement(p: MeshPacket) -> bool:
     return p.HasField("decoded") and int(p.decoded.portnum) == NODEINFO_APP and int(p.to) == BROADCAST_NUM
 
 
+def heard_on_rf(info: Any, my_node: int | None) -> tuple[int, int | None, float | None] | None:
+    """A node the radio's node DB (kept in its flash) says it heard on RF: (node, its low byte
+    if it was heard directly -- no hop used --, when, or None if the radio did not know the
+    time then). The firmware adds a node when it hears a packet from it; it sets last_heard
+    only while its clock is valid (0 on a radio nobody has given the time since its boot) and
+    hops_away from the packet's header. None for our own node, a node with neither, or one
+    learned through an MQTT gateway."""
+    heard_at = float(info.last_heard) if int(info.last_heard) > 0 else None
+    has_hops = info.HasField("hops_away")
+    if info.via_mqtt or info.num == my_node or (heard_at is None and not has_hops):
+        return None
+    direct = has_hops and info.hops_away == 0
+    return int(info.num), int(info.num) & 0xFF if direct else None, heard_at
+
+
 def node_id(num: int) -> str:
     """Meshtastic's user-facing node id, e.g. ``!a1b2c3d4``."""
     return f"!{num & 0xFFFFFFFF:08x}"
@@ -112,9 +127,17 @@ def to_radio_want_config(nonce: int) -> bytes:
     return bytes(msg.SerializeToString())
 
 
-def to_radio_heartbeat() -> bytes:
+# Firmware 2.8 (PhoneAPI::handleToRadio): a heartbeat with nonce 1 is a "nodeinfo ping": the
+# radio broadcasts its NodeInfo (asking for replies), at most once a minute, and answers the
+# client nothing. Older firmware takes it as a plain heartbeat.
+NODEINFO_PING_NONCE = 1
+
+
+def to_radio_heartbeat(nonce: int = 0) -> bytes:
     msg = mesh_pb2.ToRadio()
     msg.heartbeat.SetInParent()
+    if nonce:
+        msg.heartbeat.nonce = nonce
     return bytes(msg.SerializeToString())
 
 

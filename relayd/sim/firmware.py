@@ -71,6 +71,8 @@ MAX_LORA_PAYLOAD_LEN = 255
 MESHTASTIC_HEADER_LENGTH = 16
 MESHTASTIC_PKC_OVERHEAD = 12
 NODEINFO_PING_COOLDOWN_S = 60.0
+# NodeInfoModule: a boot announcement is skipped within 10 minutes of the last NodeInfo sent.
+NODEINFO_BOOT_THROTTLE_S = 600.0
 # MeshService toPhoneQueue depth (mesh-pb-constants.h MAX_RX_TOPHONE).
 MAX_RX_TOPHONE = 32
 # ReliableRouter: a want_ack packet goes out NUM_RELIABLE_RETX times in all until an
@@ -146,7 +148,8 @@ class SimRadio:
         self.reboot_count = 0
         # packet id -> (the packet, transmissions left) until an implicit ACK is heard
         self._want_ack_broadcasts: dict[int, tuple[AirPacket, int]] = {}
-        self.last_heard: dict[int, tuple[float, float]] = {}  # node num -> (wall time, snr)
+        # node num -> (wall time, snr, hops away): the NodeDB's view of the nodes it heard
+        self.last_heard: dict[int, tuple[float, float, int]] = {}
         # What admin messages read and write (AdminModule): owner, config, module config, channels.
         self.settings = RadioSettings(spec, scenario)
         self._session_passkey = self._rng.randbytes(8)
@@ -285,16 +288,34 @@ class SimRadio:
         now = self.port.sim_now_s()
         if self._last_nodeinfo_s is not None and now - self._last_nodeinfo_s < NODEINFO_PING_COOLDOWN_S:
             return
-        self._last_nodeinfo_s = now
+        # sendOurNodeInfo(BROADCAST, wantReplies=true, shorterTimeout=true).
+        packet_id, res = self._send_nodeinfo(BROADCAST_NUM, want_response=True)
+        if self.session is not None:
+            # MeshService::sendToMesh reports every packet it queues, the radio's own too.
+            self.session.send_queue_status(ERRNO_OK if res is SendResult.QUEUED else ERRNO_UNKNOWN, packet_id)
+
+    def boot_announcement(self) -> None:
+        """NodeInfoModule's first run after a boot: a NodeInfo broadcast asking for replies,
+        unless one went out in the last 10 minutes (the firmware keeps its send times on
+        flash, TransmitHistory, so that a reboot loop does not flood the mesh)."""
+        now = self.port.sim_now_s()
+        if self._last_nodeinfo_s is not None and now - self._last_nodeinfo_s < NODEINFO_BOOT_THROTTLE_S:
+            return
+        self._send_nodeinfo(BROADCAST_NUM, want_response=True)
+
+    def forget_nodeinfo_sent(self) -> None:
+        """Off for longer than any NodeInfo throttle: its record of sending one is history."""
+        self._last_nodeinfo_s = None
+
+    def _send_nodeinfo(self, to: int, *, want_response: bool) -> tuple[int, SendResult]:
+        self._last_nodeinfo_s = self.port.sim_now_s()
         p = mesh_pb2.MeshPacket()
-        p.to = BROADCAST_NUM
+        p.to = to
         p.decoded.portnum = portnums_pb2.PortNum.NODEINFO_APP
         p.decoded.payload = self.settings.owner.SerializeToString()
+        p.decoded.want_response = want_response
         p.hop_limit = self.hop_limit
-        # MeshService::sendToMesh reports every packet it queues, the radio's own too.
-        packet_id, res = self.originate(p)
-        if self.session is not None:
-            self.session.send_queue_status(ERRNO_OK if res is SendResult.QUEUED else ERRNO_UNKNOWN, packet_id)
+        return self.originate(p)
 
     # -- admin (AdminModule, local client only) ----------------------------------------------------
 
@@ -442,7 +463,7 @@ class SimRadio:
         except DecodeError:
             log.debug("%s: undecodable payload from %s", self.name, node_id(air.from_num))
             return
-        self.last_heard[air.from_num] = (self.wall_clock(), d.snr_db)
+        self.last_heard[air.from_num] = (self.wall_clock(), d.snr_db, max(air.hop_start - air.hop_limit, 0))
         mp = mesh_pb2.MeshPacket()
         setattr(mp, "from", air.from_num)
         mp.to = air.to_num

@@ -56,6 +56,7 @@ def _node_info(radio: SimRadio, spec: NodeSpec) -> Any:
     if heard is not None:
         fr.node_info.last_heard = int(heard[0])
         fr.node_info.snr = heard[1]
+        fr.node_info.hops_away = heard[2]  # NodeDB: hop_start - hop_limit of the last packet
     return fr
 
 

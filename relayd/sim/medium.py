@@ -269,6 +269,9 @@ class Medium:
     def name_of(self, num: int) -> str | None:
         return self._by_num.get(num)
 
+    def is_enabled(self, node: str) -> bool:
+        return self._nodes[node].enabled
+
     def set_enabled(self, node: str, enabled: bool) -> None:
         """Power a radio off (it neither hears nor transmits; its tx queue is lost) or on."""
         st = self._nodes[node]

@@ -45,6 +45,8 @@ log = logging.getLogger(__name__)
 
 LOOPBACK = "127.0.0.1"
 DEFAULT_REBOOT_S = 2.0
+# Stock firmware's first broadcast after a boot, its NodeInfo (MESHMODULE_MIN_BROADCAST_DELAY_MS).
+BOOT_ANNOUNCE_S = 30.0
 # At time scale 0 the driver yields to the event loop every this many medium steps so that
 # sockets and ptys stay serviced during a long run.
 _STEPS_PER_YIELD = 256
@@ -333,15 +335,24 @@ class Neighborhood:
         self._later(for_s, self._replug_transports(name), f"replug-{name}")
 
     def switch(self, name: str, *, on: bool) -> None:
-        """A person switches a handheld off (it hears nothing) or on again: at boot the
-        firmware announces the node with a NodeInfo broadcast."""
+        """A person switches a handheld off (it hears nothing) or on again, after long enough
+        that its firmware announces the boot: a NodeInfo broadcast 30 s in."""
         self._catch_up()
         self.medium.set_enabled(name, on)
         if on:
             radio = self.radios[name]
-            radio._last_nodeinfo_s = None  # a fresh boot, not a ping within the cooldown
-            radio.nodeinfo_ping()
+            radio.forget_nodeinfo_sent()  # off long enough: its last NodeInfo is history
+            self._announce_boot(name)
         self._wake.set()
+
+    def _announce_boot(self, name: str) -> None:
+        radio = self.radios[name]
+
+        def announce() -> None:
+            if self.medium.is_enabled(name):  # not switched off again meanwhile
+                radio.boot_announcement()
+
+        self.call_at(self.sim_now_s() + BOOT_ANNOUNCE_S, announce)
 
     async def reboot(self, name: str, down_s: float = DEFAULT_REBOOT_S) -> None:
         """Reboot the radio: off the air and off the API for `down_s` wall seconds; the next
@@ -355,6 +366,7 @@ class Neighborhood:
         async def come_back() -> None:
             self._catch_up()
             self.medium.set_enabled(name, True)
+            self._announce_boot(name)
             await self._replug_transports(name)
 
         self._later(down_s, come_back(), f"reboot-{name}")

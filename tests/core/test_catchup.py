@@ -26,6 +26,17 @@ def test_a_handheld_back_after_a_long_silence_gets_what_was_issued_meanwhile() -
     assert got == [during]
 
 
+def test_an_alert_from_the_half_minute_before_a_boot_announcement_is_not_sent_again() -> None:
+    """Stock firmware announces a boot 30 s after it: whatever went out in those 30 s the
+    handheld heard itself, and a DM of it would show it twice."""
+    lj = LateJoiners(T0, POLICY)
+    assert lj.heard(7, T0 + 10, []) == []
+    announced = T0 + 10 + 1800 + 100
+    while_booting = frame(1, announced - 20)  # issued after the boot, before the announcement
+    while_off = frame(2, announced - 45)  # issued before the boot: missed
+    assert lj.heard(7, announced, [while_booting, while_off]) == [while_off]
+
+
 def test_nodes_heard_recently_and_a_freshly_started_relay_send_nothing() -> None:
     lj = LateJoiners(T0, POLICY)
     alert = frame(1, T0 + 1)

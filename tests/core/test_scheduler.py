@@ -116,3 +116,21 @@ def test_the_airtime_total_keeps_what_the_window_forgets_even_across_a_clock_ste
     assert s.airtime_total_s == 4.0
     assert s.airtime_used_s(1000.0) == 0.0  # the window forgot them all
     assert s.airtime_total_s == 4.0
+
+
+def test_the_next_frame_waits_for_the_last_ones_flood_when_that_is_longer() -> None:
+    s = AirtimeScheduler(min_interval_s=2.5)
+    s.push(item(1))
+    s.push(item(2))
+    s.pop(item(1).alert_id)
+    s.record_transmission(2.0, 100.0, flood_s=9.0)
+    wait = s.next_action(100.0)
+    assert isinstance(wait, Wait)
+    assert wait.seconds == 9.0
+    assert isinstance(s.next_action(109.0), Ready)
+    s.pop(item(2).alert_id)
+    s.push(item(3))
+    s.record_transmission(2.0, 109.0, flood_s=1.0)  # a short flood: the text interval holds
+    wait = s.next_action(109.0)
+    assert isinstance(wait, Wait)
+    assert wait.seconds == 2.5

@@ -100,7 +100,9 @@ async def test_broker_restart_and_radio_unplug_lose_nothing_and_double_nothing(
     await asyncio.sleep(15)
     await site.hood.unplug("relay-center", for_s=3)
     await publisher
-    assert await site.wait_displayed_everywhere(alerts, timeout_s=150)
+    # Within the test's time limit, so that a miss is reported with what the air says of it.
+    everywhere = await site.wait_displayed_everywhere(alerts, timeout_s=75)
+    assert everywhere, f"missed {site.missed(alerts)}; not lost on air: {site.missed_not_by_the_air(alerts)}"
     await asyncio.sleep(3)
     assert_each_once(site, alerts)
 

@@ -20,8 +20,9 @@ async def _transmissions_per_alert(site: Site) -> float:
     ]
     await site.publish_many(site.topic("outbox"), [encode_alert(a) for a in alerts], delay_s=0.4)
     # Delivery is the other tests' business (this neighborhood has lossy links); here we wait
-    # until every relay has worked through its queue, then count frames put on air.
-    for _ in range(30):
+    # until every relay has worked through its queue (paced to the air: the naive relays send
+    # every alert, three times the frames, so their queues take longer), then count frames.
+    for _ in range(60):
         statuses = await site.statuses(settle_s=1.0)
         done = sum(s.transmitted + s.suppressed for s in statuses.values())
         if all(s.queue_depth == 0 for s in statuses.values()) and done >= ALERTS * len(site.relays) * 0.99:

@@ -78,6 +78,9 @@ class ChaosPlan:
     # kill -9 of both brokers in the middle of the backhaul cut, while each holds a queue
     # (the city: what the bridge has not fetched; the neighborhood: what it has not sent up).
     kill_brokers_in_cut: bool = False
+    # false: the relays pace frames by the firmware's text interval only, not to the air
+    # (`[airtime] pace_to_air`): the benchmark's baseline for on-air misses.
+    pace_to_air: bool = True
 
 
 # One alert per 8 s of sim time, as test_e2e_faults: sustainable on a LongFast channel.
@@ -293,7 +296,7 @@ async def run_chaos(workdir: Path, network: TestNetwork, plan: ChaosPlan) -> Cha
                 broker_port=port,
                 time_scale=plan.time_scale,
                 topic_root=ROOT,
-                extra=GENEROUS_LIMITS,
+                extra=GENEROUS_LIMITS + ("" if plan.pace_to_air else "[airtime]\npace_to_air = false\n"),
             )
             site.start_relay(name)
         await site.wait_relays_ready(timeout_s=30)

@@ -206,7 +206,9 @@ async def test_a_burst_of_ten_all_go_on_air_urgent_first_none_lost_to_the_rate_l
             on_air_count(hood, a, ("r-north",)) for a in alerts
         ]
         direct = ("hh-ann", "hh-cat")  # they hear the north relay itself
-        assert await hood.wait_for(lambda: all(shown(hood, h, a) for h in direct for a in alerts), 30)
+        assert await hood.wait_for(lambda: all(shown(hood, h, a) for h in direct for a in alerts), 30), [
+            (h, i) for h in direct for i, a in enumerate(alerts) if not shown(hood, h, a)
+        ]
         # Ben hears only the south relay and Ann: his copies are their repeats, which come later
         # (and, on a channel this busy, half-duplex can cost him one: no late repeat is built).
         await hood.wait_for(lambda: all(shown(hood, "hh-ben", a) for a in alerts), 20)
