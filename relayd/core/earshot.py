@@ -5,9 +5,9 @@ a DM without a known route). Where the relay is, those repeats take the channel 
 another (CSMA, half duplex): each for the frame's airtime plus the repeater's contention wait.
 A relay that hands its radio the next alert while the last one's flood is still going puts
 two floods on the air at once. Handhelds that are repeating cannot hear (half duplex), and
-repeats are dropped from full transmit queues; measured in the chaos run, the backlog
-released after a backhaul cut lost 48 of 1,125 handheld deliveries that way when sent at the
-firmware's text interval, and 1 when sent one flood apart.
+repeats are dropped from full transmit queues. In the chaos run (docs/performance.md) the
+backlog released after a backhaul cut lost 21 of 1,125 handheld deliveries that way when
+sent at the firmware's text interval, and 2 when paced as below, in the same run.
 
 So after each frame the relay waits for its flood: one frame for itself and one for each
 node in its earshot, capped. The nodes in earshot are the transmitters its radio heard
