@@ -304,8 +304,9 @@ class RelayBase:
         """The longest a peer of our area can take between two frames: a full frame's flood
         with every repeater counted (its earshot is not ours; a relay at the centre of an
         area hears more nodes than one at its edge). What we hold behind a peer that shows
-        progress waits this long for its next frame: longer only costs time when the peer
-        keeps sending, and a peer that stops shows no progress to extend anything."""
+        progress waits this long for its next frame. The cost: a peer that stops right after
+        showing progress (its radio lost) is covered up to this much later than by a wait cut
+        to its real pace; one that stopped earlier shows no progress to extend anything."""
         interval = self.config.airtime.min_text_interval_s / self.time_scale
         if not self.config.airtime.pace_to_air:
             return interval
