@@ -117,6 +117,8 @@ REFUSAL_GRACE_S = 3.0
 REFUSED_BY_RADIO = "refused_by_radio"
 ACTIVE_FRAMES_MAX = 64
 STATUS_MIN_INTERVAL_S = 1.0
+# A radio's NodeInfo on air (its User: names, hardware, public key) is about this many bytes.
+NODEINFO_FRAME_BYTES = 90
 # A handheld's free text may hold characters the signed form forbids.
 _CONTROL_RE = re.compile(r"[\x00-\x09\x0b-\x1f\x7f]")
 
@@ -421,6 +423,13 @@ class RelayBase:
         if radio_name in self._announced or self.neighbours.knows_a_neighbour():
             return False
         self._announced.add(radio_name)
+        # The announcement is a frame like any other, and its flood takes the channel: the
+        # first alert waits for it rather than going on air into it (seen on real firmware: a
+        # handheld two hops away missed an alert sent a second after the announcement).
+        airtime = mesh_frame_time_on_air_s(NODEINFO_FRAME_BYTES, self.config.airtime.preset) / self.time_scale
+        scheduler = self.schedulers.get(radio_name)
+        if scheduler is not None:
+            scheduler.record_transmission(airtime, self.clock(), self._flood_s(radio_name, airtime))
         return True
 
     def _note_peer_status(self, relay: str, peer: RelayStatus) -> None:
