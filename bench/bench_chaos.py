@@ -14,7 +14,9 @@ air), or on the air (on air, a handheld missed the frame: half duplex while it w
 repeating, or a rebroadcast dropped on a full transmit queue; the simulator's counters for
 both are printed). Baselines in the same run: the same stream at CI size with no fault at all,
 so the air's own share is visible; and the same faults with the relays pacing frames by the
-firmware's text interval only (`pace_to_air = false`), as before pacing to the air. Context
+firmware's text interval only (`pace_to_air = false`) and no late repeats, as before pacing to
+the air; and the same faults with pacing but no late repeats (`late_repeat = "off"`). The
+stream is urgent alerts, the ones relays repeat late for handhelds that missed them. Context
 (CI size, no goal): the relays split across the two brokers, which docs/scaling.md does not
 support for relays that hear each other.
 """
@@ -57,6 +59,7 @@ def run(plan: ChaosPlan = FULL_PLAN, split: bool = True) -> list[Figure]:
         figure("chaos.delivered_pct", 100.0 * (deliveries - r.missing) / deliveries, "%"),
         figure("chaos.half_duplex_misses", r.half_duplex_misses, "receptions"),
         figure("chaos.queue_full_drops", r.queue_full_drops, "frames"),
+        figure("chaos.late_repeats", r.late_repeats, "frames"),
         figure("chaos.not_transmitted", len(r.not_transmitted), "alerts", "== 0", not r.not_transmitted),
         figure("chaos.transmitted_by_two_relays", len(r.transmitted_twice), "alerts"),
         figure("chaos.storage_error_surfaced", int(r.storage_error_seen), "", "== 1", r.storage_error_seen),
@@ -82,7 +85,15 @@ def run(plan: ChaosPlan = FULL_PLAN, split: bool = True) -> list[Figure]:
         figure("chaos.baseline_duplicate_displays", base.duplicates, "displays"),
         figure("chaos.baseline_half_duplex_misses", base.half_duplex_misses, "receptions"),
     ]
-    interval = asyncio.run(_run(dataclasses.replace(plan, pace_to_air=False)))
+    once = asyncio.run(_run(dataclasses.replace(plan, late_repeat="off")))
+    print(f"   no late repeats: {once}")
+    figures += [
+        figure("chaos.no_repeat_missed_on_air", once.missed_on_air, f"of {once.alerts * once.handhelds}"),
+        figure("chaos.no_repeat_duplicate_displays", once.duplicates, "displays"),
+        figure("chaos.no_repeat_half_duplex_misses", once.half_duplex_misses, "receptions"),
+        figure("chaos.no_repeat_queue_full_drops", once.queue_full_drops, "frames"),
+    ]
+    interval = asyncio.run(_run(dataclasses.replace(plan, pace_to_air=False, late_repeat="off")))
     print(f"   paced by the text interval only: {interval}")
     figures += [
         figure(

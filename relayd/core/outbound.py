@@ -119,6 +119,8 @@ class OnAir:
     radio: str
     alert_id: bytes
     how: str  # the firmware's answer (implicit ACK, MAX_RETRANSMIT)
+    packet_id: int  # the id it went under (a late repeat reuses it, relayd/core/repeat.py)
+    item: QueueItem
 
 
 @dataclass(frozen=True, slots=True)
@@ -410,7 +412,9 @@ class Outbound:
         self.schedulers[radio].pop(item.alert_id)
         way = self._ways.get(item.alert_id) if item.to_node is None else None
         if way is None:
-            return Send(radio, item, fresh_id(), write_ahead=False)
+            # A direct frame; a late repeat keeps the id its alert went under.
+            packet_id = item.packet_id if item.packet_id is not None else fresh_id()
+            return Send(radio, item, packet_id, write_ahead=False)
         way.queued_on.discard(radio)
         resend = way.resend.pop(radio, None)
         if resend is not None:
@@ -477,7 +481,7 @@ class Outbound:
             return []
         way.flying.pop(radio, None)
         way.aired = Outcome.TRANSMITTED
-        return [OnAir(radio, item.alert_id, how), *self._settle(way)]
+        return [OnAir(radio, item.alert_id, how, packet_id, item), *self._settle(way)]
 
     def refused(self, radio: str, item: QueueItem, refusal: Refusal, now_s: float) -> list[Effect]:
         """The radio did not send a frame (at the write, or after taking it)."""

@@ -31,6 +31,7 @@ class QueueItem:
     airtime_s: float
     channel_index: int = 0
     to_node: int | None = None  # None: broadcast; a node number: a direct message (report ack)
+    packet_id: int | None = None  # a late repeat's: the id its alert first went under
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,7 +12,7 @@ from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 from relayd.core.airtime import LoRaPreset, preset_by_name
-from relayd.core.model import Role
+from relayd.core.model import Role, Severity
 from relayd.core.ratelimit import RateLimit
 from relayd.core.scheduler import FIRMWARE_TEXT_INTERVAL_S
 from relayd.core.timefmt import parse_duration_s
@@ -58,6 +58,9 @@ class AirtimeConfig:
     # After each frame, wait for its flood where we are (relayd/core/earshot.py); false: only
     # the text interval (the old behaviour, kept for comparison benchmarks).
     pace_to_air: bool = True
+    # Alerts this severe or more go on air once more, later, under the same packet id, for the
+    # handhelds that missed them (relayd/core/repeat.py); None: no late repeats.
+    late_repeat: Severity | None = Severity.URGENT
 
 
 @dataclass(frozen=True, slots=True)
@@ -234,6 +237,18 @@ def _parse_radio(path: Path, index: int, data: object, time_scale_default: float
     raise sec.error("device", f'{url!r} must be "serial:///dev/meshradio" or "tcp://HOST:PORT"')
 
 
+# `[airtime] late_repeat`: what it may say, and the least severe alert each repeats.
+LATE_REPEAT_CHOICES = {"off": None, "urgent": Severity.URGENT, "warning": Severity.WARNING}
+
+
+def _late_repeat(air: _Section) -> Severity | None:
+    value = air.str_("late_repeat", "urgent") or "urgent"
+    if value not in LATE_REPEAT_CHOICES:
+        choices = ", ".join(f'"{c}"' for c in LATE_REPEAT_CHOICES)
+        raise air.error("late_repeat", f"must be one of {choices}, not {value!r}")
+    return LATE_REPEAT_CHOICES[value]
+
+
 def _parse_mqtt(sec: _Section, relay_id: str) -> MqttConfig:
     url = sec.str_("url", "mqtt://127.0.0.1:1883") or "mqtt://127.0.0.1:1883"
     parts = urlsplit(url)
@@ -341,6 +356,7 @@ def load_config(path: Path) -> Config:
         min_text_interval_s=air.duration("min_text_interval", FIRMWARE_TEXT_INTERVAL_S),
         window_s=air.duration("window", 3600.0),
         pace_to_air=air.bool_("pace_to_air", True),
+        late_repeat=_late_repeat(air),
     )
     air.check_unknown()
 

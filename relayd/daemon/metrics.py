@@ -69,6 +69,7 @@ _EVENT_COUNTERS = (
     ("unconfirmed", "relayd_unconfirmed_frames", "Frames a radio kept but never confirmed on air"),
     ("forgery_notices", "relayd_forgery_notices", "Notices broadcast about forgeries heard on RF"),
     ("catchup_dms", "relayd_catchup_messages", "Active alerts sent by DM to handhelds back on air"),
+    ("late_repeats", "relayd_late_repeats", "Urgent alerts handed to a radio again under their packet id"),
 )
 
 

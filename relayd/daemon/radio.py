@@ -44,6 +44,7 @@ from meshtastic.protobuf import mesh_pb2
 
 from relayd.core.earshot import transmitter_byte
 from relayd.core.linkhints import errno_of, radio_failure, retry_line
+from relayd.core.repeat import ClientIds
 from relayd.core.status import LinkState
 from relayd.daemon.config import RadioConfig
 from relayd.daemon.linkstate import LinkStateTracker
@@ -150,6 +151,9 @@ class RadioLink(LinkStateTracker):
         self._send_lock = asyncio.Lock()
         self._confirmations: dict[int, asyncio.Future[int]] = {}
         self._sent: OrderedDict[int, bool] = OrderedDict()  # packet id -> was a broadcast
+        self.client_ids = ClientIds()  # what the radio's PhoneAPI remembers of our ids
+        # Packets heard on RF or sent: each is a record in nearby handhelds' PacketHistory.
+        self.traffic = 0
         self._seen: OrderedDict[tuple[int, int], None] = OrderedDict()
         self._handshake_backlog: list[MeshPacket] = []
         self._last_rx_monotonic = 0.0
@@ -373,6 +377,7 @@ class RadioLink(LinkStateTracker):
             return
         pkt = admin_set_time_packet(self.my_node, now_s)
         pkt.id = self.fresh_packet_id()
+        self.client_ids.wrote(pkt.id)
         with contextlib.suppress(OSError, ConnectionError):
             await transport.write(encode_frame(to_radio_packet(pkt)))
             self.clock_set = True
@@ -443,6 +448,7 @@ class RadioLink(LinkStateTracker):
             self.own_echoes += 1
             return
         live = not backlog and not self._is_backlog(float(p.rx_time))
+        self.traffic += not p.via_mqtt
         if self._on_heard is not None and not p.via_mqtt:
             hops = (int(p.hop_start), int(p.hop_limit))
             heard_by = transmitter_byte(from_node, int(p.relay_node), *hops) if live else None
@@ -553,6 +559,7 @@ class RadioLink(LinkStateTracker):
             fut: asyncio.Future[int] = asyncio.get_running_loop().create_future()
             self._confirmations[pid] = fut
             self._remember_sent(pid, broadcast)
+            self.traffic += self.client_ids.wrote(pid)
             pkt = text_packet(
                 text,
                 to=to,
@@ -588,10 +595,4 @@ class RadioLink(LinkStateTracker):
 
 
 # Callers import these from here: the link's values and errors live in radiovalues.
-__all__ = [
-    "PacketIgnoredError",
-    "RadioLink",
-    "RadioUnavailableError",
-    "ReceivedText",
-    "SendRejectedError",
-]
+__all__ = ["PacketIgnoredError", "RadioLink", "RadioUnavailableError", "ReceivedText", "SendRejectedError"]

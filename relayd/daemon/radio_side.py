@@ -22,7 +22,7 @@ from relayd.core.route import (
     is_report,
     route_rf,
 )
-from relayd.core.scheduler import Ready, Wait
+from relayd.core.scheduler import Idle, Ready, Wait
 from relayd.core.verify import Verdict
 from relayd.daemon.radio import (
     RadioLink,
@@ -203,6 +203,8 @@ class RadioSide(Reports):
                     await asyncio.sleep(action.item.airtime_s)
                     continue
                 await self._transmit(radio, action.item)
+                continue
+            if isinstance(action, Idle) and radio.connected and self._queue_repeat(radio, now):
                 continue
             if isinstance(action, Wait):
                 timeout = action.seconds

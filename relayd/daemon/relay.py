@@ -43,6 +43,7 @@ from relayd.core.notice import ForgeryNotices
 from relayd.core.outbound import Outbound
 from relayd.core.ratelimit import TokenBuckets
 from relayd.core.readiness import RadioSummary, Readiness, ready_line
+from relayd.core.repeat import LateRepeats
 from relayd.core.replay import ReplayWindows
 from relayd.core.replies import ReplyDesk
 from relayd.core.scheduler import AirtimeScheduler
@@ -159,7 +160,7 @@ class Relay(BrokerSide):
                 on_answer=functools.partial(self._on_radio_answer, rc.name),
                 clock=self.clock,
                 clock_trusted=lambda: self.clock_assessment.warning is None,
-                on_node=functools.partial(self._on_radio_node, rc.name),
+                on_node=functools.partial(self._on_node_announced, rc.name),
                 on_heard=functools.partial(self._on_heard, rc.name),
                 should_announce=functools.partial(self._should_announce, rc.name),
             )
@@ -201,6 +202,8 @@ class Relay(BrokerSide):
         self._announced = set()
         self._max_airtime_s = max_airtime_s
         self.earshot = {r.name: Earshot(window_s=EARSHOT_WINDOW_S / time_scale) for r in self.radios}
+        repeat = config.airtime.late_repeat
+        self.late_repeats = LateRepeats(repeat.rank if repeat is not None else None)
         # Notices about forgeries heard on RF, by the notice's id, until their turn comes.
         self.notices = ForgeryNotices()
         self._notice_holds = {}

@@ -48,6 +48,7 @@ from relayd.core.neighbours import Neighbours
 from relayd.core.notice import ForgeryNotices
 from relayd.core.outbound import Outbound
 from relayd.core.ratelimit import RateLimit, TokenBuckets
+from relayd.core.repeat import LateRepeats
 from relayd.core.replies import ReplyDesk
 from relayd.core.scheduler import AirtimeScheduler
 from relayd.core.status import (
@@ -100,6 +101,8 @@ STALE_AFTER_S = 2.0
 RADIO_QUEUE_RESERVE = 4
 # Acks and notices go after every alert: a handheld's thank-you never delays an alert.
 ACK_RANK = 9
+# A late repeat goes after everything else (relayd/core/repeat.py).
+REPEAT_RANK = ACK_RANK + 1
 # Reports a handheld may send: a burst of 5, then one each 30 s (anyone can type fast, and
 # anyone can claim any node number, so the table of handhelds is bounded too).
 REPORTS_PER_HANDHELD = RateLimit(burst=5, per_s=1 / 30)
@@ -140,6 +143,7 @@ class Counters:
     forgery_notices: int = 0  # notices broadcast about forgeries heard on RF
     unconfirmed: int = 0  # frames left with a radio that never said they went on air
     catchup_dms: int = 0  # active alerts sent by DM to handhelds switched on late
+    late_repeats: int = 0  # alerts handed to a radio again under their packet id
     # Texts heard before relayd connected, by BacklogOutcome value (status "backlog").
     backlog: Counter[str] = field(default_factory=Counter)
     trust_refused: int = 0
@@ -185,6 +189,7 @@ class RelayBase:
     _active_frames: dict[bytes, ActiveFrame]
     _announced: set[str]  # radios asked to announce themselves this run (`_should_announce`)
     earshot: dict[str, Earshot]  # per radio: the transmitters it heard lately
+    late_repeats: LateRepeats  # urgent alerts to go on air once more (relayd/core/repeat.py)
     _max_airtime_s: float  # a full frame's airtime (scaled)
     notices: ForgeryNotices
     _notice_holds: dict[bytes, tuple[float, str]]
@@ -285,13 +290,15 @@ class RelayBase:
         """Sign a status, event or report note as this relay (relayd/core/control.py)."""
         return seal(kind, self.config.relay_id, body, self.identity.key_id, self.identity.sign)
 
-    def _flood_s(self, radio_name: str, airtime_s: float) -> float:
+    def _flood_s(self, radio_name: str, airtime_s: float, *, late_repeat: bool = False) -> float:
         """How long a frame of `airtime_s` from this radio keeps the channel busy with its
-        repeats (relayd/core/earshot.py): its next frame waits that long."""
+        repeats (relayd/core/earshot.py): its next frame waits that long. A late repeat is
+        relayed once more by every neighbour that has it, heard by us or not
+        (relayd/core/repeat.py), and nothing waits for it: count every repeater there can be."""
         earshot = self.earshot.get(radio_name)
         if earshot is None or not self.config.airtime.pace_to_air:
             return 0.0
-        repeaters = earshot.repeaters(self.clock())
+        repeaters = MAX_REPEATERS if late_repeat else earshot.repeaters(self.clock())
         return flood_s(airtime_s, repeaters, self.config.airtime.preset, self.time_scale)
 
     def _pace_s(self) -> float:

@@ -23,6 +23,7 @@ from relayd.core.outbound import (
     Terminal,
     Withdrawn,
 )
+from relayd.core.repeat import Repeat
 from relayd.core.scheduler import QueueItem
 from relayd.core.status import EventKind
 from relayd.daemon.radio import (
@@ -31,7 +32,7 @@ from relayd.daemon.radio import (
     RadioUnavailableError,
     SendRejectedError,
 )
-from relayd.daemon.relaybase import ACK_RANK, REFUSED_BY_RADIO, RelayBase
+from relayd.daemon.relaybase import ACK_RANK, REFUSED_BY_RADIO, REPEAT_RANK, RelayBase
 from relayd.meshapi.packets import BROADCAST_NUM
 from relayd.meshapi.routing import Answer, Disposition
 
@@ -63,6 +64,7 @@ class Sending(RelayBase):
                 self.counters.transmitted += 1
                 self._event(EventKind.TRANSMITTED, effect.alert_id.hex(), "rf")
                 log.info("transmitted %s on %s (%s)", effect.alert_id.hex(), effect.radio, effect.how)
+                self._repeat_later(effect)
             elif isinstance(effect, Retrying):
                 self.counters.send_retries += 1
                 log.warning(
@@ -124,6 +126,52 @@ class Sending(RelayBase):
         if self.outbound.follow(relay, alert_id, self.clock(), self._rank_peers(), self._peer_pace_s()):
             self._wake.set()
 
+    def _repeat_later(self, effect: OnAir) -> None:
+        """An alert our radio put on air: if urgent, it goes once more later, under the same
+        id, for the handhelds that missed it (relayd/core/repeat.py)."""
+        radio = next((r for r in self.radios if r.name == effect.radio), None)
+        if radio is None:
+            return
+        item = effect.item
+        repeat = Repeat(
+            item.alert_id, effect.packet_id, item.onair, item.severity_rank, item.expires_at_s, radio.traffic
+        )
+        self.late_repeats.aired(radio.name, repeat)
+
+    def _queue_repeat(self, radio: RadioLink, now: float) -> bool:
+        """The relay has nothing else to send: hand `radio` a late repeat, if one may go now.
+        True if one was queued. Not while the radio has a frame it has not confirmed on air:
+        its own queue is still draining, and a repeat behind it would meet that flood."""
+        if self.outbound.backlog() or any(name == radio.name for name, _ in self.outbound.in_flight):
+            return False
+        scheduler = self.schedulers[radio.name]
+        repeat = self.late_repeats.next_for(
+            radio.name,
+            now,
+            traffic_now=radio.traffic,
+            budget_used=scheduler.airtime_used_s(now) / scheduler.budget_s,
+            remembers=radio.client_ids.remembers,
+            still_active=self._active_refs.__contains__,
+        )
+        if repeat is None:
+            return False
+        item = QueueItem(
+            alert_id=b"repeat" + repeat.alert_id,
+            onair=repeat.onair,
+            severity_rank=REPEAT_RANK,
+            issued_at_s=int(now),
+            expires_at_s=repeat.expires_at_s,
+            airtime_s=self._airtime(repeat.onair),
+            channel_index=self.config.alerts_channel,
+            # Sent as a plain broadcast: no firmware retransmission, no outcome of its own.
+            to_node=BROADCAST_NUM,
+            packet_id=repeat.packet_id,
+        )
+        self.outbound.push_direct(item, radio.name)
+        self.counters.late_repeats += 1
+        log.info("repeating %s on %s for handhelds that missed it", repeat.alert_id.hex(), radio.name)
+        return True
+
     def _cancel_queued(self, alert_id: bytes, reason: str | None = None) -> None:
         self._apply(self.outbound.cancel(alert_id, reason))
 
@@ -176,7 +224,7 @@ class Sending(RelayBase):
         self._on_taken(send)
 
     def _on_taken(self, send: Send, *, ignored: bool = False) -> None:
-        flood = self._flood_s(send.radio, send.item.airtime_s)
+        flood = self._flood_s(send.radio, send.item.airtime_s, late_repeat=send.item.packet_id is not None)
         log.debug("radio %s: the next frame after this one's flood, %.2f s", send.radio, flood)
         self._apply(self.outbound.taken(send, self.clock(), ignored=ignored, flood_s=flood))
         self._wake.set()
@@ -196,7 +244,13 @@ class Sending(RelayBase):
         self._apply(self.outbound.radio_lost(radio.name, self.clock()))
         self._wake.set()
 
-    def _on_radio_node(self, radio_name: str, node: int, _portnum: int = 0) -> None:
+    def _on_node_announced(self, radio_name: str, node: int, _portnum: int) -> None:
+        """A node broadcast its NodeInfo (a boot, its app reconnecting, or every few hours)."""
+        if not self.neighbours.is_relay_radio(node):
+            self.late_repeats.node_restarted(radio_name)
+        self._on_radio_node(radio_name, node)
+
+    def _on_radio_node(self, radio_name: str, node: int) -> None:
         """Another node was heard on the air: a handheld back after a while gets the active
         alerts it missed, by DM (relayd/core/catchup.py)."""
         if not self.config.catchup_after_s or self.neighbours.is_relay_radio(node) or node == BROADCAST_NUM:

@@ -42,6 +42,7 @@ class LossReason(Enum):
     HALF_DUPLEX = "half_duplex"  # the receiver was itself transmitting
     COLLISION = "collision"  # another frame overlapped it at the receiver
     LINK_LOSS = "link_loss"  # the link's random loss
+    FADE = "fade"  # every copy lost to a fade a test injected (Medium.fade_for)
 
 
 @dataclass(frozen=True, slots=True)

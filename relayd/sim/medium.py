@@ -78,8 +78,13 @@ SNR_MAX_DB = 15
 # RadioLibInterface: a radio's transmit queue holds at most this many packets
 # (MAX_TX_QUEUE); QueueStatus.maxlen reports it to the client.
 MAX_TX_QUEUE = 16
-# PacketHistory remembers recently seen (from, id) pairs; bounded per node.
-SEEN_CAPACITY = 4096
+# PacketHistory remembers recently seen (from, id) pairs, the oldest-heard record making way
+# for a new one: PACKETHISTORY_MAX = max(2 x MAX_NUM_NODES, 100) records (mesh-pb-constants.h),
+# 200 on the smallest handheld (ESP32-S3, 4 MB flash). A resend under the same id after more
+# traffic than that shows twice here, as it would on that handheld.
+SEEN_CAPACITY = 200
+# How many packets a node's air-loss record keeps (the simulator's bookkeeping, not firmware).
+AIR_LOST_CAPACITY = 4096
 
 
 # RadioInterface::computeSlotTimeMsec (2.8): the SX126x CAD lasts NUM_SYM_CAD + 0.5 symbols
@@ -149,6 +154,8 @@ class _NodeState:
     # ROUTER_LATE (firmware FloodingRouter::perhapsCancelDupe): never cancel a pending
     # rebroadcast on overhearing a copy; rebroadcast late instead.
     router_late: bool = False
+    # Packets whose every copy this node loses (Medium.fade_for): a fault a test injects.
+    faded: set[tuple[int, int]] = field(default_factory=set)
     current_tx: _Transmission | None = None
     pending: dict[int, _PendingTx] = field(default_factory=dict)
     pending_by_key: dict[tuple[int, int], int] = field(default_factory=dict)
@@ -172,9 +179,11 @@ class _NodeState:
             self.seen.popitem(last=False)
 
     def lose(self, packet: AirPacket, reason: LossReason) -> None:
+        if packet.key in self.seen:
+            return  # a copy of something it has: nothing lost
         if packet.key not in self.air_lost:
             self.air_lost[packet.key] = AirLoss(packet, reason)
-            if len(self.air_lost) > SEEN_CAPACITY:
+            if len(self.air_lost) > AIR_LOST_CAPACITY:
                 self.air_lost.popitem(last=False)
 
 
@@ -422,6 +431,9 @@ class Medium:
             rx.incoming.pop(tx_id, None)
             if not tx.receivers.get(rx_name) or not rx.enabled:
                 continue
+            if tx.packet.key in rx.faded:
+                rx.lose(tx.packet, LossReason.FADE)
+                continue
             if q.loss > 0.0 and self._rng.random() < q.loss:
                 self._lost += 1
                 rx.lose(tx.packet, LossReason.LINK_LOSS)
@@ -448,6 +460,14 @@ class Medium:
         managed = self.flooding is FloodingMode.MANAGED
         if key in rx.seen:
             rx.duplicates += 1
+            rx.seen.move_to_end(key)  # PacketHistory::insert refreshes the record's time
+            if managed and packet.hop_start > 0 and packet.hop_start == packet.hop_limit:
+                # From its originator again (a retransmission or a late repeat: hops away 0):
+                # NextHopRouter::shouldFilterReceived relays it again unless a copy still waits
+                # in the transmit queue, and shows it to nobody a second time.
+                if key not in rx.pending_by_key:
+                    self._rebroadcast(rx, packet, q)
+                return
             if managed and not rx.router_late:
                 self._cancel_pending(rx, key)
             if self.flooding is not FloodingMode.NAIVE:
@@ -457,13 +477,14 @@ class Medium:
             if packet.is_broadcast or packet.to_num == rx.num:
                 rx.deliveries += 1
                 out.append(Delivery(self._now, rx.name, packet, q.snr_db, q.rssi_dbm, tx.node))
-        if (
-            self.flooding is not FloodingMode.NONE
-            and rx.rebroadcasts_enabled
-            and packet.to_num != rx.num
-            and packet.hop_limit > 0
-            and (self.flooding is FloodingMode.NAIVE or key not in rx.pending_by_key)
+        if self.flooding is not FloodingMode.NONE and (
+            self.flooding is FloodingMode.NAIVE or key not in rx.pending_by_key
         ):
+            self._rebroadcast(rx, packet, q)
+
+    def _rebroadcast(self, rx: _NodeState, packet: AirPacket, q: LinkQuality) -> None:
+        """NextHopRouter::perhapsRebroadcast: queue a copy with one hop less."""
+        if rx.rebroadcasts_enabled and packet.to_num != rx.num and packet.hop_limit > 0:
             again = AirPacket(
                 from_num=packet.from_num,
                 to_num=packet.to_num,
@@ -486,6 +507,22 @@ class Medium:
     def air_losses(self, node: str) -> tuple[AirLoss, ...]:
         """The packets `node` lost a copy of on the air and has not received from any copy since."""
         return tuple(self._nodes[node].air_lost.values())
+
+    def carrying(self, key: tuple[int, int]) -> bool:
+        """Whether a copy of packet `key` is on the air or waits in a transmit queue: its flood
+        is not over."""
+        return any(tx.packet.key == key for tx in self._live.values()) or any(
+            key in st.pending_by_key for st in self._nodes.values()
+        )
+
+    def fade_for(self, node: str, key: tuple[int, int], faded: bool = True) -> None:
+        """`node` loses every copy of packet `key` (from, id) on the air, or (`faded` false)
+        hears it again: the handheld that was unlucky with every copy of a flood (transmitting
+        or in a fade each time one came), which a test needs to make happen on purpose."""
+        if faded:
+            self._nodes[node].faded.add(key)
+        else:
+            self._nodes[node].faded.discard(key)
 
     def set_router_late(self, node: str, on: bool = True) -> None:
         self._nodes[node].router_late = on

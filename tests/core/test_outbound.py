@@ -70,9 +70,14 @@ def test_an_alert_goes_once_per_radio_and_ends_transmitted() -> None:
         assert out.taken(send, 1.0) == [Taken(radio, IDS[0], send.packet_id)]
         sends.append(send)
     first = out.answered(RADIOS[0], sends[0].packet_id, None, "ACK", 2.0)
-    assert first == [OnAir(RADIOS[0], IDS[0], "ACK")]  # the other radio still has it
+    item = sends[0].item
+    # The other radio still has it.
+    assert first == [OnAir(RADIOS[0], IDS[0], "ACK", sends[0].packet_id, item)]
     last = out.answered(RADIOS[1], sends[1].packet_id, None, "ACK", 2.0)
-    assert last == [OnAir(RADIOS[1], IDS[0], "ACK"), Terminal(IDS[0], Outcome.TRANSMITTED)]
+    assert last == [
+        OnAir(RADIOS[1], IDS[0], "ACK", sends[1].packet_id, item),
+        Terminal(IDS[0], Outcome.TRANSMITTED),
+    ]
     assert IDS[0] not in out
 
 

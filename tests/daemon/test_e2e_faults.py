@@ -75,11 +75,9 @@ def assert_each_once(site: Site, alerts: list[SignedAlert]) -> None:
         assert not doubled, f"{handheld} showed duplicates: {doubled}"
 
 
-def stream(site: Site, n: int, tag: str) -> list[SignedAlert]:
+def stream(site: Site, n: int, tag: str, severity: Severity = Severity.WARNING) -> list[SignedAlert]:
     return [
-        site.network.sign(
-            "dispatcher", f"{tag} {i}: patrol on Elm", severity=Severity.WARNING, lifetime_s=3600
-        )
+        site.network.sign("dispatcher", f"{tag} {i}: patrol on Elm", severity=severity, lifetime_s=3600)
         for i in range(n)
     ]
 

@@ -6,9 +6,12 @@ import dataclasses
 import re
 from pathlib import Path
 
-from relayd.core.model import Role
+import pytest
+
+from relayd.core.model import Role, Severity
 from relayd.core.verify import DEFAULT_RATE_LIMITS
 from relayd.daemon.config import Config, load_config
+from relayd.errors import ConfigError
 from relayd.testing.keys import make_network
 from tests.deploy.deploy_support import REPO_ROOT
 
@@ -23,7 +26,7 @@ SETTINGS = {
     "trust": "root bundle clock_skew",
     "radio": "name device time_scale",
     "mqtt": "url username password_file ca_file topic_root client_id keepalive",
-    "airtime": "preset duty_cycle min_text_interval window",
+    "airtime": "preset duty_cycle min_text_interval window pace_to_air late_repeat",
     "suppression": "enabled slot jitter margin",
     "rate_limits.dispatcher": "burst per_minute",
     "metrics": "listen",
@@ -127,3 +130,18 @@ password_file = "mqtt.password"
         if field.name not in ignore:
             assert getattr(example, field.name) == getattr(minimal, field.name), field.name
     assert dict(example.rate_limits) == DEFAULT_RATE_LIMITS
+
+
+def test_late_repeat_takes_a_severity_or_off_and_names_the_fix(tmp_path: Path) -> None:
+    config = installed_example(tmp_path)
+    text = config.read_text()
+    for value, expected in (("off", None), ("warning", Severity.WARNING), ("urgent", Severity.URGENT)):
+        config.write_text(text.replace('late_repeat = "urgent"', f'late_repeat = "{value}"'))
+        assert load_config(config).airtime.late_repeat is expected
+    config.write_text(text.replace('late_repeat = "urgent"', 'late_repeat = "always"'))
+    with pytest.raises(ConfigError) as err:
+        load_config(config)
+    message = str(err.value)
+    assert str(config) in message
+    assert "airtime.late_repeat" in message
+    assert '"off", "urgent", "warning"' in message

@@ -42,7 +42,7 @@ import aiomqtt
 
 from relayd.core.brokersave import parse_mosquitto_config
 from relayd.core.jsonform import MalformedMessage
-from relayd.core.model import SignedAlert
+from relayd.core.model import Severity, SignedAlert
 from relayd.core.status import parse_status
 from relayd.sim.medium import SendResult
 from relayd.sim.neighborhood import Neighborhood
@@ -81,6 +81,10 @@ class ChaosPlan:
     # false: the relays pace frames by the firmware's text interval only, not to the air
     # (`[airtime] pace_to_air`): the benchmark's baseline for on-air misses.
     pace_to_air: bool = True
+    # Urgent alerts are the ones repeated late for handhelds that missed them
+    # (relayd/core/repeat.py); `late_repeat` is the relays' setting ("off": none).
+    severity: Severity = Severity.URGENT
+    late_repeat: str = "urgent"
 
 
 # One alert per 8 s of sim time, as test_e2e_faults: sustainable on a LongFast channel.
@@ -115,6 +119,7 @@ class ChaosReport:
     # What the air did (the simulator's counters over the whole run).
     half_duplex_misses: int = 0  # receptions missed because the receiver was transmitting
     queue_full_drops: int = 0  # frames (mostly rebroadcasts) dropped on a full transmit queue
+    late_repeats: int = 0  # alerts the relays handed their radios again under the same id
 
     def _missed(self, alerts: list[int]) -> int:
         return sum(self.missed_by_alert.get(i, 0) for i in alerts)
@@ -133,6 +138,11 @@ class ChaosReport:
     def missed_on_air(self) -> int:
         """Deliveries of alerts that went on air, missed by a handheld (the air's share)."""
         return self.missing - self.missed_in_brokers - self.missed_not_on_air
+
+
+def relay_airtime(plan: ChaosPlan) -> str:
+    """The relays' `[airtime]` table for this plan."""
+    return f'[airtime]\npace_to_air = {str(plan.pace_to_air).lower()}\nlate_repeat = "{plan.late_repeat}"\n'
 
 
 def shipped_autosave() -> str:
@@ -296,11 +306,11 @@ async def run_chaos(workdir: Path, network: TestNetwork, plan: ChaosPlan) -> Cha
                 broker_port=port,
                 time_scale=plan.time_scale,
                 topic_root=ROOT,
-                extra=GENEROUS_LIMITS + ("" if plan.pace_to_air else "[airtime]\npace_to_air = false\n"),
+                extra=GENEROUS_LIMITS + relay_airtime(plan),
             )
             site.start_relay(name)
         await site.wait_relays_ready(timeout_s=30)
-        alerts = stream(site, plan.alerts, "Chaos")
+        alerts = stream(site, plan.alerts, "Chaos", plan.severity)
         duration = plan.alerts * plan.interval_s
         publisher = asyncio.create_task(publish_stream(site, alerts, delay_s=plan.interval_s))
         await _inject(site, brokers, backhaul, plan, duration=duration, report=report)
@@ -308,7 +318,9 @@ async def run_chaos(workdir: Path, network: TestNetwork, plan: ChaosPlan) -> Cha
         # Wait for what can still arrive: alerts the bridge lost never reached a relay.
         reached = [a for a in alerts if a.onair in outboxes["local"]]
         await site.wait_displayed_everywhere(reached, timeout_s=plan.settle_timeout_s)
+        await _repeats_done(site, plan)
         await asyncio.sleep(3)  # any late duplicate lands
+        report.late_repeats = _repeats_handed(site)
         _count(site, alerts, report)
         air = hood.stats()
         report.half_duplex_misses = air.half_duplex_misses
@@ -405,6 +417,24 @@ async def _inject(
                 _set_fsize(proc.pid, resource.RLIM_INFINITY)
         if kind not in ("heal", "disk_ok"):
             report.faults[kind] += 1
+
+
+def _repeats_handed(site: Site) -> int:
+    return sum(r.log_text().count("for handhelds that missed it") for r in site.relays.values())
+
+
+async def _repeats_done(site: Site, plan: ChaosPlan) -> None:
+    """Until no relay has handed a late repeat for a minute of mesh time (each waits the
+    longest flood, 19.7 s on LongFast), or settle_timeout_s: their copies have landed, so a
+    repeat shown twice is counted."""
+    quiet_s = 60.0 / plan.time_scale
+    last, since = _repeats_handed(site), 0.0
+    deadline = time.monotonic() + plan.settle_timeout_s
+    while since < quiet_s and time.monotonic() < deadline:
+        await asyncio.sleep(0.5)
+        now = _repeats_handed(site)
+        since = since + 0.5 if now == last else 0.0
+        last = now
 
 
 def relayd_tracebacks(log: str) -> list[str]:

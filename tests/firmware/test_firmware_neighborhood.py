@@ -137,6 +137,45 @@ async def test_handheld_log_has_the_simulated_handhelds_format(hood: FirmwareNei
     assert {tuple(sorted(line)) for line in lines} == {tuple(sorted(asdict(hood.displays("h1")[0])))}
 
 
+async def test_a_same_id_repeat_from_the_origin_is_shown_only_where_it_was_missed(
+    hood: FirmwareNeighborhood,
+) -> None:
+    """What relayd's late repeat (relayd/core/repeat.py) and its simulator rely on, checked on the
+    firmware: h2 loses every copy of a broadcast from the relay (a fade, injected in the air
+    between the radios). The relay's client sends the same packet id again. h1, which has it,
+    shows it no second time but relays the originator's copy once more
+    (NextHopRouter::shouldFilterReceived: hops away 0, not in its transmit queue); h2 shows it
+    from that copy, and h3 from h2's. Nobody shows it twice. (meshtasticd in SimRadio mode
+    skips PhoneAPI's check on recent client ids; relayd waits out that window itself.)"""
+    ep = hood.endpoints["relay"]
+    text = "\x07URGENT: fw late repeat"
+    packet_id = 0x4343
+    air = hood.medium
+    assert air is not None
+    async with await DeviceApiClient.connect(ep.tcp_port or 0) as c:
+        msgs = await c.handshake(4343)
+        me = msgs[0].my_info.my_node_num
+        air.fade_for("h2", (me, packet_id))
+        p = text_packet(text, hop_limit=3, packet_id=packet_id, want_ack=True)
+        setattr(p, "from", me)
+        await c.send_packet(p)
+        assert await hood.wait_for(lambda: any(d.text == text for d in hood.displays("h1")), 30.0)
+        await asyncio.sleep(8.0)  # the flood is over: h1's repeat, and the relay's own retransmissions
+        assert not any(d.text == text for d in hood.displays("h2"))
+        relayed_by_h1 = [f for f in hood.air_log if f.node == "h1" and f.packet_id == packet_id]
+        air.fade_for("h2", (me, packet_id), faded=False)
+        again = text_packet(text, hop_limit=3, packet_id=packet_id, want_ack=False)
+        setattr(again, "from", me)
+        await c.send_packet(again)
+        assert await hood.wait_for(
+            lambda: all(any(d.text == text for d in hood.displays(h)) for h in HANDHELDS), 40.0
+        )
+        await asyncio.sleep(5.0)  # a copy shown twice would be by now
+    for h in HANDHELDS:
+        assert [d.text for d in hood.displays(h)].count(text) == 1, h
+    assert len([f for f in hood.air_log if f.node == "h1" and f.packet_id == packet_id]) > len(relayed_by_h1)
+
+
 async def test_outbox_alert_reaches_three_hops_deep_once_with_bell_via_relayd_run(
     hood: FirmwareNeighborhood, tmp_path: Path, network: TestNetwork, mosquitto: MosquittoBroker
 ) -> None:

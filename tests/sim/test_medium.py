@@ -207,3 +207,34 @@ def test_same_seed_same_history() -> None:
         return [(e.at_s, e.node) for e in run_all(m) if isinstance(e, Transmitted)]
 
     assert history() == history()
+
+
+def test_a_node_faded_for_a_packet_loses_every_copy_of_it_and_nothing_else() -> None:
+    m, nums = chain_medium(2)
+    m.fade_for("n1", (nums["n0"], 1))
+    m.send("n0", packet(nums["n0"], 1, hop_limit=0))
+    m.send("n0", packet(nums["n0"], 2, hop_limit=0))
+    assert [e.packet.packet_id for e in run_all(m) if isinstance(e, Delivery)] == [2]
+    assert [loss.reason for loss in m.air_losses("n1")] == [LossReason.FADE]
+    m.fade_for("n1", (nums["n0"], 1), faded=False)
+    m.send("n0", packet(nums["n0"], 1, hop_limit=0))
+    assert [e.node for e in run_all(m) if isinstance(e, Delivery)] == ["n1"]
+
+
+def test_the_originator_s_repeat_is_shown_only_where_it_was_missed_and_relayed_once_more() -> None:
+    # n0 - n1 - n2: n2 hears n0 only through n1. The first copy reaches n1 but not n2.
+    m, nums = chain_medium(3)
+    key = (nums["n0"], 7)
+    m.fade_for("n2", key)
+    m.send("n0", packet(nums["n0"], 7, hop_limit=3))
+    first = run_all(m)
+    assert [e.node for e in first if isinstance(e, Delivery)] == ["n1"]
+    m.fade_for("n2", key, faded=False)
+    # The same (from, id) from its originator again (hops away 0): n1 has it and shows it
+    # nobody again, but relays it once more (NextHopRouter::shouldFilterReceived), so n2,
+    # which missed it, shows it; n2's own rebroadcast is a plain duplicate for n1.
+    before = m.stats()
+    m.send("n0", packet(nums["n0"], 7, hop_limit=3))
+    again = run_all(m)
+    assert [e.node for e in again if isinstance(e, Delivery)] == ["n2"]
+    assert m.stats().frames_sent - before.frames_sent == 3  # n0, n1 once more, n2 for the first time
