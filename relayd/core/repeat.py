@@ -26,10 +26,14 @@ Firmware facts bound when a repeat may go:
   relay's radio has heard or sent fewer than `HISTORY_MARGIN` packets since the alert went
   on air: half the smallest history, because a handheld may hear traffic our radio does not.
 
-And the air is shared. A repeat goes only when its radio has nothing else to send and has
-spent less than `REPEAT_BUDGET_SHARE` of its airtime budget: it never delays a fresh frame
-by more than the one repeat already on its way, and never spends the airtime fresh alerts
-need. It goes only while the alert is still active (not expired, cancelled or cleared).
+And the air is shared. Only an alert handed to the radio while other frames of ours waited
+for the air (a burst, where floods follow each other closely and the misses are) is
+repeated: a steady stream, each alert into a quiet channel, costs nothing extra. A repeat
+goes only when its radio has nothing else to send and has spent less than
+`REPEAT_BUDGET_SHARE` of its airtime budget, at most one per longest flood; it never delays a
+fresh frame by more than the one repeat already on its way, and never spends the airtime
+fresh alerts need. It goes only while the alert is still active (not expired, cancelled or
+cleared).
 
 Pure: the caller passes the time, the radio's counts and its memory of client ids.
 """
@@ -105,15 +109,33 @@ class LateRepeats:
     max_rank: int | None
     _waiting: dict[str, OrderedDict[bytes, Repeat]] = field(default_factory=dict)
     _done: OrderedDict[tuple[str, bytes], None] = field(default_factory=OrderedDict)
+    # Alerts a radio was handed while other frames waited for the air: a burst.
+    _crowded: OrderedDict[tuple[str, bytes], None] = field(default_factory=OrderedDict)
+    # Per radio: no repeat before this (the last repeat's flood).
+    _not_before_s: dict[str, float] = field(default_factory=dict)
     given_up: Counter[str] = field(default_factory=Counter)
 
     def waiting(self, radio: str) -> int:
         return len(self._waiting.get(radio, ()))
 
+    def handed(self, radio: str, alert_id: bytes, *, crowded: bool) -> None:
+        """`radio` took this alert's frame; `crowded`: other frames of ours were waiting for the
+        air, in the radio's queue or ours. Only those are repeated: the misses are in bursts,
+        where floods follow each other closely; an alert sent into a quiet channel is not, so
+        a steady stream costs no extra airtime."""
+        key = (radio, alert_id)
+        if crowded:
+            self._crowded[key] = None
+            if len(self._crowded) > DONE_MAX:
+                self._crowded.popitem(last=False)
+
     def aired(self, radio: str, repeat: Repeat) -> None:
         """`radio` confirmed this alert on air (the firmware's word, not just its taking it)."""
         if self.max_rank is None or repeat.severity_rank > self.max_rank:
             return
+        if (radio, repeat.alert_id) not in self._crowded:
+            return  # sent into a quiet channel
+        del self._crowded[radio, repeat.alert_id]
         waiting = self._waiting.setdefault(radio, OrderedDict())
         if repeat.alert_id in waiting or (radio, repeat.alert_id) in self._done:
             return  # confirmed again (an in-doubt resend): one repeat is enough
@@ -137,10 +159,13 @@ class LateRepeats:
         budget_used: float,
         remembers: Callable[[int], bool],
         still_active: Callable[[bytes], bool],
+        spacing_s: float = 0.0,
     ) -> Repeat | None:
         """The repeat to hand `radio` now, which leaves the list, or None. Call only when the
         radio has nothing else to send. `budget_used`: the share of its airtime budget spent
-        in the window; `remembers`: whether the radio would ignore an id (`ClientIds`)."""
+        in the window; `remembers`: whether the radio would ignore an id (`ClientIds`);
+        `spacing_s`: how long a repeat's flood lasts, the least time between two repeats
+        (a fresh frame does not wait for it: only the next repeat does)."""
         waiting = self._waiting.get(radio)
         if not waiting:
             return None
@@ -149,12 +174,13 @@ class LateRepeats:
             if gone is not None:
                 del waiting[alert_id]
                 self._end(radio, repeat, gone)
-        if budget_used >= REPEAT_BUDGET_SHARE:
+        if budget_used >= REPEAT_BUDGET_SHARE or now_s < self._not_before_s.get(radio, 0.0):
             return None
         for alert_id, repeat in waiting.items():
             if not remembers(repeat.packet_id):
                 del waiting[alert_id]
                 self._end(radio, repeat, None)
+                self._not_before_s[radio] = now_s + spacing_s
                 return repeat
         return None
 

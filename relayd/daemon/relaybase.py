@@ -294,7 +294,7 @@ class RelayBase:
         """How long a frame of `airtime_s` from this radio keeps the channel busy with its
         repeats (relayd/core/earshot.py): its next frame waits that long. A late repeat is
         relayed once more by every neighbour that has it, heard by us or not
-        (relayd/core/repeat.py), and nothing waits for it: count every repeater there can be."""
+        (relayd/core/repeat.py): for the spacing of repeats, count every repeater there can be."""
         earshot = self.earshot.get(radio_name)
         if earshot is None or not self.config.airtime.pace_to_air:
             return 0.0

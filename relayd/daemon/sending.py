@@ -152,6 +152,7 @@ class Sending(RelayBase):
             budget_used=scheduler.airtime_used_s(now) / scheduler.budget_s,
             remembers=radio.client_ids.remembers,
             still_active=self._active_refs.__contains__,
+            spacing_s=self._flood_s(radio.name, self._max_airtime_s, late_repeat=True),
         )
         if repeat is None:
             return False
@@ -224,7 +225,13 @@ class Sending(RelayBase):
         self._on_taken(send)
 
     def _on_taken(self, send: Send, *, ignored: bool = False) -> None:
-        flood = self._flood_s(send.radio, send.item.airtime_s, late_repeat=send.item.packet_id is not None)
+        item = send.item
+        if item.to_node is None and not ignored:
+            # Crowded: more of ours waits for the air, queued here or in the radio (relayd/core/repeat.py).
+            flying = any(name == send.radio for name, _ in self.outbound.in_flight)
+            crowded = flying or self.outbound.backlog() > 0
+            self.late_repeats.handed(send.radio, item.alert_id, crowded=crowded)
+        flood = self._flood_s(send.radio, item.airtime_s)
         log.debug("radio %s: the next frame after this one's flood, %.2f s", send.radio, flood)
         self._apply(self.outbound.taken(send, self.clock(), ignored=ignored, flood_s=flood))
         self._wake.set()

@@ -22,6 +22,7 @@ from typing import IO, Self
 from google.protobuf.message import DecodeError
 from meshtastic.protobuf import mesh_pb2
 
+from relayd.core.catchup import BOOT_ANNOUNCE_S  # the firmware's NodeInfo after a boot
 from relayd.meshapi.packets import BROADCAST_NUM, TEXT_MESSAGE_APP, node_id
 from relayd.sim.firmware import DisplayedMessage, SimRadio
 from relayd.sim.medium import (
@@ -45,8 +46,6 @@ log = logging.getLogger(__name__)
 
 LOOPBACK = "127.0.0.1"
 DEFAULT_REBOOT_S = 2.0
-# Stock firmware's first broadcast after a boot, its NodeInfo (MESHMODULE_MIN_BROADCAST_DELAY_MS).
-BOOT_ANNOUNCE_S = 30.0
 # At time scale 0 the driver yields to the event loop every this many medium steps so that
 # sockets and ptys stay serviced during a long run.
 _STEPS_PER_YIELD = 256

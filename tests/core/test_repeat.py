@@ -27,6 +27,12 @@ def repeat(n: int, *, rank: int = Severity.URGENT.rank, expires: int = 3600, tra
     return Repeat(bytes([n]) * 8, 1000 + n, f"ALERT {n}", rank, expires, traffic)
 
 
+def air(repeats: LateRepeats, r: Repeat, radio: str = RADIO, *, crowded: bool = True) -> None:
+    """The radio took the frame (in a burst unless told otherwise), then confirmed it on air."""
+    repeats.handed(radio, r.alert_id, crowded=crowded)
+    repeats.aired(radio, r)
+
+
 def next_for(
     repeats: LateRepeats,
     ids: ClientIds,
@@ -63,7 +69,7 @@ def test_a_repeat_waits_until_its_id_has_left_the_radio_s_memory() -> None:
     repeats, ids = LateRepeats(Severity.URGENT.rank), ClientIds()
     first = repeat(1)
     ids.wrote(first.packet_id)
-    repeats.aired(RADIO, first)
+    air(repeats, first)
     for n in range(RECENT_CLIENT_IDS - 1):
         ids.wrote(5000 + n)
         assert next_for(repeats, ids) is None
@@ -76,13 +82,13 @@ def test_a_repeat_waits_until_its_id_has_left_the_radio_s_memory() -> None:
 def test_only_alerts_as_severe_as_configured_are_repeated() -> None:
     ids = ClientIds()
     urgent_only = LateRepeats(Severity.URGENT.rank)
-    urgent_only.aired(RADIO, repeat(1, rank=Severity.WARNING.rank))
+    air(urgent_only, repeat(1, rank=Severity.WARNING.rank))
     assert urgent_only.waiting(RADIO) == 0
     with_warnings = LateRepeats(Severity.WARNING.rank)
-    with_warnings.aired(RADIO, repeat(1, rank=Severity.WARNING.rank))
+    air(with_warnings, repeat(1, rank=Severity.WARNING.rank))
     assert next_for(with_warnings, ids) is not None
     off = LateRepeats(None)
-    off.aired(RADIO, repeat(2))
+    air(off, repeat(2))
     assert off.waiting(RADIO) == 0
 
 
@@ -91,7 +97,7 @@ def test_an_expired_cancelled_or_forgotten_alert_is_given_up_with_its_reason() -
     repeats = LateRepeats(Severity.URGENT.rank)
     expired, cancelled, forgotten = repeat(1, expires=5), repeat(2), repeat(3, traffic=10)
     for r in (expired, cancelled, forgotten):
-        repeats.aired(RADIO, r)
+        air(repeats, r)
     active = frozenset({expired.alert_id, forgotten.alert_id})
     assert next_for(repeats, ids, now=10.0, traffic=10 + HISTORY_MARGIN, active=active) is None
     assert repeats.given_up == {GONE_EXPIRED: 1, GONE_INACTIVE: 1, GONE_HISTORY: 1}
@@ -101,8 +107,8 @@ def test_an_expired_cancelled_or_forgotten_alert_is_given_up_with_its_reason() -
 def test_a_repeat_spends_only_spare_airtime_and_the_oldest_goes_first() -> None:
     ids = ClientIds()
     repeats = LateRepeats(Severity.URGENT.rank)
-    repeats.aired(RADIO, repeat(1))
-    repeats.aired(RADIO, repeat(2))
+    air(repeats, repeat(1))
+    air(repeats, repeat(2))
     assert next_for(repeats, ids, budget=REPEAT_BUDGET_SHARE) is None
     got = next_for(repeats, ids, budget=REPEAT_BUDGET_SHARE - 0.01)
     assert got is not None
@@ -112,8 +118,8 @@ def test_a_repeat_spends_only_spare_airtime_and_the_oldest_goes_first() -> None:
 def test_a_handheld_announcing_itself_ends_what_was_waiting_on_that_radio() -> None:
     ids = ClientIds()
     repeats = LateRepeats(Severity.URGENT.rank)
-    repeats.aired(RADIO, repeat(1))
-    repeats.aired("lora1", repeat(2))
+    air(repeats, repeat(1))
+    air(repeats, repeat(2), "lora1")
     repeats.node_restarted(RADIO)
     assert next_for(repeats, ids) is None
     assert repeats.given_up == {GONE_RESTART: 1}
@@ -123,10 +129,37 @@ def test_a_handheld_announcing_itself_ends_what_was_waiting_on_that_radio() -> N
 def test_an_alert_confirmed_twice_is_repeated_once() -> None:
     ids = ClientIds()
     repeats = LateRepeats(Severity.URGENT.rank)
-    repeats.aired(RADIO, repeat(1))
-    repeats.aired(RADIO, repeat(1))
+    air(repeats, repeat(1))
+    air(repeats, repeat(1))
     assert next_for(repeats, ids) is not None
     assert next_for(repeats, ids) is None
+
+
+def test_an_alert_sent_into_a_quiet_channel_is_not_repeated() -> None:
+    ids = ClientIds()
+    repeats = LateRepeats(Severity.URGENT.rank)
+    air(repeats, repeat(1), crowded=False)
+    assert repeats.waiting(RADIO) == 0
+    assert next_for(repeats, ids) is None
+
+
+def test_repeats_are_spaced_by_a_flood_and_fresh_frames_are_not_held_by_them() -> None:
+    ids = ClientIds()
+    repeats = LateRepeats(Severity.URGENT.rank)
+    air(repeats, repeat(1))
+    air(repeats, repeat(2))
+    first = repeats.next_for(
+        RADIO,
+        10.0,
+        traffic_now=0,
+        budget_used=0.0,
+        remembers=ids.remembers,
+        still_active=lambda _a: True,
+        spacing_s=20.0,
+    )
+    assert first is not None
+    assert next_for(repeats, ids, now=29.0) is None
+    assert next_for(repeats, ids, now=30.0) is not None
 
 
 class LateRepeatMachine(RuleBasedStateMachine):
@@ -144,16 +177,19 @@ class LateRepeatMachine(RuleBasedStateMachine):
         self.active: set[bytes] = set()
         self.aired: dict[bytes, Repeat] = {}
         self.handed: list[bytes] = []
+        self.crowded: set[bytes] = set()
 
-    @rule(n=st.integers(0, 30), rank=st.integers(0, 3), life=st.integers(1, 300))
-    def air(self, n: int, rank: int, life: int) -> None:
+    @rule(n=st.integers(0, 30), rank=st.integers(0, 3), life=st.integers(1, 300), crowded=st.booleans())
+    def on_air(self, n: int, rank: int, life: int, crowded: bool) -> None:
         r = Repeat(bytes([n]) * 8, 7000 + n, f"A{n}", rank, int(self.now) + life, self.traffic)
         self.ids.wrote(r.packet_id)
         self.traffic += 1
         self.active.add(r.alert_id)
         if r.alert_id not in self.aired:
             self.aired[r.alert_id] = r
-        self.repeats.aired(RADIO, r)
+        if crowded:
+            self.crowded.add(r.alert_id)
+        air(self.repeats, r, crowded=crowded)
 
     @rule(n=st.integers(1, 25))
     def other_frames(self, n: int) -> None:
@@ -194,6 +230,7 @@ class LateRepeatMachine(RuleBasedStateMachine):
         assert not self.ids.remembers(got.packet_id)
         assert self.now < got.expires_at_s
         assert got.alert_id in self.active
+        assert got.alert_id in self.crowded  # only what went out in a burst
         assert self.traffic - got.traffic_then < HISTORY_MARGIN
         assert self.budget < REPEAT_BUDGET_SHARE
         self.handed.append(got.alert_id)
