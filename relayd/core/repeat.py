@@ -99,6 +99,7 @@ GONE_INACTIVE = "inactive"  # cancelled or cleared
 GONE_HISTORY = "history"  # handhelds may have forgotten it: a repeat could show twice
 GONE_RESTART = "restart"  # a handheld may have restarted since, forgetting it
 GONE_OVERFLOW = "overflow"
+GONE_REASONS = (GONE_EXPIRED, GONE_INACTIVE, GONE_HISTORY, GONE_RESTART, GONE_OVERFLOW)
 
 
 @dataclass

@@ -19,6 +19,8 @@ Names (config/grafana-relayd.json is built on them):
                                                        (device API frames, per radio) or
                                                        "message" (MQTT/RF alert or peer message)
     relayd_reconnects_total{link,radio}                link="mqtt" or "radio"
+    relayd_late_repeats_given_up_total{reason}         expired, inactive, history, restart,
+                                                       overflow (relayd/core/repeat.py)
     relayd_airtime_seconds_total{radio}                seconds on air since start
     relayd_radio_connected{radio}, relayd_broker_connected, relayd_queue_depth{radio},
     relayd_suppression_held, relayd_last_heard_timestamp_seconds, ...  gauges
@@ -41,6 +43,7 @@ from relayd import __version__
 from relayd.core.backlog import BacklogOutcome
 from relayd.core.control import ControlRejection
 from relayd.core.model import DropReason
+from relayd.core.repeat import GONE_REASONS
 from relayd.core.status import LinkState
 from relayd.core.topics import TopicKind
 from relayd.daemon.intake_queue import SHED_REASON
@@ -133,6 +136,15 @@ class RelayCollector(Collector):
         for outcome in BacklogOutcome:
             self._add(backlog, (outcome.value,), float(counters.backlog.get(outcome.value, 0)))
         yield backlog
+
+        given_up = self._counter(
+            "relayd_late_repeats_given_up",
+            "Late repeats not sent, by why (relayd/core/repeat.py)",
+            ["reason"],
+        )
+        for gone in GONE_REASONS:
+            self._add(given_up, (gone,), float(relay.late_repeats.given_up.get(gone, 0)))
+        yield given_up
 
         replies = self._counter("relayd_replies", "Responders' answers wrapped for dispatchers")
         self._add(replies, (), float(relay.replies.wrapped))

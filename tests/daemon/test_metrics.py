@@ -48,6 +48,8 @@ COUNTERS = {
     "relayd_radio_notifications",
     "relayd_backlog_texts",
     "relayd_replies",
+    "relayd_late_repeats",
+    "relayd_late_repeats_given_up",
 }
 GAUGES = {
     "relayd_radio_connected",
