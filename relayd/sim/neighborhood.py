@@ -87,6 +87,7 @@ def build_medium(scenario: Scenario, *, flooding: FloodingMode = FloodingMode.MA
         seed=scenario.seed,
         collisions=scenario.collisions,
         flooding=flooding,
+        relay_origin_copies=scenario.relay_origin_copies,
     )
     for node in scenario.nodes:
         if node.device_role == "ROUTER_LATE":

@@ -104,6 +104,9 @@ class Scenario:
     seed: int = 1
     hop_limit: int = DEFAULT_HOP_LIMIT
     collisions: bool = False
+    # Relay an originator's copy of a packet already seen once more (the firmware does; see
+    # relayd.sim.medium.Medium and docs/simulator.md, "Differences from the firmware").
+    relay_origin_copies: bool = False
     region: str = "EU_868"
     source: str = "<memory>"
     _by_name: dict[str, NodeSpec] = field(default_factory=dict, init=False, repr=False, compare=False)

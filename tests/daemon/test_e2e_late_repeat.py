@@ -16,6 +16,7 @@ first alert: the test's own control.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 
 import pytest
 from google.protobuf.message import DecodeError
@@ -99,7 +100,8 @@ async def test_handhelds_that_missed_an_urgent_alert_get_its_late_repeat_once(
     site_factory: SiteFactory, late_repeat: str
 ) -> None:
     site = await site_factory(
-        scenario=lossless(load_scenario(NEIGHBORHOOD)),
+        # As on the firmware, a neighbour relays the originator's copy once more.
+        scenario=dataclasses.replace(lossless(load_scenario(NEIGHBORHOOD)), relay_origin_copies=True),
         time_scale=TIME_SCALE,
         start=False,
         extra=GENEROUS_LIMITS + f'[airtime]\nlate_repeat = "{late_repeat}"\n',
