@@ -108,7 +108,10 @@ NOTES: dict[str, str] = {
         "that have it drop it, neighbours relay it once more. The stream is urgent alerts; the "
         '`no_repeat` rows are the same faults in the same run with `late_repeat = "off"`, and '
         "`late_repeats` counts the repeats handed to the radios; the difference between the two "
-        "is what the repeats recovered, against what their airtime cost. The "
+        "is what the repeats recovered, against what their airtime cost. The run of 2026-12-01 "
+        "22:47 had the simulator relay an originator's copy of a packet once more, as the "
+        "firmware does (now the scenario option `relay_origin_copies`, off by default, which "
+        "makes the air quieter than that run's). The "
         "`baseline` rows are the same stream at CI size with no fault, in the same run. The "
         "`split_brokers` rows are context: relays that hear each other attached to different "
         "brokers, which docs/scaling.md does not support -- the relay on the neighborhood broker "

@@ -7,6 +7,7 @@ import json
 
 import aiomqtt
 
+from relayd.core.catchup import BOOT_ANNOUNCE_S
 from relayd.core.codec import decode
 from relayd.core.model import Kind
 from relayd.core.verify import Verifier
@@ -19,15 +20,22 @@ async def test_handheld_report_is_wrapped_signed_published_and_acknowledged(
     site: Site = await site_factory()
     await site.wait_relays_ready()
     reports: list[dict[str, object]] = []
+    subscribed = asyncio.Event()
 
     async def listen() -> None:
         async with aiomqtt.Client("127.0.0.1", site.broker.port) as client:
             await client.subscribe(site.topic("reports"), qos=1)
+            subscribed.set()
             async for msg in client.messages:
                 reports.append(json.loads(bytes(msg.payload)))
 
     listener = asyncio.create_task(listen())
-    await asyncio.sleep(0.5)
+    # A report is not retained: on a loaded machine a fixed pause could end before the
+    # subscription, and the report would pass unseen.
+    await asyncio.wait_for(subscribed.wait(), 10)
+    # Past the handhelds' boot announcements (30 s of mesh time in, all at once, collisions on):
+    # a report typed into that crowd can be lost on air, and nothing repeats it.
+    assert await site.hood.wait_for(lambda: site.hood.sim_now_s() >= BOOT_ANNOUNCE_S + 15.0, 30)
     site.hood.handheld_send("hh-bob", "!r two vans at Oak & 3rd, agents on foot", channel_index=0)
     bob = site.hood.endpoints["hh-bob"].node_id
     assert await site.hood.wait_for(lambda: bool(reports), 20)
